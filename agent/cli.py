@@ -1,0 +1,114 @@
+"""The ``ocpp-agent`` command line."""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+from agent.config import ConfigError, load_config
+
+log = logging.getLogger("agent")
+
+EXIT_CONFIG = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Handshake headers (Basic auth) are logged by websockets at DEBUG: never show them.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+async def _run(config) -> str | None:
+    from agent.runner import Agent
+
+    agent = Agent(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stopped.set)
+    await agent.start()
+    log.info("agent %s running on board %s, central system %s", config.station["id"],
+             config.station["board"], config.csms["url"])
+    try:
+        restart = await agent.wait()
+    finally:
+        await agent.stop()
+    return restart
+
+
+def cmd_run(args) -> int:
+    config = _load(args.config)
+    _setup_logging(config.station["log_level"])
+    try:
+        restart = asyncio.run(_run(config))
+    except ConfigError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return EXIT_CONFIG
+    if restart:
+        # Re-execute ourselves: works with or without a service manager.
+        log.info("re-executing for %s reset", restart)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable] + sys.orig_argv[1:])
+    return 0
+
+
+def cmd_sim(args) -> int:
+    from hal.sim_control import send_command
+
+    config = _load(args.config, check_data_dir=False)
+    path = os.path.join(config.data_dir, "sim.sock")
+    try:
+        reply = asyncio.run(send_command(path, args.command, args.args))
+    except ConnectionError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print("error: %s" % reply.get("error"), file=sys.stderr)
+        return 1
+    print(json.dumps(reply.get("result"), indent=2))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from agent.demo import run_demo
+
+    return asyncio.run(run_demo(speed=args.speed, keep=args.keep))
+
+
+def _load(path: str, check_data_dir: bool = True):
+    try:
+        return load_config(path, check_data_dir=check_data_dir)
+    except ConfigError as e:
+        print("error: %s" % e, file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ocpp-agent", description="Open charger-side OCPP agent")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the agent")
+    r.add_argument("--config", required=True, help="configuration file (TOML)")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("sim", help="control the simulated board of a running agent")
+    s.add_argument("--config", required=True)
+    s.add_argument("command", choices=["plug", "unplug", "swipe", "ev-full", "fault", "clear", "status"])
+    s.add_argument("args", nargs="*")
+    s.set_defaults(func=cmd_sim)
+    d = sub.add_parser("demo", help="a full charging session against a local central system")
+    d.add_argument("--speed", type=float, default=600.0, help="time compression of the simulated EV")
+    d.add_argument("--keep", action="store_true", help="keep the demo's data directory")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""OCPP 1.6J adapter: translates between OCPP messages and the station model.
+
+CPython-only (wraps the ``ocpp`` library). Handlers translate and delegate to
+``Station``; they hold no charging logic. ``Ocpp16Client`` is the station's
+``CentralSystemLink``: it boots, sends heartbeats, status notifications and the
+transaction outbox over whatever connection ``agent.connection`` provides.
+"""
+
+import asyncio
+import json
+import logging
+from datetime import datetime, timezone
+
+import ocpp.messages
+from ocpp.exceptions import OCPPError
+from ocpp.routing import after, on
+from ocpp.v16 import ChargePoint, call
+from ocpp.v16.enums import Action
+
+from agent import model
+from agent.outbox import METER, START, STOP
+from agent.station import CentralSystemLink, Station
+
+log = logging.getLogger(__name__)
+
+# Validate in the calling task: the library's default hands every message to a
+# thread pool, which costs a thread switch per message and more memory.
+ocpp.messages.ASYNC_VALIDATION = False
+
+VERSION = "1.6"
+SUBPROTOCOL = "ocpp1.6"
+TRIGGERABLE = ("BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
+               "Heartbeat", "MeterValues", "StatusNotification")
+
+
+def iso_time(ts: float) -> str:
+    """OCPP timestamp: UTC, millisecond precision, 'Z' suffix."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (
+        int(ts * 1000) % 1000)
+
+
+def _call_error(unique_id: str, code: str, description: str, details: dict | None = None) -> str:
+    return json.dumps([4, unique_id, code, description, details or {}], separators=(",", ":"))
+
+
+def classify_schema_error(error) -> str:
+    """The OCPP-J 1.6 error code for a JSON-schema violation of a request payload."""
+    if error.validator == "required":
+        return "ProtocolError"  # "Payload for Action is incomplete"
+    if error.validator == "type":
+        return "TypeConstraintViolation"
+    if error.validator == "additionalProperties":
+        return "FormationViolation"
+    if error.validator in ("minItems", "maxItems"):
+        return "OccurenceConstraintViolation"  # sic: the 1.6 spelling
+    return "PropertyConstraintViolation"  # enum, maxLength, minimum, format…
+
+
+def _sampled_value(s: model.Sample) -> dict:
+    out = {"value": ("%d" % s.value) if s.unit == "Wh" and float(s.value).is_integer() else "%g" % s.value,
+           "context": s.context, "format": "Raw", "measurand": s.measurand, "location": s.location}
+    if s.unit is not None:
+        out["unit"] = s.unit
+    if s.phase is not None:
+        out["phase"] = s.phase
+    return out
+
+
+def meter_value(sample: model.MeterSample) -> dict:
+    return {"timestamp": iso_time(sample.timestamp), "sampledValue": [_sampled_value(s) for s in sample.samples]}
+
+
+def _id_tag_info(data: dict | None) -> model.IdTagInfo:
+    data = data or {}
+    return model.IdTagInfo(data.get("status", model.AUTH_INVALID), data.get("expiry_date"),
+                           data.get("parent_id_tag"))
+
+
+class Ocpp16Session(ChargePoint):
+    """One websocket connection's OCPP 1.6 protocol handling."""
+
+    def __init__(self, station_id: str, connection, client: "Ocpp16Client", response_timeout: float) -> None:
+        super().__init__(station_id, connection, response_timeout=response_timeout, logger=log)
+        self.client = client
+        self.station: Station = client.station
+
+    async def start(self) -> None:
+        """Read frames until the connection closes (raises ConnectionClosed)."""
+        while True:
+            await self.route_message(await self._connection.recv())
+
+    async def _send(self, message: str) -> None:
+        self.client.mark_activity()
+        self.client.record("out", message)
+        await self._connection.send(message)
+
+    async def route_message(self, raw_msg) -> None:
+        """Parse a frame and answer malformed ones with the OCPP-J 1.6 CALLERROR
+        (the library would only log them, leaving the central system waiting)."""
+        self.client.record("in", raw_msg)
+        try:
+            msg = json.loads(raw_msg)
+        except (ValueError, TypeError):
+            await self._send(_call_error("-1", "FormationViolation", "Message is not valid JSON"))
+            return
+        if not isinstance(msg, list) or len(msg) < 3 or not isinstance(msg[1], str):
+            uid = msg[1] if isinstance(msg, list) and len(msg) > 1 and isinstance(msg[1], str) else "-1"
+            await self._send(_call_error(uid, "FormationViolation", "Not an OCPP-J message array"))
+            return
+        type_id, uid = msg[0], msg[1]
+        if type_id == 2:
+            if len(msg) != 4 or not isinstance(msg[2], str) or not isinstance(msg[3], dict):
+                await self._send(_call_error(uid, "FormationViolation", "CALL must be [2, id, action, {payload}]"))
+                return
+            action, payload = msg[2], msg[3]
+            if action not in self.route_map:
+                try:
+                    Action(action)
+                    code, text = "NotSupported", "%s is recognized but not supported" % action
+                except ValueError:
+                    code, text = "NotImplemented", "%s is not known" % action
+                await self._send(_call_error(uid, code, text))
+                return
+            try:
+                ocpp.messages.get_validator(2, action, VERSION).validate(payload)
+            except ocpp.messages.SchemaValidationError as e:
+                await self._send(_call_error(uid, classify_schema_error(e), e.message[:200]))
+                return
+            try:
+                await self._handle_call(ocpp.messages.Call(uid, action, payload))
+            except OCPPError as e:
+                await self._send(_call_error(uid, e.code, str(e.description)))
+            except Exception:
+                log.exception("handling %s failed", action)
+                await self._send(_call_error(uid, "InternalError", "An internal error occurred"))
+        elif type_id in (3, 4):
+            try:
+                self._response_queue.put_nowait(ocpp.messages.unpack(raw_msg))
+            except OCPPError as e:
+                log.warning("ignoring malformed response %s: %s", raw_msg[:200], e)
+        else:
+            await self._send(_call_error(uid, "FormationViolation", "Unknown message type %r" % type_id))
+
+    # ---------------------------------------------------------------- Core, CS -> CP
+    @on(Action.change_availability)
+    async def on_change_availability(self, connector_id: int, type: str):
+        status = await self.station.change_availability(connector_id, type)
+        return self._call_result.ChangeAvailability(status=status)
+
+    @on(Action.change_configuration)
+    async def on_change_configuration(self, key: str, value: str):
+        return self._call_result.ChangeConfiguration(status=self.station.keys.change(key, value))
+
+    @on(Action.get_configuration)
+    async def on_get_configuration(self, key: list | None = None):
+        known, unknown = self.station.keys.read(key)
+        return self._call_result.GetConfiguration(
+            configuration_key=[{"key": k, "readonly": ro, "value": v} for k, ro, v in known],
+            unknown_key=unknown or None)
+
+    @on(Action.clear_cache)
+    async def on_clear_cache(self):
+        return self._call_result.ClearCache(status="Accepted")
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, message_id: str | None = None, data: str | None = None):
+        return self._call_result.DataTransfer(status="UnknownVendorId")
+
+    @on(Action.remote_start_transaction)
+    async def on_remote_start_transaction(self, id_tag: str, connector_id: int | None = None,
+                                          charging_profile: dict | None = None):
+        ok = await self.station.remote_start(id_tag, connector_id)
+        return self._call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.remote_stop_transaction)
+    async def on_remote_stop_transaction(self, transaction_id: int):
+        ok = await self.station.remote_stop(transaction_id)
+        return self._call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.reset)
+    async def on_reset(self, type: str):
+        return self._call_result.Reset(status="Accepted")
+
+    @after(Action.reset)
+    async def after_reset(self, type: str):
+        await self.station.reset(hard=(type == "Hard"))
+
+    @on(Action.unlock_connector)
+    async def on_unlock_connector(self, connector_id: int):
+        return self._call_result.UnlockConnector(status=await self.station.unlock_connector(connector_id))
+
+    # ---------------------------------------------------------------- RemoteTrigger
+    @on(Action.trigger_message)
+    async def on_trigger_message(self, requested_message: str, connector_id: int | None = None):
+        ok = requested_message in TRIGGERABLE and (
+            connector_id is None or 0 <= connector_id <= len(self.station.connectors))
+        if requested_message == "MeterValues" and connector_id == 0:
+            ok = False  # no charger-level meter
+        return self._call_result.TriggerMessage(status="Accepted" if ok else "Rejected")
+
+    @after(Action.trigger_message)
+    async def after_trigger_message(self, requested_message: str, connector_id: int | None = None):
+        if requested_message not in TRIGGERABLE or (
+                connector_id is not None and not 0 <= connector_id <= len(self.station.connectors)):
+            return
+        await self.client.send_triggered(requested_message, connector_id)
+
+
+class Ocpp16Client(CentralSystemLink):
+    """The station's link to an OCPP 1.6J central system over one connection at a time."""
+
+    def __init__(self, station: Station, station_id: str, clock, response_timeout_s: float = 30.0,
+                 vendor: str = "", model_name: str = "", serial_number: str = "",
+                 firmware_version: str = "", traffic_log=None) -> None:
+        self.station = station
+        self.station_id = station_id
+        self.clock = clock
+        self.response_timeout_s = response_timeout_s
+        self.vendor = vendor or station.board.vendor
+        self.model_name = model_name or station.board.model
+        self.serial_number = serial_number
+        self.firmware_version = firmware_version
+        self.traffic_log = traffic_log  # callable(direction, text) for the status page and the demo
+        self.session: Ocpp16Session | None = None
+        self.registration = None  # None until the first BootNotification answer
+        self.boot_accepted = False
+        self.last_boot_time: float | None = None
+        self.messages_sent = 0
+        self.messages_received = 0
+        self._status_queue: list = []  # (seq, connector_id, status tuple)
+        self._last_activity = 0.0
+        self._wake = station.outbox.changed
+        self._heartbeat_task = None
+        station.link = self
+        station.keys.on_change(self._on_key_changed)
+
+    # ------------------------------------------------------------------ CentralSystemLink
+    @property
+    def online(self) -> bool:
+        return self.session is not None and self.boot_accepted
+
+    async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
+        if not self.online:
+            return None
+        try:
+            result = await self._call(call.Authorize(id_tag=id_tag))
+        except (OCPPError, asyncio.TimeoutError, ConnectionError, ocpp.exceptions.ValidationError) as e:
+            log.warning("Authorize(%s) failed: %s", id_tag, e)
+            return None
+        return _id_tag_info(result.id_tag_info)
+
+    def status_changed(self, connector_id: int) -> None:
+        if not self.online:
+            return  # sent fresh from the model on the next (re)connection
+        self._status_queue.append((self.station.outbox.next_seq(), connector_id,
+                                   self.station.status_of(connector_id)))
+        self._wake.set()
+
+    def meter_values(self, connector_id: int, sample) -> None:
+        if self.online and sample.samples:
+            asyncio.create_task(self._send_quietly(call.MeterValues(
+                connector_id=connector_id, meter_value=[meter_value(sample)])))
+
+    # ------------------------------------------------------------------ plumbing
+    def mark_activity(self) -> None:
+        self._last_activity = self.clock.monotonic()
+
+    def record(self, direction: str, text: str) -> None:
+        if direction == "out":
+            self.messages_sent += 1
+        else:
+            self.messages_received += 1
+        if self.traffic_log is not None:
+            self.traffic_log(direction, text)
+
+    async def _call(self, payload):
+        session = self.session
+        if session is None:
+            raise ConnectionError("not connected")
+        return await session.call(payload, suppress=False)
+
+    async def _send_quietly(self, payload) -> None:
+        try:
+            await self._call(payload)
+        except Exception as e:  # a lost notification is replaced by the next one
+            log.warning("%s not delivered: %s", type(payload).__name__, e)
+
+    # ------------------------------------------------------------------ session
+    async def run_session(self, session: Ocpp16Session) -> None:
+        """Run the protocol over one open connection until it closes."""
+        self.session = session
+        reader = asyncio.create_task(session.start())
+        workers: list = []
+        try:
+            boot = asyncio.create_task(self._boot())
+            workers.append(boot)
+            await self._first_of(reader, boot)
+            if reader.done():
+                return
+            self._status_queue = [(self.station.outbox.next_seq(), cid, self.station.status_of(cid))
+                                  for cid in range(0, len(self.station.connectors) + 1)]
+            self._wake.set()
+            workers.append(asyncio.create_task(self._sender()))
+            self._heartbeat_task = asyncio.create_task(self._heartbeat())
+            workers.append(self._heartbeat_task)
+            await reader
+        except Exception as e:  # the connection ended: the caller reconnects
+            log.info("session ended: %s", e)
+        finally:
+            self.session = None
+            self._heartbeat_task = None
+            for t in workers + [reader]:
+                t.cancel()
+            await asyncio.gather(*workers, reader, return_exceptions=True)
+
+    async def _first_of(self, a, b) -> None:
+        done = asyncio.Event()
+        for t in (a, b):
+            t.add_done_callback(lambda _t: done.set())
+        await done.wait()
+        if b.done() and not b.cancelled() and b.exception() is not None:
+            raise b.exception()
+
+    async def _boot(self) -> None:
+        """BootNotification until Accepted (once per process life; a reconnect skips it)."""
+        if self.boot_accepted:
+            return
+        while True:
+            try:
+                result = await self._call(self._boot_payload())
+            except (OCPPError, asyncio.TimeoutError, ocpp.exceptions.ValidationError) as e:
+                log.warning("BootNotification failed: %s; retrying", e)
+                await self.clock.sleep(30)
+                continue
+            self.registration = result.status
+            interval = result.interval if result.interval and result.interval > 0 else 30
+            log.info("BootNotification: %s (interval %d s)", result.status, result.interval)
+            if result.status == "Accepted":
+                self.boot_accepted = True
+                self.last_boot_time = self.clock.time()
+                if result.interval > 0:
+                    self.station.keys.set("HeartbeatInterval", result.interval)
+                return
+            await self.clock.sleep(interval)
+
+    def _boot_payload(self):
+        return call.BootNotification(
+            charge_point_vendor=self.vendor[:20], charge_point_model=self.model_name[:20],
+            charge_point_serial_number=self.serial_number[:25] or None,
+            firmware_version=self.firmware_version[:50] or None)
+
+    async def _sender(self) -> None:
+        """Send status notifications and the transaction outbox in the order they arose."""
+        outbox = self.station.outbox
+        while True:
+            self._wake.clear()
+            entry = outbox.head()
+            if entry is not None and entry.not_before > self.clock.monotonic():
+                entry_ready = False
+            else:
+                entry_ready = entry is not None
+            if self._status_queue and (not entry_ready or self._status_queue[0][0] < entry.seq):
+                _seq, cid, (status, error, info, vendor_error) = self._status_queue.pop(0)
+                await self._send_quietly(call.StatusNotification(
+                    connector_id=cid, error_code=error, status=status, info=info or None,
+                    vendor_error_code=vendor_error or None, timestamp=iso_time(self.clock.time())))
+                continue
+            if entry_ready:
+                await self._send_entry(entry)
+                continue
+            if entry is not None:
+                await self._sleep_or_wake(entry.not_before - self.clock.monotonic())
+            else:
+                await self._wake.wait()
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        sleeper = asyncio.create_task(self.clock.sleep(seconds))
+        waiter = asyncio.create_task(self._wake.wait())
+        try:
+            await self._first_of(sleeper, waiter)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+            await asyncio.gather(sleeper, waiter, return_exceptions=True)
+
+    async def _send_entry(self, entry) -> None:
+        outbox = self.station.outbox
+        tx = entry.tx
+        try:
+            if entry.kind == START:
+                result = await self._call(call.StartTransaction(
+                    connector_id=entry.connector_id, id_tag=tx.id_tag, meter_start=tx.meter_start_wh,
+                    timestamp=iso_time(tx.start_time), reservation_id=tx.reservation_id))
+                outbox.remove(entry)
+                self.station.transaction_confirmed(tx, result.transaction_id, _id_tag_info(result.id_tag_info))
+            elif entry.kind == STOP:
+                await self._call(call.StopTransaction(
+                    meter_stop=tx.meter_stop_wh, timestamp=iso_time(tx.stop_time),
+                    transaction_id=tx.transaction_id, reason=tx.stop_reason, id_tag=tx.stop_id_tag,
+                    transaction_data=[meter_value(s) for s in tx.stop_data] or None))
+                outbox.remove(entry)
+            elif entry.kind == METER:
+                await self._call(call.MeterValues(
+                    connector_id=entry.connector_id, transaction_id=tx.transaction_id,
+                    meter_value=[meter_value(s) for s in entry.samples]))
+                outbox.remove(entry)
+        except ConnectionError:
+            raise
+        except (OCPPError, asyncio.TimeoutError, ocpp.exceptions.ValidationError) as e:
+            entry.attempts += 1
+            limit = self.station.keys.get("TransactionMessageAttempts")
+            if entry.kind == METER and limit and entry.attempts >= limit:
+                log.error("dropping %r after %d attempts: %s", entry, entry.attempts, e)
+                outbox.remove(entry)
+                return
+            delay = self.station.keys.get("TransactionMessageRetryInterval") * entry.attempts
+            log.warning("%r failed (%s); retry in %d s", entry, e, delay)
+            entry.not_before = self.clock.monotonic() + delay
+
+    async def _heartbeat(self) -> None:
+        while True:
+            interval = self.station.keys.get("HeartbeatInterval")
+            if interval <= 0:
+                await asyncio.Event().wait()  # disabled until the key changes (task is restarted)
+            due = self._last_activity + interval
+            now = self.clock.monotonic()
+            if now < due:
+                await self.clock.sleep(due - now)
+                continue
+            await self._send_quietly(call.Heartbeat())
+            self.mark_activity()
+
+    def _on_key_changed(self, name: str, value) -> None:
+        if name == "HeartbeatInterval" and self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = asyncio.create_task(self._heartbeat())
+
+    async def send_triggered(self, message: str, connector_id: int | None) -> None:
+        """Send the message a TriggerMessage asked for."""
+        if message == "BootNotification":
+            await self._send_quietly(self._boot_payload())
+        elif message == "Heartbeat":
+            await self._send_quietly(call.Heartbeat())
+        elif message == "StatusNotification":
+            ids = [connector_id] if connector_id is not None else range(0, len(self.station.connectors) + 1)
+            for cid in ids:
+                status, error, info, vendor_error = self.station.status_of(cid)
+                await self._send_quietly(call.StatusNotification(
+                    connector_id=cid, error_code=error, status=status, info=info or None,
+                    vendor_error_code=vendor_error or None, timestamp=iso_time(self.clock.time())))
+        elif message == "MeterValues":
+            ids = [connector_id] if connector_id else range(1, len(self.station.connectors) + 1)
+            for cid in ids:
+                tx, sample = await self.station.meter_sample_now(cid)
+                await self._send_quietly(call.MeterValues(
+                    connector_id=cid, transaction_id=tx.transaction_id if tx else None,
+                    meter_value=[meter_value(sample)]))
+        elif message == "DiagnosticsStatusNotification":
+            await self._send_quietly(call.DiagnosticsStatusNotification(status="Idle"))
+        elif message == "FirmwareStatusNotification":
+            await self._send_quietly(call.FirmwareStatusNotification(status="Idle"))

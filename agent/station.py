@@ -1,0 +1,622 @@
+"""The station: connectors, authorization, transactions and charging logic.
+
+Independent of OCPP: an adapter calls the public methods (``present_tag``,
+``remote_start``, ``change_availability``…) and provides a
+``CentralSystemLink`` for what the station must tell the central system.
+Every hardware output follows from one rule set in ``_apply``:
+
+* the EVSE controller offers current only while an authorized transaction
+  runs, the connector is not faulted and the limits allow at least the
+  controller's minimum;
+* the contactor is closed only while current is offered and the EV is in
+  state C or D, and opened on anything else (unplug, stop, fault, lost
+  controller).
+
+Portable core: only the MicroPython asyncio subset (see STYLE.md).
+"""
+
+import asyncio
+import logging
+
+from agent import model
+from agent.clock import Clock
+from agent.config_keys import ConfigurationStore
+from agent.connector import Connector
+from agent.metering import build_meter_sample, energy_wh_of
+from agent.outbox import METER, START, STOP, OutboxEntry, TransactionOutbox
+from hal.errors import HalError
+from hal.interfaces import NO_ERROR, Board
+
+log = logging.getLogger(__name__)
+
+RESET_FLUSH_TIMEOUT_S = 10.0
+
+
+class CentralSystemLink:
+    """What the station needs from the central system. The default is a link
+    that is never online (a station with no backend still works locally)."""
+
+    online = False
+
+    async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
+        """Ask the central system; None when there is no answer (offline, timeout)."""
+        return None
+
+    def status_changed(self, connector_id: int) -> None:
+        """The status of ``connector_id`` (0 = charger) changed."""
+
+    def meter_values(self, connector_id: int, sample) -> None:
+        """Meter values outside a transaction (sent when online, else dropped)."""
+
+
+class Station:
+    """A self-contained charger: one object per station, no shared state."""
+
+    def __init__(self, board: Board, keys: ConfigurationStore, clock: Clock | None = None,
+                 max_current_a: float = 0.0, store=None) -> None:
+        self.board = board
+        self.keys = keys
+        self.clock = clock or Clock()
+        self.link = CentralSystemLink()
+        self.outbox = TransactionOutbox()
+        self.connectors = [Connector(i + 1, hw) for i, hw in enumerate(board.connectors)]
+        self.max_current_a = max_current_a  # local supply limit per phase; 0 = none
+        self.charger_error_code = NO_ERROR
+        self.charger_status = model.AVAILABLE
+        self.on_restart = None  # callable(hard: bool), set by the runner
+        self._store = store  # persistent station state (availability, transaction counter)
+        self._next_local_id = 1
+        self._tasks: list = []
+        self._conn_tasks: dict = {}
+        self._locks = [asyncio.Lock() for _ in self.connectors]
+        self._running = False
+        self.keys.on_change(self._on_key_changed)
+        if store is not None:
+            self._restore(store.load())
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Put the hardware in its safe state and start watching it."""
+        self._running = True
+        for c in self.connectors:
+            c.evse = c.hw.evse.status
+            await self._safe_outputs(c)
+        for c in self.connectors:
+            self._spawn(self._watch_evse(c))
+            await self._update(c)
+        if self.board.reader is not None:
+            self._spawn(self._watch_reader())
+        if hasattr(self.board, "changed"):
+            self._spawn(self._watch_board())
+        self._restart_aligned()
+
+    async def stop(self) -> None:
+        """Stop all tasks and leave the hardware safe (no current offered, contactors open)."""
+        self._running = False
+        tasks = self._tasks + list(self._conn_tasks.values())
+        self._tasks, self._conn_tasks = [], {}
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for c in self.connectors:
+            await self._safe_outputs(c)
+
+    def _spawn(self, coro, key=None):
+        task = asyncio.create_task(coro)
+        if key is None:
+            self._tasks.append(task)
+        else:
+            old = self._conn_tasks.pop(key, None)
+            if old is not None:
+                old.cancel()
+            self._conn_tasks[key] = task
+        return task
+
+    def _cancel(self, key) -> None:
+        task = self._conn_tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def _safe_outputs(self, c: Connector) -> None:
+        try:
+            await c.hw.evse.set_current_limit(0)
+        except HalError as e:
+            log.error("connector %d: cannot stop current offer: %s", c.id, e)
+        c.offered_current_a = 0.0
+        if c.hw.contactor is not None:
+            try:
+                await c.hw.contactor.set_closed(False)
+            except HalError as e:
+                log.error("connector %d: cannot open contactor: %s", c.id, e)
+        c.contactor_closed = False
+
+    # ------------------------------------------------------------------ persistence
+    def _restore(self, state: dict) -> None:
+        self._next_local_id = int(state.get("next_local_id", 1))
+        for c in self.connectors:
+            if state.get("availability", {}).get(str(c.id)) == model.INOPERATIVE:
+                c.availability = model.INOPERATIVE
+
+    def _save(self) -> None:
+        if self._store is None:
+            return
+        self._store.save({
+            "next_local_id": self._next_local_id,
+            "availability": {str(c.id): c.availability for c in self.connectors},
+        })
+
+    # ------------------------------------------------------------------ queries
+    def connector(self, connector_id: int) -> Connector:
+        if not 1 <= connector_id <= len(self.connectors):
+            raise KeyError(connector_id)
+        return self.connectors[connector_id - 1]
+
+    def status_of(self, connector_id: int) -> tuple:
+        """(status, error_code, info, vendor_error_code) of a connector; 0 = the charger."""
+        if connector_id == 0:
+            return self.charger_status, self.charger_error_code, "", ""
+        c = self.connector(connector_id)
+        return c.status, c.status_error_code, c.info, c.vendor_error_code
+
+    def find_transaction(self, transaction_id: int):
+        for c in self.connectors:
+            if c.transaction is not None and c.transaction.transaction_id == transaction_id:
+                return c
+        return None
+
+    def sim_status(self, connector_id: int) -> dict:
+        """Extra fields for the simulator's status output."""
+        c = self.connector(connector_id)
+        tx = c.transaction
+        return {"ocpp_status": c.status, "transaction_id": tx.transaction_id if tx else None,
+                "id_tag": tx.id_tag if tx else None}
+
+    # ------------------------------------------------------------------ hardware watching
+    async def _watch_evse(self, c: Connector) -> None:
+        evse = c.hw.evse
+        while True:
+            await evse.changed.wait()
+            evse.changed.clear()
+            await self._update(c)
+
+    async def _watch_board(self) -> None:
+        while True:
+            await self.board.changed.wait()
+            self.board.changed.clear()
+            code = getattr(self.board, "error_code", NO_ERROR)
+            if code != self.charger_error_code:
+                self.charger_error_code = code
+                for c in self.connectors:
+                    await self._update(c)
+                self._update_charger_status()
+
+    async def _watch_reader(self) -> None:
+        while True:
+            try:
+                tag = await self.board.reader.read_tag()
+            except HalError as e:
+                log.error("id reader failed: %s", e)
+                await self.clock.sleep(5)
+                continue
+            try:
+                await self.present_tag(tag)
+            except Exception:  # one bad swipe must not stop the reader
+                log.exception("handling id tag %s failed", tag)
+
+    def _update_charger_status(self) -> None:
+        if self.charger_error_code != NO_ERROR:
+            status = model.FAULTED
+        elif all(c.availability == model.INOPERATIVE for c in self.connectors):
+            status = model.UNAVAILABLE
+        else:
+            status = model.AVAILABLE
+        if status != self.charger_status:
+            self.charger_status = status
+            self.link.status_changed(0)
+
+    # ------------------------------------------------------------------ the rules
+    def _charging_allowed(self, c: Connector) -> bool:
+        tx = c.transaction
+        return (tx is not None and tx.authorized and not tx.stopped and not c.faulted
+                and self.charger_error_code == NO_ERROR)
+
+    def current_limit_a(self, c: Connector) -> float:
+        """The current this connector may offer now, before the controller's minimum."""
+        limit = c.hw.evse.max_current_a
+        if self.max_current_a > 0:
+            limit = min(limit, self.max_current_a)
+        return limit
+
+    async def _update(self, c: Connector) -> None:
+        """Re-evaluate one connector: hardware outputs first, then its status."""
+        async with self._locks[c.id - 1]:
+            for _ in range(3):  # settle: the EV may answer a new offer at once (B -> C)
+                c.evse = c.hw.evse.status
+                await self._react_to_pilot(c)
+                changed = await self._apply(c)
+                if not changed and not c.hw.evse.changed.is_set():
+                    break
+                c.hw.evse.changed.clear()
+            status = c.derive_status(self.charger_error_code != NO_ERROR, c.hw.evse.min_current_a)
+            error = c.effective_error_code if c.effective_error_code != NO_ERROR else self.charger_error_code
+            c.info = "EV side disconnected" if c.transaction is not None and not c.ev_connected else ""
+            if (status, error) != (c.status, c.status_error_code):
+                log.info("connector %d: %s -> %s (%s)", c.id, c.status, status, error)
+                c.status, c.status_error_code = status, error
+                self.link.status_changed(c.id)
+
+    async def _apply(self, c: Connector) -> bool:
+        """Drive the controller and contactor from the rules; True if an output changed."""
+        changed = False
+        offer = 0.0
+        if self._charging_allowed(c):
+            limit = self.current_limit_a(c)
+            offer = limit if limit >= c.hw.evse.min_current_a else 0.0
+        close = offer > 0 and c.evse.cp_state in ("C", "D")
+        try:
+            if not close and c.contactor_closed:
+                await self._set_contactor(c, False)
+                changed = True
+            if offer != c.offered_current_a:
+                await c.hw.evse.set_current_limit(offer)
+                c.offered_current_a = offer
+                changed = True
+            if close and not c.contactor_closed:
+                await self._set_contactor(c, True)
+                changed = True
+        except HalError as e:
+            log.error("connector %d: hardware command failed: %s; making it safe", c.id, e)
+            c.error_code = getattr(e, "error_code", "InternalError") or "InternalError"
+            await self._safe_outputs(c)
+            changed = True
+        return changed
+
+    async def _set_contactor(self, c: Connector, closed: bool) -> None:
+        relay = c.hw.contactor
+        if relay is not None:
+            await relay.set_closed(closed)
+            feedback = await relay.read_feedback()
+            if feedback is not None and feedback != closed:
+                c.error_code = "PowerSwitchFailure"
+                c.vendor_error_code = "contactor %s" % ("did not close" if closed else "stuck closed")
+                log.error("connector %d: %s", c.id, c.vendor_error_code)
+                if closed:
+                    await relay.set_closed(False)
+                    closed = False
+        c.contactor_closed = closed
+
+    async def _react_to_pilot(self, c: Connector) -> None:
+        """Transaction consequences of what the EV did (called with the connector lock held)."""
+        tx = c.transaction
+        if c.evse.ev_connected:
+            if c.pending_auth is not None and tx is None:
+                pending, c.pending_auth = c.pending_auth, None
+                self._cancel(("timeout", c.id))
+                await self._begin_transaction(c, pending["id_tag"], pending.get("parent_id_tag"))
+            return
+        # No EV (state A, or F while unavailable).
+        if c.finishing:
+            c.finishing = False
+        if tx is not None and not tx.stopped and c.evse.cp_state == "A":
+            if self.keys.get("StopTransactionOnEVSideDisconnect"):
+                await self._end_transaction(c, model.REASON_EV_DISCONNECTED)
+            if self.keys.get("UnlockConnectorOnEVSideDisconnect") and c.hw.lock is not None:
+                try:
+                    await c.hw.lock.set_locked(False)
+                except HalError as e:
+                    log.error("connector %d: unlock after EV disconnect failed: %s", c.id, e)
+
+    def _announce_finishing(self, c: Connector) -> None:
+        """Report Finishing once when a transaction ends by unplugging (before Available)."""
+        if c.status != model.FINISHING:
+            c.status, c.status_error_code = model.FINISHING, c.effective_error_code
+            self.link.status_changed(c.id)
+
+    # ------------------------------------------------------------------ authorization
+    async def authorize(self, id_tag: str) -> model.IdTagInfo:
+        """Authorize a tag with the central system; offline answers Invalid for now."""
+        info = await self.link.authorize(id_tag)
+        if info is None:
+            log.info("no answer to Authorize(%s): treating as not authorized", id_tag)
+            return model.IdTagInfo(model.AUTH_INVALID)
+        return info
+
+    async def present_tag(self, id_tag: str) -> str:
+        """A tag was presented at the reader: stop a running transaction of the
+        same tag (or parent), or authorize and start/prepare one. Returns what happened."""
+        for c in self.connectors:
+            tx = c.transaction
+            if tx is not None and not tx.stopped and tx.id_tag == id_tag:
+                await self.stop_transaction(c.id, model.REASON_LOCAL, id_tag=id_tag)
+                return "stopped"
+        info = await self.authorize(id_tag)
+        # A different tag may end a running transaction when both share a parent (group) tag.
+        for c in self.connectors:
+            tx = c.transaction
+            if (tx is not None and not tx.stopped and info.accepted and info.parent_id_tag
+                    and tx.parent_id_tag == info.parent_id_tag):
+                await self.stop_transaction(c.id, model.REASON_LOCAL, id_tag=id_tag)
+                return "stopped"
+        if not info.accepted:
+            log.info("tag %s not authorized: %s", id_tag, info.status)
+            return "rejected"
+        target = self._connector_for_new_session()
+        if target is None:
+            log.info("tag %s: no connector free for a session", id_tag)
+            return "no-connector"
+        await self._authorized(target, id_tag, info.parent_id_tag)
+        return "authorized"
+
+    def _connector_for_new_session(self) -> Connector | None:
+        usable = [c for c in self.connectors if c.transaction is None and not c.faulted
+                  and c.availability == model.OPERATIVE and c.pending_auth is None]
+        for c in usable:
+            if c.ev_connected:
+                return c
+        return usable[0] if usable else None
+
+    async def _authorized(self, c: Connector, id_tag: str, parent_id_tag: str | None) -> None:
+        async with self._locks[c.id - 1]:
+            if c.ev_connected:
+                await self._begin_transaction(c, id_tag, parent_id_tag)
+            else:
+                c.pending_auth = {"id_tag": id_tag, "parent_id_tag": parent_id_tag}
+                self._spawn(self._connection_timeout(c), key=("timeout", c.id))
+        await self._update(c)
+
+    async def _connection_timeout(self, c: Connector) -> None:
+        await self.clock.sleep(self.keys.get("ConnectionTimeOut"))
+        self._conn_tasks.pop(("timeout", c.id), None)
+        if c.pending_auth is not None and c.transaction is None:
+            log.info("connector %d: no EV plugged in within ConnectionTimeOut; authorization dropped", c.id)
+            c.pending_auth = None
+            await self._update(c)
+
+    # ------------------------------------------------------------------ remote commands
+    async def remote_start(self, id_tag: str, connector_id: int | None = None) -> bool:
+        """RemoteStartTransaction: True if accepted."""
+        if connector_id is not None:
+            if connector_id == 0 or connector_id > len(self.connectors) or connector_id < 0:
+                return False
+            c = self.connector(connector_id)
+            if (c.transaction is not None or c.faulted or c.availability != model.OPERATIVE
+                    or c.pending_auth is not None or self.charger_error_code != NO_ERROR):
+                return False
+        else:
+            c = self._connector_for_new_session()
+            if c is None:
+                return False
+        self._spawn(self._remote_start(c, id_tag))
+        return True
+
+    async def _remote_start(self, c: Connector, id_tag: str) -> None:
+        parent = None
+        if self.keys.get("AuthorizeRemoteTxRequests"):
+            info = await self.authorize(id_tag)
+            if not info.accepted:
+                log.info("remote start for %s: tag not authorized (%s)", id_tag, info.status)
+                return
+            parent = info.parent_id_tag
+        await self._authorized(c, id_tag, parent)
+
+    async def remote_stop(self, transaction_id: int) -> bool:
+        c = self.find_transaction(transaction_id)
+        if c is None:
+            return False
+        self._spawn(self.stop_transaction(c.id, model.REASON_REMOTE))
+        return True
+
+    async def change_availability(self, connector_id: int, availability: str) -> str:
+        """Accepted, Rejected or Scheduled (when a transaction runs)."""
+        if connector_id < 0 or connector_id > len(self.connectors):
+            return "Rejected"
+        targets = self.connectors if connector_id == 0 else [self.connector(connector_id)]
+        scheduled = False
+        for c in targets:
+            if c.transaction is not None and availability == model.INOPERATIVE:
+                c.scheduled_availability = availability
+                scheduled = True
+            else:
+                c.availability = availability
+                c.scheduled_availability = None
+                if availability == model.INOPERATIVE:
+                    c.pending_auth = None
+                await c.hw.evse.set_available(availability == model.OPERATIVE)
+        self._save()
+        for c in targets:
+            await self._update(c)
+        self._update_charger_status()
+        return "Scheduled" if scheduled else "Accepted"
+
+    async def unlock_connector(self, connector_id: int) -> str:
+        """Unlocked, UnlockFailed or NotSupported."""
+        if not 1 <= connector_id <= len(self.connectors):
+            return "NotSupported"
+        c = self.connector(connector_id)
+        if c.hw.lock is None:
+            return "NotSupported"
+        if c.transaction is not None and not c.transaction.stopped:
+            await self.stop_transaction(c.id, model.REASON_UNLOCK)
+        try:
+            ok = await c.hw.lock.set_locked(False)
+        except HalError as e:
+            log.error("connector %d: unlock failed: %s", c.id, e)
+            ok = False
+        return "Unlocked" if ok else "UnlockFailed"
+
+    async def reset(self, hard: bool) -> None:
+        """End transactions (reason HardReset/SoftReset), flush them, then restart."""
+        reason = model.REASON_HARD_RESET if hard else model.REASON_SOFT_RESET
+        for c in self.connectors:
+            if c.transaction is not None and not c.transaction.stopped:
+                await self.stop_transaction(c.id, reason)
+        if self.link.online:
+            try:
+                await asyncio.wait_for(self.outbox.emptied.wait(), RESET_FLUSH_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.warning("reset: %d transaction messages still queued", len(self.outbox))
+        if self.on_restart is not None:
+            self.on_restart(hard)
+
+    # ------------------------------------------------------------------ transactions
+    async def _read_meter(self, c: Connector):
+        """A fresh meter reading, or the last good one if the meter does not answer now."""
+        meter = c.hw.meter
+        if meter is None:
+            return c.last_reading
+        try:
+            reading = await meter.read()
+        except HalError as e:
+            c.meter_failures += 1
+            log.warning("connector %d: meter read failed (%d in a row): %s", c.id, c.meter_failures, e)
+            return c.last_reading
+        c.meter_failures = 0
+        if reading.energy_wh is not None:
+            c.last_reading = reading
+        return reading
+
+    async def _begin_transaction(self, c: Connector, id_tag: str, parent_id_tag: str | None) -> None:
+        """Start a transaction (called with the connector lock held)."""
+        reading = await self._read_meter(c)
+        energy = energy_wh_of(reading)
+        if energy is None:
+            log.error("connector %d: no meter reading; refusing to start a transaction it cannot bill", c.id)
+            return
+        tx = model.Transaction(self._next_local_id, c.id, id_tag, int(round(energy)), self.clock.time(),
+                               parent_id_tag=parent_id_tag)
+        self._next_local_id += 1
+        self._save()
+        c.transaction = tx
+        c.finishing = False
+        log.info("connector %d: transaction %d started for %s at %d Wh", c.id, tx.local_id, id_tag,
+                 tx.meter_start_wh)
+        begin = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), self.clock.time(),
+                                   "Transaction.Begin", c)
+        if begin.samples:
+            tx.stop_data.append(begin)
+        self.outbox.append(OutboxEntry(START, tx, c.id))
+        self._restart_sampler(c)
+
+    def transaction_confirmed(self, tx: model.Transaction, transaction_id: int, info: model.IdTagInfo) -> None:
+        """The central system confirmed StartTransaction."""
+        tx.transaction_id = transaction_id
+        log.info("connector %d: transaction %d has id %d (%s)", tx.connector_id, tx.local_id,
+                 transaction_id, info.status)
+        if not info.accepted and not tx.stopped:
+            tx.authorized = False
+            c = self.connector(tx.connector_id)
+            if self.keys.get("StopTransactionOnInvalidId"):
+                self._spawn(self.stop_transaction(c.id, model.REASON_DEAUTHORIZED))
+            else:
+                self._spawn(self._update(c))
+
+    async def stop_transaction(self, connector_id: int, reason: str, id_tag: str | None = None) -> None:
+        """End the running transaction on a connector."""
+        c = self.connector(connector_id)
+        async with self._locks[c.id - 1]:
+            await self._end_transaction(c, reason, id_tag)
+        await self._update(c)
+
+    async def _end_transaction(self, c: Connector, reason: str, id_tag: str | None = None) -> None:
+        tx = c.transaction
+        if tx is None or tx.stopped:
+            return
+        tx.stop_time = self.clock.time()  # from here on _apply offers nothing
+        await self._apply(c)
+        self._cancel(("sampler", c.id))
+        reading = await self._read_meter(c)
+        energy = energy_wh_of(reading)
+        if energy is None:
+            energy = tx.meter_start_wh
+        tx.meter_stop_wh = max(int(round(energy)), tx.meter_start_wh)
+        tx.stop_reason = reason
+        tx.stop_id_tag = id_tag
+        end = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), tx.stop_time,
+                                 "Transaction.End", c)
+        if end.samples:
+            tx.stop_data.append(end)
+        self.outbox.append(OutboxEntry(STOP, tx, c.id))
+        log.info("connector %d: transaction %d stopped (%s), %d Wh", c.id, tx.local_id, reason,
+                 tx.meter_stop_wh - tx.meter_start_wh)
+        c.transaction = None
+        c.finishing = c.ev_connected
+        if not c.ev_connected:
+            self._announce_finishing(c)  # the session's end is visible even when the EV already left
+        if c.scheduled_availability is not None:
+            c.availability, c.scheduled_availability = c.scheduled_availability, None
+            await c.hw.evse.set_available(c.availability == model.OPERATIVE)
+            self._save()
+            self._update_charger_status()
+
+    # ------------------------------------------------------------------ metering
+    def _on_key_changed(self, name: str, value) -> None:
+        if not self._running:
+            return
+        if name == "MeterValueSampleInterval":
+            for c in self.connectors:
+                if c.transaction is not None:
+                    self._restart_sampler(c)
+        elif name == "ClockAlignedDataInterval":
+            self._restart_aligned()
+
+    def _restart_sampler(self, c: Connector) -> None:
+        if self._running and self.keys.get("MeterValueSampleInterval") > 0:
+            self._spawn(self._sample_loop(c), key=("sampler", c.id))
+        else:
+            self._cancel(("sampler", c.id))
+
+    async def _sample_loop(self, c: Connector) -> None:
+        interval = self.keys.get("MeterValueSampleInterval")
+        while c.transaction is not None:
+            await self.clock.sleep(interval)
+            tx = c.transaction
+            if tx is None or tx.stopped:
+                return
+            reading = await self._read_meter(c)
+            now = self.clock.time()
+            sample = build_meter_sample(reading, self.keys.get("MeterValuesSampledData"), now,
+                                        "Sample.Periodic", c)
+            if sample.samples:
+                self.outbox.append(OutboxEntry(METER, tx, c.id, [sample]))
+            stop_sample = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), now,
+                                             "Sample.Periodic", c)
+            if stop_sample.samples:
+                tx.stop_data.append(stop_sample)
+
+    def _restart_aligned(self) -> None:
+        if self._running and self.keys.get("ClockAlignedDataInterval") > 0:
+            self._spawn(self._aligned_loop(), key="aligned")
+        else:
+            self._cancel("aligned")
+
+    async def _aligned_loop(self) -> None:
+        interval = self.keys.get("ClockAlignedDataInterval")
+        while True:
+            now = self.clock.time()
+            midnight = now - now % 86400
+            next_at = midnight + ((now - midnight) // interval + 1) * interval
+            await self.clock.sleep(next_at - now)
+            for c in self.connectors:
+                await self._aligned_sample(c, next_at)
+
+    async def _aligned_sample(self, c: Connector, at: float) -> None:
+        reading = await self._read_meter(c)
+        tx = c.transaction
+        sample = build_meter_sample(reading, self.keys.get("MeterValuesAlignedData"), at, "Sample.Clock", c)
+        if sample.samples:
+            if tx is not None:
+                self.outbox.append(OutboxEntry(METER, tx, c.id, [sample]))
+            else:
+                self.link.meter_values(c.id, sample)
+        if tx is not None:
+            stop_sample = build_meter_sample(reading, self.keys.get("StopTxnAlignedData"), at, "Sample.Clock", c)
+            if stop_sample.samples:
+                tx.stop_data.append(stop_sample)
+
+    async def meter_sample_now(self, connector_id: int) -> tuple:
+        """(transaction or None, MeterSample) for a triggered MeterValues."""
+        c = self.connector(connector_id)
+        reading = await self._read_meter(c)
+        sample = build_meter_sample(reading, self.keys.get("MeterValuesSampledData"), self.clock.time(),
+                                    "Trigger", c)
+        return c.transaction, sample
