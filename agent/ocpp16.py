@@ -227,7 +227,7 @@ class Ocpp16Client(CentralSystemLink):
         self.last_boot_time: float | None = None
         self.messages_sent = 0
         self.messages_received = 0
-        self._status_queue: list = []  # (seq, connector_id, status tuple)
+        self._status_queue: list = []  # (seq, payload) of non-transaction messages
         self._last_activity = 0.0
         self._wake = station.outbox.changed
         self._heartbeat_task = None
@@ -252,14 +252,22 @@ class Ocpp16Client(CentralSystemLink):
     def status_changed(self, connector_id: int) -> None:
         if not self.online:
             return  # sent fresh from the model on the next (re)connection
-        self._status_queue.append((self.station.outbox.next_seq(), connector_id,
-                                   self.station.status_of(connector_id)))
-        self._wake.set()
+        self._notify(self._status_payload(connector_id))
 
     def meter_values(self, connector_id: int, sample) -> None:
         if self.online and sample.samples:
-            asyncio.create_task(self._send_quietly(call.MeterValues(
-                connector_id=connector_id, meter_value=[meter_value(sample)])))
+            self._notify(call.MeterValues(connector_id=connector_id, meter_value=[meter_value(sample)]))
+
+    def _notify(self, payload) -> None:
+        """Queue a non-transaction message; sent in order with the outbox, not kept across reconnects."""
+        self._status_queue.append((self.station.outbox.next_seq(), payload))
+        self._wake.set()
+
+    def _status_payload(self, connector_id: int):
+        status, error, info, vendor_error = self.station.status_of(connector_id)
+        return call.StatusNotification(
+            connector_id=connector_id, error_code=error, status=status, info=info or None,
+            vendor_error_code=vendor_error or None, timestamp=iso_time(self.clock.time()))
 
     # ------------------------------------------------------------------ plumbing
     def mark_activity(self) -> None:
@@ -297,18 +305,22 @@ class Ocpp16Client(CentralSystemLink):
             await self._first_of(reader, boot)
             if reader.done():
                 return
-            self._status_queue = [(self.station.outbox.next_seq(), cid, self.station.status_of(cid))
+            self._status_queue = [(self.station.outbox.next_seq(), self._status_payload(cid))
                                   for cid in range(0, len(self.station.connectors) + 1)]
             self._wake.set()
-            workers.append(asyncio.create_task(self._sender()))
-            self._heartbeat_task = asyncio.create_task(self._heartbeat())
-            workers.append(self._heartbeat_task)
+            workers.append(asyncio.create_task(self._sender(session)))
+            self._heartbeat_task = asyncio.create_task(self._heartbeat(session))
             await reader
         except Exception as e:  # the connection ended: the caller reconnects
             log.info("session ended: %s", e)
         finally:
+            # Loops also check ``self.session`` and wake on ``_wake``: a cancellation
+            # can be swallowed inside asyncio.wait_for on Python 3.11 (bpo-42130).
             self.session = None
-            self._heartbeat_task = None
+            if self._heartbeat_task is not None:
+                workers.append(self._heartbeat_task)
+                self._heartbeat_task = None
+            self._wake.set()
             for t in workers + [reader]:
                 t.cancel()
             await asyncio.gather(*workers, reader, return_exceptions=True)
@@ -349,10 +361,10 @@ class Ocpp16Client(CentralSystemLink):
             charge_point_serial_number=self.serial_number[:25] or None,
             firmware_version=self.firmware_version[:50] or None)
 
-    async def _sender(self) -> None:
+    async def _sender(self, session) -> None:
         """Send status notifications and the transaction outbox in the order they arose."""
         outbox = self.station.outbox
-        while True:
+        while self.session is session:
             self._wake.clear()
             entry = outbox.head()
             if entry is not None and entry.not_before > self.clock.monotonic():
@@ -360,10 +372,8 @@ class Ocpp16Client(CentralSystemLink):
             else:
                 entry_ready = entry is not None
             if self._status_queue and (not entry_ready or self._status_queue[0][0] < entry.seq):
-                _seq, cid, (status, error, info, vendor_error) = self._status_queue.pop(0)
-                await self._send_quietly(call.StatusNotification(
-                    connector_id=cid, error_code=error, status=status, info=info or None,
-                    vendor_error_code=vendor_error or None, timestamp=iso_time(self.clock.time())))
+                _seq, payload = self._status_queue.pop(0)
+                await self._send_quietly(payload)
                 continue
             if entry_ready:
                 await self._send_entry(entry)
@@ -417,8 +427,8 @@ class Ocpp16Client(CentralSystemLink):
             log.warning("%r failed (%s); retry in %d s", entry, e, delay)
             entry.not_before = self.clock.monotonic() + delay
 
-    async def _heartbeat(self) -> None:
-        while True:
+    async def _heartbeat(self, session) -> None:
+        while self.session is session:
             interval = self.station.keys.get("HeartbeatInterval")
             if interval <= 0:
                 await asyncio.Event().wait()  # disabled until the key changes (task is restarted)
@@ -431,9 +441,9 @@ class Ocpp16Client(CentralSystemLink):
             self.mark_activity()
 
     def _on_key_changed(self, name: str, value) -> None:
-        if name == "HeartbeatInterval" and self._heartbeat_task is not None:
+        if name == "HeartbeatInterval" and self._heartbeat_task is not None and self.session is not None:
             self._heartbeat_task.cancel()
-            self._heartbeat_task = asyncio.create_task(self._heartbeat())
+            self._heartbeat_task = asyncio.create_task(self._heartbeat(self.session))
 
     async def send_triggered(self, message: str, connector_id: int | None) -> None:
         """Send the message a TriggerMessage asked for."""
@@ -444,10 +454,7 @@ class Ocpp16Client(CentralSystemLink):
         elif message == "StatusNotification":
             ids = [connector_id] if connector_id is not None else range(0, len(self.station.connectors) + 1)
             for cid in ids:
-                status, error, info, vendor_error = self.station.status_of(cid)
-                await self._send_quietly(call.StatusNotification(
-                    connector_id=cid, error_code=error, status=status, info=info or None,
-                    vendor_error_code=vendor_error or None, timestamp=iso_time(self.clock.time())))
+                await self._send_quietly(self._status_payload(cid))
         elif message == "MeterValues":
             ids = [connector_id] if connector_id else range(1, len(self.station.connectors) + 1)
             for cid in ids:
