@@ -63,6 +63,7 @@ class Station:
         self.max_current_a = max_current_a  # local supply limit per phase; 0 = none
         self.charger_error_code = NO_ERROR
         self.charger_status = model.AVAILABLE
+        self.charger_availability = model.OPERATIVE  # of connector 0, set by ChangeAvailability for 0
         self.on_restart = None  # callable(hard: bool), set by the runner
         self._store = store  # persistent station state (availability, transaction counter)
         self._next_local_id = 1
@@ -81,9 +82,15 @@ class Station:
         for c in self.connectors:
             c.evse = c.hw.evse.status
             await self._safe_outputs(c)
+            if c.availability == model.INOPERATIVE:  # persisted: the EVSE stays unavailable after a reboot
+                try:
+                    await c.hw.evse.set_available(False)
+                except HalError as e:
+                    log.error("connector %d: cannot make it unavailable: %s", c.id, e)
         for c in self.connectors:
             self._spawn(self._watch_evse(c))
             await self._update(c)
+        self._update_charger_status()
         if self.board.reader is not None:
             self._spawn(self._watch_reader())
         if hasattr(self.board, "changed"):
@@ -133,6 +140,8 @@ class Station:
     # ------------------------------------------------------------------ persistence
     def _restore(self, state: dict) -> None:
         self._next_local_id = int(state.get("next_local_id", 1))
+        if state.get("availability", {}).get("0") == model.INOPERATIVE:
+            self.charger_availability = model.INOPERATIVE
         for c in self.connectors:
             if state.get("availability", {}).get(str(c.id)) == model.INOPERATIVE:
                 c.availability = model.INOPERATIVE
@@ -140,9 +149,11 @@ class Station:
     def _save(self) -> None:
         if self._store is None:
             return
+        availability = {str(c.id): c.availability for c in self.connectors}
+        availability["0"] = self.charger_availability
         self._store.save({
             "next_local_id": self._next_local_id,
-            "availability": {str(c.id): c.availability for c in self.connectors},
+            "availability": availability,
         })
 
     # ------------------------------------------------------------------ queries
@@ -206,7 +217,8 @@ class Station:
     def _update_charger_status(self) -> None:
         if self.charger_error_code != NO_ERROR:
             status = model.FAULTED
-        elif all(c.availability == model.INOPERATIVE for c in self.connectors):
+        elif (self.charger_availability == model.INOPERATIVE
+              and all(c.availability == model.INOPERATIVE for c in self.connectors)):
             status = model.UNAVAILABLE
         else:
             status = model.AVAILABLE
@@ -249,7 +261,7 @@ class Station:
         """Drive the controller and contactor from the rules; True if an output changed."""
         changed = False
         offer = 0.0
-        if self._charging_allowed(c):
+        if self._charging_allowed(c) and c.evse.ev_connected:  # no PWM offer without an EV (state A)
             limit = self.current_limit_a(c)
             offer = limit if limit >= c.hw.evse.min_current_a else 0.0
         close = offer > 0 and c.evse.cp_state in ("C", "D")
@@ -329,6 +341,13 @@ class Station:
             if tx is not None and not tx.stopped and tx.id_tag == id_tag:
                 await self.stop_transaction(c.id, model.REASON_LOCAL, id_tag=id_tag)
                 return "stopped"
+        if self._connector_for_new_session() is None and not any(
+                c.transaction is not None and not c.transaction.stopped and c.transaction.parent_id_tag
+                for c in self.connectors):
+            # Nothing this tag could start, and no group (parent) tag it could stop: no Authorize
+            # (OCTT TC_068_CS step 1).
+            log.info("tag %s: no connector free for a session", id_tag)
+            return "no-connector"
         info = await self.authorize(id_tag)
         # A different tag may end a running transaction when both share a parent (group) tag.
         for c in self.connectors:
@@ -422,6 +441,8 @@ class Station:
                 if availability == model.INOPERATIVE:
                     c.pending_auth = None
                 await c.hw.evse.set_available(availability == model.OPERATIVE)
+        if connector_id == 0:
+            self.charger_availability = availability
         self._save()
         for c in targets:
             await self._update(c)
