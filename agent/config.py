@@ -22,6 +22,7 @@ _SCHEMA: dict = {
         "serial_number": (str, ""),
         "firmware_version": (str, "0.1.0"),
         "log_level": (str, "INFO"),
+        "journal_max_entries": (int, 20000),
     },
     "csms": {
         "url": (str, ...),
@@ -141,6 +142,10 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
                             ("csms.url", validate_csms_url(cs["url"]))):
         if problem:
             raise ConfigError(path, dotted, problem)
+    if cs["password"] and ":" in st["id"]:
+        # HTTP Basic auth: the username is the station id and ':' separates it from the password.
+        raise ConfigError(path, "station.id", "must not contain ':' when csms.password is set "
+                          "(the id is the HTTP Basic auth username)")
     if st["log_level"].upper() not in _LOG_LEVELS:
         raise ConfigError(path, "station.log_level", "must be one of %s" % ", ".join(_LOG_LEVELS))
     st["log_level"] = st["log_level"].upper()

@@ -107,6 +107,8 @@ class Transaction:
         self.stop_time: float | None = None
         self.stop_reason: str | None = None
         self.stop_id_tag: str | None = None
+        self.last_meter_wh: int = meter_start_wh  # the latest reading, kept for power-loss recovery
+        self.last_meter_time: float = start_time
 
     @property
     def stopped(self) -> bool:
@@ -115,3 +117,34 @@ class Transaction:
     def __repr__(self) -> str:
         return "Transaction(local=%d, id=%r, connector=%d, tag=%r)" % (
             self.local_id, self.transaction_id, self.connector_id, self.id_tag)
+
+
+def sample_to_dict(s: MeterSample) -> dict:
+    return {"t": s.timestamp, "v": [[x.measurand, x.value, x.unit, x.phase, x.context, x.location]
+                                    for x in s.samples]}
+
+
+def sample_from_dict(d: dict) -> MeterSample:
+    return MeterSample(d["t"], [Sample(m, v, u, p, c, loc) for m, v, u, p, c, loc in d["v"]])
+
+
+_TX_FIELDS = ("local_id", "connector_id", "id_tag", "parent_id_tag", "meter_start_wh", "start_time",
+              "reservation_id", "transaction_id", "authorized", "meter_stop_wh", "stop_time", "stop_reason",
+              "stop_id_tag", "last_meter_wh", "last_meter_time")
+
+
+def transaction_to_dict(tx: Transaction) -> dict:
+    """A Transaction as plain data for the journal."""
+    d = {name: getattr(tx, name) for name in _TX_FIELDS}
+    d["stop_data"] = [sample_to_dict(s) for s in tx.stop_data]
+    return d
+
+
+def transaction_from_dict(d: dict) -> Transaction:
+    tx = Transaction(d["local_id"], d["connector_id"], d["id_tag"], d["meter_start_wh"], d["start_time"],
+                     parent_id_tag=d.get("parent_id_tag"), reservation_id=d.get("reservation_id"))
+    for name in _TX_FIELDS[7:]:
+        if name in d:
+            setattr(tx, name, d[name])
+    tx.stop_data = [sample_from_dict(s) for s in d.get("stop_data", [])]
+    return tx

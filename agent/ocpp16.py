@@ -23,6 +23,8 @@ from agent.station import CentralSystemLink, Station
 
 log = logging.getLogger(__name__)
 
+MAX_RETRY_DELAY_S = 3600  # Start/Stop are retried forever (never dropped), at least hourly
+
 # Validate in the calling task: the library's default hands every message to a
 # thread pool, which costs a thread switch per message and more memory.
 ocpp.messages.ASYNC_VALIDATION = False
@@ -401,8 +403,9 @@ class Ocpp16Client(CentralSystemLink):
                 result = await self._call(call.StartTransaction(
                     connector_id=entry.connector_id, id_tag=tx.id_tag, meter_start=tx.meter_start_wh,
                     timestamp=iso_time(tx.start_time), reservation_id=tx.reservation_id))
-                outbox.remove(entry)
+                # The id first: removing the entry journals the transaction with it.
                 self.station.transaction_confirmed(tx, result.transaction_id, _id_tag_info(result.id_tag_info))
+                outbox.remove(entry)
             elif entry.kind == STOP:
                 await self._call(call.StopTransaction(
                     meter_stop=tx.meter_stop_wh, timestamp=iso_time(tx.stop_time),
@@ -423,7 +426,7 @@ class Ocpp16Client(CentralSystemLink):
                 log.error("dropping %r after %d attempts: %s", entry, entry.attempts, e)
                 outbox.remove(entry)
                 return
-            delay = self.station.keys.get("TransactionMessageRetryInterval") * entry.attempts
+            delay = min(self.station.keys.get("TransactionMessageRetryInterval") * entry.attempts, MAX_RETRY_DELAY_S)
             log.warning("%r failed (%s); retry in %d s", entry, e, delay)
             entry.not_before = self.clock.monotonic() + delay
 

@@ -13,6 +13,7 @@ from agent.config import Config, ConfigError
 from agent.config_keys import ConfigurationStore, core_keys
 from agent.connection import CsmsConnection
 from agent.ocpp16 import SUBPROTOCOL, Ocpp16Client, Ocpp16Session
+from agent.journal import TransactionJournal
 from agent.state_store import StationStateStore
 from agent.station import Station
 from boards import load_board
@@ -59,8 +60,10 @@ class Agent:
             raise ConfigError(cfg.path, "ocpp.%s" % e.args[0], "unknown OCPP configuration key") from None
         except ValueError as e:
             raise ConfigError(cfg.path, "ocpp", "invalid value: %s" % e) from None
+        self.journal = TransactionJournal(TransactionJournal.path_in(cfg.data_dir),
+                                          max_entries=cfg.station["journal_max_entries"])
         self.station = Station(board, keys, self.clock, max_current_a=cfg.limits["max_current_a"],
-                               store=StationStateStore(cfg.data_dir))
+                               store=StationStateStore(cfg.data_dir), journal=self.journal)
         self.station.on_restart = self._request_restart
         self.client = Ocpp16Client(
             self.station, cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],
@@ -81,7 +84,8 @@ class Agent:
         """Open the hardware (safe state first), start the station and connect."""
         await self.loaded.board.open()
         try:
-            await self.station.start()
+            journal_data = self.journal.open()
+            await self.station.start(journal_data)
             if self.loaded.sim is not None:
                 from hal.sim_control import SimControlServer
 
@@ -90,6 +94,7 @@ class Agent:
                 await self._sim_server.start()
         except BaseException:
             await self.station.stop()
+            self.journal.close()
             await self.loaded.board.close()
             raise
         self._conn_task = asyncio.create_task(self.connection.run())
@@ -104,6 +109,7 @@ class Agent:
             await self._sim_server.close()
             self._sim_server = None
         await self.station.stop()
+        self.journal.close()
         await self.loaded.board.close()
         if self.loaded.sim is not None and hasattr(self.loaded.sim, "stop"):
             await self.loaded.sim.stop()

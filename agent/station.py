@@ -23,13 +23,15 @@ from agent.clock import Clock
 from agent.config_keys import ConfigurationStore
 from agent.connector import Connector
 from agent.metering import build_meter_sample, energy_wh_of
-from agent.outbox import METER, START, STOP, OutboxEntry, TransactionOutbox
+from agent.outbox import METER, START, STOP, JournalUnavailable, OutboxEntry, TransactionOutbox
 from hal.errors import HalError
 from hal.interfaces import NO_ERROR, Board
 
 log = logging.getLogger(__name__)
 
 RESET_FLUSH_TIMEOUT_S = 10.0
+CHECKPOINT_S = 60  # the running transaction's meter reading is journaled at least this often
+JOURNAL_RETRY_S = 30  # after a failed journal write, rewrite it from memory this often
 
 
 class CentralSystemLink:
@@ -53,12 +55,13 @@ class Station:
     """A self-contained charger: one object per station, no shared state."""
 
     def __init__(self, board: Board, keys: ConfigurationStore, clock: Clock | None = None,
-                 max_current_a: float = 0.0, store=None) -> None:
+                 max_current_a: float = 0.0, store=None, journal=None) -> None:
         self.board = board
         self.keys = keys
         self.clock = clock or Clock()
         self.link = CentralSystemLink()
-        self.outbox = TransactionOutbox()
+        self.outbox = TransactionOutbox(journal)
+        self.recovered: list = []  # transactions closed at start after a crash or power cut
         self.connectors = [Connector(i + 1, hw) for i, hw in enumerate(board.connectors)]
         self.max_current_a = max_current_a  # local supply limit per phase; 0 = none
         self.charger_error_code = NO_ERROR
@@ -67,6 +70,7 @@ class Station:
         self.on_restart = None  # callable(hard: bool), set by the runner
         self._store = store  # persistent station state (availability, transaction counter)
         self._next_local_id = 1
+        self._clean_shutdown = False
         self._tasks: list = []
         self._conn_tasks: dict = {}
         self._locks = [asyncio.Lock() for _ in self.connectors]
@@ -76,8 +80,9 @@ class Station:
             self._restore(store.load())
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> None:
-        """Put the hardware in its safe state and start watching it."""
+    async def start(self, journal_data: tuple | None = None) -> None:
+        """Put the hardware in its safe state, close what a crash left open
+        (``journal_data`` = what the journal held), and start watching."""
         self._running = True
         for c in self.connectors:
             c.evse = c.hw.evse.status
@@ -91,6 +96,13 @@ class Station:
             self._spawn(self._watch_evse(c))
             await self._update(c)
         self._update_charger_status()
+        clean = self._clean_shutdown
+        self._clean_shutdown = False
+        self._save()
+        if journal_data is not None:
+            await self._recover(journal_data, clean)
+        if self.outbox.journal is not None:
+            self._spawn(self._journal_watch())
         if self.board.reader is not None:
             self._spawn(self._watch_reader())
         if hasattr(self.board, "changed"):
@@ -107,6 +119,11 @@ class Station:
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in self.connectors:
             await self._safe_outputs(c)
+        for c in self.connectors:  # the last reading of a running transaction, for the restart
+            if c.transaction is not None:
+                self.outbox.save_transaction(c.transaction, durable=True)
+        self._clean_shutdown = True
+        self._save()
 
     def _spawn(self, coro, key=None):
         task = asyncio.create_task(coro)
@@ -140,6 +157,7 @@ class Station:
     # ------------------------------------------------------------------ persistence
     def _restore(self, state: dict) -> None:
         self._next_local_id = int(state.get("next_local_id", 1))
+        self._clean_shutdown = bool(state.get("clean_shutdown", False))
         if state.get("availability", {}).get("0") == model.INOPERATIVE:
             self.charger_availability = model.INOPERATIVE
         for c in self.connectors:
@@ -153,8 +171,67 @@ class Station:
         availability["0"] = self.charger_availability
         self._store.save({
             "next_local_id": self._next_local_id,
+            "clean_shutdown": self._clean_shutdown,
             "availability": availability,
         })
+
+    # ------------------------------------------------------------------ recovery
+    async def _recover(self, journal_data: tuple, clean: bool) -> None:
+        """Requeue what the journal held and close transactions a crash left open.
+
+        A transaction still running in the journal ends now, exactly once:
+        reason Reboot after a clean shutdown of the agent, PowerLoss after a
+        crash, kill or power cut; meterStop is the meter's register now if it
+        is readable and not below the last journaled reading, else that last
+        reading; the stop time is the last moment the agent knew it running.
+        """
+        tx_dicts, msgs = journal_data
+        txs = {d["local_id"]: model.transaction_from_dict(d) for d in tx_dicts}
+        if txs:
+            self._next_local_id = max(self._next_local_id, max(txs) + 1)
+            self._save()
+        entries = []
+        for m in msgs:
+            tx = txs.get(m["local_id"])
+            if tx is None:
+                log.error("journal: message %s for unknown transaction %d skipped", m["kind"], m["local_id"])
+                continue
+            entry = OutboxEntry(m["kind"], tx, m["connector_id"],
+                                [model.sample_from_dict(x) for x in m["samples"]])
+            entry.jseq, entry.attempts = m["jseq"], m["attempts"]
+            entries.append(entry)
+        self.outbox.restore(entries)
+        stopping = {e.tx.local_id for e in entries if e.kind == STOP}
+        reason = model.REASON_REBOOT if clean else model.REASON_POWER_LOSS
+        for tx in txs.values():
+            if tx.stopped or tx.local_id in stopping:
+                continue
+            if not 1 <= tx.connector_id <= len(self.connectors):
+                log.error("journal: transaction %d on unknown connector %d", tx.local_id, tx.connector_id)
+                continue
+            c = self.connector(tx.connector_id)
+            reading = await self._read_meter(c)
+            energy = energy_wh_of(reading)
+            if energy is not None and energy >= tx.last_meter_wh:
+                tx.meter_stop_wh = int(round(energy))
+            else:
+                tx.meter_stop_wh = max(tx.last_meter_wh, tx.meter_start_wh)
+            tx.stop_time = max(tx.last_meter_time, tx.start_time)
+            tx.stop_reason = reason
+            self.outbox.append(OutboxEntry(STOP, tx, tx.connector_id))
+            self.recovered.append(tx)
+            c.finishing = c.ev_connected
+            log.warning("connector %d: transaction %d (id %r) was left open by the last run: stopped (%s) at %d Wh",
+                        c.id, tx.local_id, tx.transaction_id, reason, tx.meter_stop_wh)
+
+    async def _journal_watch(self) -> None:
+        """Rewrite the journal from memory after failed writes, until it works again."""
+        while True:
+            await self.clock.sleep(JOURNAL_RETRY_S)
+            if self.outbox.resync_needed:
+                live = [c.transaction for c in self.connectors if c.transaction is not None]
+                if self.outbox.resync(live):
+                    log.warning("journal rewritten from memory after failed writes")
 
     # ------------------------------------------------------------------ queries
     def connector(self, connector_id: int) -> Connector:
@@ -507,15 +584,19 @@ class Station:
                                parent_id_tag=parent_id_tag)
         self._next_local_id += 1
         self._save()
-        c.transaction = tx
-        c.finishing = False
-        log.info("connector %d: transaction %d started for %s at %d Wh", c.id, tx.local_id, id_tag,
-                 tx.meter_start_wh)
         begin = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), self.clock.time(),
                                    "Transaction.Begin", c)
         if begin.samples:
             tx.stop_data.append(begin)
-        self.outbox.append(OutboxEntry(START, tx, c.id))
+        try:
+            self.outbox.append(OutboxEntry(START, tx, c.id))  # durable before any energy flows
+        except JournalUnavailable as e:
+            log.error("connector %d: cannot record a new transaction (%s): not starting it", c.id, e)
+            return
+        c.transaction = tx
+        c.finishing = False
+        log.info("connector %d: transaction %d started for %s at %d Wh", c.id, tx.local_id, id_tag,
+                 tx.meter_start_wh)
         self._restart_sampler(c)
 
     def transaction_confirmed(self, tx: model.Transaction, transaction_id: int, info: model.IdTagInfo) -> None:
@@ -549,7 +630,8 @@ class Station:
         energy = energy_wh_of(reading)
         if energy is None:
             energy = tx.meter_start_wh
-        tx.meter_stop_wh = max(int(round(energy)), tx.meter_start_wh)
+        tx.meter_stop_wh = max(int(round(energy)), tx.meter_start_wh, tx.last_meter_wh)
+        tx.last_meter_wh, tx.last_meter_time = tx.meter_stop_wh, tx.stop_time
         tx.stop_reason = reason
         tx.stop_id_tag = id_tag
         end = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), tx.stop_time,
@@ -581,28 +663,36 @@ class Station:
             self._restart_aligned()
 
     def _restart_sampler(self, c: Connector) -> None:
-        if self._running and self.keys.get("MeterValueSampleInterval") > 0:
+        if self._running:
             self._spawn(self._sample_loop(c), key=("sampler", c.id))
         else:
             self._cancel(("sampler", c.id))
 
     async def _sample_loop(self, c: Connector) -> None:
+        """Sampled meter values every MeterValueSampleInterval; with the interval 0,
+        only a journal checkpoint of the reading every CHECKPOINT_S."""
         interval = self.keys.get("MeterValueSampleInterval")
         while c.transaction is not None:
-            await self.clock.sleep(interval)
+            await self.clock.sleep(interval if interval > 0 else CHECKPOINT_S)
             tx = c.transaction
             if tx is None or tx.stopped:
                 return
             reading = await self._read_meter(c)
             now = self.clock.time()
-            sample = build_meter_sample(reading, self.keys.get("MeterValuesSampledData"), now,
-                                        "Sample.Periodic", c)
-            if sample.samples:
-                self.outbox.append(OutboxEntry(METER, tx, c.id, [sample]))
-            stop_sample = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), now,
-                                             "Sample.Periodic", c)
-            if stop_sample.samples:
-                tx.stop_data.append(stop_sample)
+            energy = energy_wh_of(reading)
+            if energy is not None and energy >= tx.last_meter_wh:
+                tx.last_meter_wh, tx.last_meter_time = int(round(energy)), now
+            if interval > 0:
+                stop_sample = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), now,
+                                                 "Sample.Periodic", c)
+                if stop_sample.samples:
+                    tx.stop_data.append(stop_sample)
+                sample = build_meter_sample(reading, self.keys.get("MeterValuesSampledData"), now,
+                                            "Sample.Periodic", c)
+                if sample.samples:
+                    self.outbox.append(OutboxEntry(METER, tx, c.id, [sample]))  # saves tx with it
+                    continue
+            self.outbox.save_transaction(tx)
 
     def _restart_aligned(self) -> None:
         if self._running and self.keys.get("ClockAlignedDataInterval") > 0:
@@ -624,15 +714,15 @@ class Station:
         reading = await self._read_meter(c)
         tx = c.transaction
         sample = build_meter_sample(reading, self.keys.get("MeterValuesAlignedData"), at, "Sample.Clock", c)
+        if tx is not None:
+            stop_sample = build_meter_sample(reading, self.keys.get("StopTxnAlignedData"), at, "Sample.Clock", c)
+            if stop_sample.samples:
+                tx.stop_data.append(stop_sample)
         if sample.samples:
             if tx is not None:
                 self.outbox.append(OutboxEntry(METER, tx, c.id, [sample]))
             else:
                 self.link.meter_values(c.id, sample)
-        if tx is not None:
-            stop_sample = build_meter_sample(reading, self.keys.get("StopTxnAlignedData"), at, "Sample.Clock", c)
-            if stop_sample.samples:
-                tx.stop_data.append(stop_sample)
 
     async def meter_sample_now(self, connector_id: int) -> tuple:
         """(transaction or None, MeterSample) for a triggered MeterValues."""
