@@ -97,8 +97,9 @@ def validate_station_id(station_id: str) -> str:
         return "must not be empty"
     if len(station_id) > _ID_MAX:
         return "longer than %d characters" % _ID_MAX
-    if any(c.isspace() or ord(c) < 32 for c in station_id):
-        return "must not contain spaces or control characters"
+    if station_id != station_id.strip() or any(ord(c) < 32 or ord(c) == 127 for c in station_id):
+        # Inner spaces are fine (OCPP-J 1.6's own example is "RDAM 123"; it is URL-encoded).
+        return "must not contain control characters or leading/trailing spaces"
     return ""
 
 

@@ -20,6 +20,16 @@ MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.I
               "Frequency", "Current.Offered")
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 CSL_MAX = 8
+LOCAL_AUTH_LIST_MAX_LENGTH = 10000  # idTags in the Local Authorization List
+SEND_LOCAL_LIST_MAX_LENGTH = 1000  # idTags in one SendLocalList.req
+
+
+class InvalidKeyValue(ValueError):
+    """An initial value (the config file's [ocpp] table) that the key does not accept."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name, self.problem = name, problem
+        super().__init__("%s: %s" % (name, problem))
 
 
 class KeyDef:
@@ -91,7 +101,9 @@ def _phase_rotation_ok(items: list) -> bool:
 def core_keys(number_of_connectors: int, profiles: tuple) -> list:
     """The Core (and transport) configuration keys this agent supports."""
     rotation = ",".join("%d.RST" % c for c in range(0, number_of_connectors + 1))
-    return [
+    keys = [
+        KeyDef("AllowOfflineTxForUnknownId", "bool", False),
+        KeyDef("AuthorizationCacheEnabled", "bool", True),
         KeyDef("AuthorizeRemoteTxRequests", "bool", False),
         KeyDef("ClockAlignedDataInterval", "int", 0, minimum=0, maximum=86400),
         KeyDef("ConnectionTimeOut", "int", 60, minimum=1, maximum=3600),
@@ -102,6 +114,7 @@ def core_keys(number_of_connectors: int, profiles: tuple) -> list:
         KeyDef("HeartbeatInterval", "int", 300, minimum=0, maximum=86400),
         KeyDef("LocalAuthorizeOffline", "bool", True),
         KeyDef("LocalPreAuthorize", "bool", False),
+        KeyDef("MaxEnergyOnInvalidId", "int", 0, minimum=0, maximum=1_000_000),
         KeyDef("MeterValuesAlignedData", "csl", ["Energy.Active.Import.Register"], choices=MEASURANDS),
         KeyDef("MeterValuesAlignedDataMaxLength", "int", CSL_MAX, readonly=True),
         KeyDef("MeterValuesSampledData", "csl", ["Energy.Active.Import.Register", "Power.Active.Import"],
@@ -123,6 +136,13 @@ def core_keys(number_of_connectors: int, profiles: tuple) -> list:
         KeyDef("UnlockConnectorOnEVSideDisconnect", "bool", True),
         KeyDef("WebSocketPingInterval", "int", 60, minimum=0, maximum=86400),
     ]
+    if "LocalAuthListManagement" in profiles:
+        keys += [
+            KeyDef("LocalAuthListEnabled", "bool", True),
+            KeyDef("LocalAuthListMaxLength", "int", LOCAL_AUTH_LIST_MAX_LENGTH, readonly=True),
+            KeyDef("SendLocalListMaxLength", "int", SEND_LOCAL_LIST_MAX_LENGTH, readonly=True),
+        ]
+    return keys
 
 
 class ConfigurationStore:
@@ -156,7 +176,10 @@ class ConfigurationStore:
         text = value if isinstance(value, str) else (
             ("true" if value else "false") if isinstance(value, bool) else
             ",".join(value) if isinstance(value, list) else str(value))
-        self._values[name] = d.parse(text)
+        try:
+            self._values[name] = d.parse(text)
+        except ValueError as e:
+            raise InvalidKeyValue(name, "invalid value %r: %s" % (value, e)) from None
 
     def add(self, defs: list) -> None:
         """Add keys (a feature profile registering its own)."""

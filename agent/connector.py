@@ -53,8 +53,8 @@ class Connector:
             return model.FAULTED
         tx = self.transaction
         if tx is not None:
-            if not tx.authorized or self.offered_current_a < min_current_a:
-                return model.SUSPENDED_EVSE  # the charger offers no energy
+            if self.offered_current_a < min_current_a:
+                return model.SUSPENDED_EVSE  # the charger offers no energy (e.g. tag not accepted)
             if self.evse.cp_state in ("C", "D") and self.contactor_closed:
                 return model.CHARGING
             return model.SUSPENDED_EV  # offered, but the EV does not take it (or left)

@@ -162,7 +162,7 @@ class Ocpp16Session(ChargePoint):
 
     @on(Action.clear_cache)
     async def on_clear_cache(self):
-        return self._call_result.ClearCache(status="Accepted")
+        return self._call_result.ClearCache(status="Accepted" if self.station.clear_cache() else "Rejected")
 
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, message_id: str | None = None, data: str | None = None):
@@ -190,6 +190,19 @@ class Ocpp16Session(ChargePoint):
     @on(Action.unlock_connector)
     async def on_unlock_connector(self, connector_id: int):
         return self._call_result.UnlockConnector(status=await self.station.unlock_connector(connector_id))
+
+    # ---------------------------------------------------------------- LocalAuthListManagement
+    @on(Action.get_local_list_version)
+    async def on_get_local_list_version(self):
+        return self._call_result.GetLocalListVersion(list_version=self.station.local_list_version())
+
+    @on(Action.send_local_list)
+    async def on_send_local_list(self, list_version: int, update_type: str,
+                                 local_authorization_list: list | None = None):
+        entries = [(e["id_tag"], _id_tag_info(e["id_tag_info"]) if e.get("id_tag_info") is not None else None)
+                   for e in local_authorization_list or []]
+        return self._call_result.SendLocalList(
+            status=self.station.send_local_list(update_type, list_version, entries))
 
     # ---------------------------------------------------------------- RemoteTrigger
     @on(Action.trigger_message)
@@ -407,11 +420,13 @@ class Ocpp16Client(CentralSystemLink):
                 self.station.transaction_confirmed(tx, result.transaction_id, _id_tag_info(result.id_tag_info))
                 outbox.remove(entry)
             elif entry.kind == STOP:
-                await self._call(call.StopTransaction(
+                result = await self._call(call.StopTransaction(
                     meter_stop=tx.meter_stop_wh, timestamp=iso_time(tx.stop_time),
                     transaction_id=tx.transaction_id, reason=tx.stop_reason, id_tag=tx.stop_id_tag,
                     transaction_data=[meter_value(s) for s in tx.stop_data] or None))
                 outbox.remove(entry)
+                if result.id_tag_info:
+                    self.station.id_tag_info_received(tx.stop_id_tag, _id_tag_info(result.id_tag_info))
             elif entry.kind == METER:
                 await self._call(call.MeterValues(
                     connector_id=entry.connector_id, transaction_id=tx.transaction_id,

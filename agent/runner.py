@@ -8,9 +8,10 @@ import asyncio
 import logging
 import os
 
+from agent.auth import AuthorizationCache, LocalAuthList
 from agent.clock import Clock
 from agent.config import Config, ConfigError
-from agent.config_keys import ConfigurationStore, core_keys
+from agent.config_keys import ConfigurationStore, InvalidKeyValue, core_keys
 from agent.connection import CsmsConnection
 from agent.ocpp16 import SUBPROTOCOL, Ocpp16Client, Ocpp16Session
 from agent.journal import TransactionJournal
@@ -21,7 +22,7 @@ from hal.errors import HalConfigurationError
 
 log = logging.getLogger(__name__)
 
-FEATURE_PROFILES = ("Core", "RemoteTrigger")
+FEATURE_PROFILES = ("Core", "LocalAuthListManagement", "RemoteTrigger")
 
 
 class Agent:
@@ -58,12 +59,16 @@ class Agent:
                                       ConfigurationStore.path_in(cfg.data_dir), initial=cfg.ocpp)
         except KeyError as e:
             raise ConfigError(cfg.path, "ocpp.%s" % e.args[0], "unknown OCPP configuration key") from None
+        except InvalidKeyValue as e:
+            raise ConfigError(cfg.path, "ocpp.%s" % e.name, e.problem) from None
         except ValueError as e:
             raise ConfigError(cfg.path, "ocpp", "invalid value: %s" % e) from None
         self.journal = TransactionJournal(TransactionJournal.path_in(cfg.data_dir),
                                           max_entries=cfg.station["journal_max_entries"])
         self.station = Station(board, keys, self.clock, max_current_a=cfg.limits["max_current_a"],
-                               store=StationStateStore(cfg.data_dir), journal=self.journal)
+                               store=StationStateStore(cfg.data_dir), journal=self.journal,
+                               auth_cache=AuthorizationCache(os.path.join(cfg.data_dir, "auth-cache.json")),
+                               local_list=LocalAuthList(os.path.join(cfg.data_dir, "local-list.json")))
         self.station.on_restart = self._request_restart
         self.client = Ocpp16Client(
             self.station, cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],

@@ -19,6 +19,7 @@ import asyncio
 import logging
 
 from agent import model
+from agent.auth import AuthorizationCache, LocalAuthList, effective
 from agent.clock import Clock
 from agent.config_keys import ConfigurationStore
 from agent.connector import Connector
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 RESET_FLUSH_TIMEOUT_S = 10.0
 CHECKPOINT_S = 60  # the running transaction's meter reading is journaled at least this often
 JOURNAL_RETRY_S = 30  # after a failed journal write, rewrite it from memory this often
+INVALID_ID_POLL_S = 1.0  # meter reads while charging on MaxEnergyOnInvalidId
 
 
 class CentralSystemLink:
@@ -55,12 +57,15 @@ class Station:
     """A self-contained charger: one object per station, no shared state."""
 
     def __init__(self, board: Board, keys: ConfigurationStore, clock: Clock | None = None,
-                 max_current_a: float = 0.0, store=None, journal=None) -> None:
+                 max_current_a: float = 0.0, store=None, journal=None, auth_cache=None,
+                 local_list=None) -> None:
         self.board = board
         self.keys = keys
         self.clock = clock or Clock()
         self.link = CentralSystemLink()
         self.outbox = TransactionOutbox(journal)
+        self.auth_cache = auth_cache if auth_cache is not None else AuthorizationCache(None)
+        self.local_list = local_list if local_list is not None else LocalAuthList(None)
         self.recovered: list = []  # transactions closed at start after a crash or power cut
         self.connectors = [Connector(i + 1, hw) for i, hw in enumerate(board.connectors)]
         self.max_current_a = max_current_a  # local supply limit per phase; 0 = none
@@ -306,8 +311,8 @@ class Station:
     # ------------------------------------------------------------------ the rules
     def _charging_allowed(self, c: Connector) -> bool:
         tx = c.transaction
-        return (tx is not None and tx.authorized and not tx.stopped and not c.faulted
-                and self.charger_error_code == NO_ERROR)
+        return (tx is not None and not tx.stopped and (tx.authorized or self._invalid_id_energy_left(c, tx))
+                and not c.faulted and self.charger_error_code == NO_ERROR)
 
     def current_limit_a(self, c: Connector) -> float:
         """The current this connector may offer now, before the controller's minimum."""
@@ -402,13 +407,109 @@ class Station:
             self.link.status_changed(c.id)
 
     # ------------------------------------------------------------------ authorization
+    def _opt_key(self, name: str, default):
+        """An optional configuration key's value (``default`` when the profile is absent)."""
+        return self.keys.get(name) if name in self.keys else default
+
+    def _local_list_enabled(self) -> bool:
+        return bool(self._opt_key("LocalAuthListEnabled", False))
+
+    def _local_info(self, id_tag: str) -> model.IdTagInfo | None:
+        """What the Local Authorization List, else the Authorization Cache, knows of a tag,
+        with passed expiry dates applied (the list has priority, §3.5.3)."""
+        now = self.clock.time()
+        if self._local_list_enabled():
+            info = self.local_list.get(id_tag)
+            if info is not None:
+                return effective(info, now)
+        if self._opt_key("AuthorizationCacheEnabled", False):
+            return effective(self.auth_cache.get(id_tag), now)
+        return None
+
+    def id_tag_info_received(self, id_tag: str | None, info: model.IdTagInfo | None) -> None:
+        """The central system answered about a tag (Authorize, StartTransaction or
+        StopTransaction.conf): update the Authorization Cache, unless the tag is in
+        the Local Authorization List (§3.5.3)."""
+        if not id_tag or info is None or not self._opt_key("AuthorizationCacheEnabled", False):
+            return
+        if self._local_list_enabled() and id_tag in self.local_list:
+            return
+        self.auth_cache.update(id_tag, info, self.clock.time())
+
     async def authorize(self, id_tag: str) -> model.IdTagInfo:
-        """Authorize a tag with the central system; offline answers Invalid for now."""
-        info = await self.link.authorize(id_tag)
-        if info is None:
-            log.info("no answer to Authorize(%s): treating as not authorized", id_tag)
-            return model.IdTagInfo(model.AUTH_INVALID)
-        return info
+        """Authorize a tag (OCPP 1.6 §3.5). Online: a valid entry in the Local
+        Authorization List or the Authorization Cache starts at once with
+        LocalPreAuthorize; otherwise Authorize.req decides and its answer is cached.
+        Offline (or no answer): the local entry with LocalAuthorizeOffline, an unknown
+        tag with AllowOfflineTxForUnknownId; otherwise Invalid."""
+        local = self._local_info(id_tag)
+        if self.link.online:
+            if local is not None and local.accepted and self._opt_key("LocalPreAuthorize", False):
+                log.info("tag %s: pre-authorized locally", id_tag)
+                return local
+            info = await self.link.authorize(id_tag)
+            if info is not None:
+                self.id_tag_info_received(id_tag, info)
+                return info
+            log.info("no answer to Authorize(%s): deciding offline", id_tag)
+            local = self._local_info(id_tag)
+        if local is not None:
+            if not local.accepted:
+                log.info("tag %s: %s in the local list or cache", id_tag, local.status)
+                return local  # known and not valid (or expired): never accepted offline (§3.5.4)
+            if self._opt_key("LocalAuthorizeOffline", False):
+                log.info("tag %s: authorized offline from the local list or cache", id_tag)
+                return local
+        if self._opt_key("AllowOfflineTxForUnknownId", False):
+            log.info("tag %s: accepted offline (AllowOfflineTxForUnknownId)", id_tag)
+            return model.IdTagInfo(model.AUTH_ACCEPTED)
+        log.info("tag %s: cannot be authorized offline", id_tag)
+        return model.IdTagInfo(model.AUTH_INVALID)
+
+    def clear_cache(self) -> bool:
+        """ClearCache: False if the cache could not be cleared."""
+        return self.auth_cache.clear()
+
+    def local_list_version(self) -> int:
+        """GetLocalListVersion: -1 when the list is not supported or not enabled, 0 when empty."""
+        if not self._local_list_enabled():
+            return -1
+        return self.local_list.version
+
+    def send_local_list(self, update_type: str, version: int, entries: list) -> str:
+        """SendLocalList; ``entries`` are (idTag, IdTagInfo or None) pairs. Returns the UpdateStatus."""
+        if not self._local_list_enabled():
+            return "NotSupported"
+        status = self.local_list.apply(update_type, version, entries, self.keys.get("LocalAuthListMaxLength"),
+                                       self.keys.get("SendLocalListMaxLength"))
+        log.info("SendLocalList %s version %d, %d entries: %s", update_type, version, len(entries), status)
+        return status
+
+    def _invalid_id_energy_left(self, c: Connector, tx: model.Transaction) -> bool:
+        """MaxEnergyOnInvalidId: a transaction whose tag the central system did not accept
+        may deliver this much energy (from its start) before energy delivery stops."""
+        limit = self._opt_key("MaxEnergyOnInvalidId", 0)
+        energy = energy_wh_of(c.last_reading)
+        if limit <= 0 or energy is None or energy - tx.meter_start_wh >= limit:
+            return False
+        key = ("invalid-id", c.id)
+        task = self._conn_tasks.get(key)
+        if self._running and (task is None or task.done()):
+            self._spawn(self._watch_invalid_id_energy(c, tx), key=key)
+        return True
+
+    async def _watch_invalid_id_energy(self, c: Connector, tx: model.Transaction) -> None:
+        """Read the meter while charging on MaxEnergyOnInvalidId; re-evaluate at the limit."""
+        while c.transaction is tx and not tx.stopped:
+            await self.clock.sleep(INVALID_ID_POLL_S)
+            await self._read_meter(c)
+            energy = energy_wh_of(c.last_reading)
+            if energy is not None and energy - tx.meter_start_wh >= self._opt_key("MaxEnergyOnInvalidId", 0):
+                log.info("connector %d: MaxEnergyOnInvalidId reached; energy delivery stops", c.id)
+                break
+        if self._conn_tasks.get(("invalid-id", c.id)) is asyncio.current_task():
+            del self._conn_tasks[("invalid-id", c.id)]
+        await self._update(c)
 
     async def present_tag(self, id_tag: str) -> str:
         """A tag was presented at the reader: stop a running transaction of the
@@ -556,6 +657,20 @@ class Station:
         if self.on_restart is not None:
             self.on_restart(hard)
 
+    async def power_failure(self, flush_timeout_s: float = RESET_FLUSH_TIMEOUT_S) -> None:
+        """The supply failed and a back-up source keeps the charger up for a moment
+        (OCTT TC_032_1): end every transaction with reason PowerLoss and try to deliver
+        the StopTransactions before going down. Without a back-up source the restarted
+        agent closes them instead (``_recover``)."""
+        for c in self.connectors:
+            if c.transaction is not None and not c.transaction.stopped:
+                await self.stop_transaction(c.id, model.REASON_POWER_LOSS)
+        if self.link.online:
+            try:
+                await asyncio.wait_for(self.outbox.emptied.wait(), flush_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("power failure: %d transaction messages still queued", len(self.outbox))
+
     # ------------------------------------------------------------------ transactions
     async def _read_meter(self, c: Connector):
         """A fresh meter reading, or the last good one if the meter does not answer now."""
@@ -604,12 +719,13 @@ class Station:
         tx.transaction_id = transaction_id
         log.info("connector %d: transaction %d has id %d (%s)", tx.connector_id, tx.local_id,
                  transaction_id, info.status)
+        self.id_tag_info_received(tx.id_tag, info)
         if not info.accepted and not tx.stopped:
             tx.authorized = False
             c = self.connector(tx.connector_id)
             if self.keys.get("StopTransactionOnInvalidId"):
                 self._spawn(self.stop_transaction(c.id, model.REASON_DEAUTHORIZED))
-            else:
+            else:  # only energy delivery stops (after MaxEnergyOnInvalidId, see _charging_allowed)
                 self._spawn(self._update(c))
 
     async def stop_transaction(self, connector_id: int, reason: str, id_tag: str | None = None) -> None:

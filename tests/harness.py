@@ -21,8 +21,14 @@ def validate_agent_frames(handle, allowed_errors: tuple = ()) -> int:
     return how many were checked. CALLERRORs must carry an allowed code."""
     calls_out = {}
     for direction, text in handle.raw:
-        msg = json.loads(text)
-        if direction == OUT and isinstance(msg, list) and msg[0] == 2:
+        if direction != OUT:
+            continue
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            continue  # a deliberately malformed frame (tests of the agent's CALLERRORs)
+        if (isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and isinstance(msg[1], str)
+                and isinstance(msg[2], str)):
             calls_out[msg[1]] = msg[2]
     checked = 0
     for direction, text in handle.raw:
@@ -44,7 +50,7 @@ class AgentHarness:
     def __init__(self, tmp_path, station_id: str = "CP001", ocpp: dict | None = None,
                  board: dict | None = None, csms: TestCentralSystem | None = None, clock=None,
                  wait_boot: bool = True, allowed_errors: tuple = (), csms_extra: dict | None = None,
-                 limits: dict | None = None) -> None:
+                 limits: dict | None = None, station: dict | None = None) -> None:
         self.tmp_path = tmp_path
         self.station_id = station_id
         self.ocpp = ocpp or {}
@@ -55,11 +61,13 @@ class AgentHarness:
         self.allowed_errors = allowed_errors
         self.csms_extra = csms_extra or {}
         self.limits = limits or {}
+        self.station_extra = station or {}  # more [station] keys, e.g. journal_max_entries
         self.agent = None
         self.cs = None
 
     def make_config(self):
-        data = {"station": {"id": self.station_id, "data_dir": str(self.tmp_path / "data")},
+        data = {"station": dict({"id": self.station_id, "data_dir": str(self.tmp_path / "data")},
+                                **self.station_extra),
                 "csms": dict({"url": self.cs_server.url}, **self.csms_extra),
                 "ocpp": self.ocpp, "board": self.board}
         if self.limits:
