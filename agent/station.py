@@ -19,7 +19,7 @@ import asyncio
 import logging
 
 from agent import model
-from agent.auth import AuthorizationCache, LocalAuthList, effective
+from agent.auth import AuthorizationCache, LocalAuthList, effective, tag_key
 from agent.clock import Clock
 from agent.config_keys import ConfigurationStore
 from agent.connector import Connector
@@ -516,7 +516,7 @@ class Station:
         same tag (or parent), or authorize and start/prepare one. Returns what happened."""
         for c in self.connectors:
             tx = c.transaction
-            if tx is not None and not tx.stopped and tx.id_tag == id_tag:
+            if tx is not None and not tx.stopped and tag_key(tx.id_tag) == tag_key(id_tag):  # case-insensitive
                 await self.stop_transaction(c.id, model.REASON_LOCAL, id_tag=id_tag)
                 return "stopped"
         if self._connector_for_new_session() is None and not any(
