@@ -185,7 +185,8 @@ class Ocpp16Session(ChargePoint):
 
     @after(Action.reset)
     async def after_reset(self, type: str):
-        await self.station.reset(hard=(type == "Hard"))
+        # A station task (not the library's untracked one): it ends with the station.
+        self.station.request_reset(hard=(type == "Hard"))
 
     @on(Action.unlock_connector)
     async def on_unlock_connector(self, connector_id: int):

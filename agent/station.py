@@ -643,6 +643,10 @@ class Station:
             ok = False
         return "Unlocked" if ok else "UnlockFailed"
 
+    def request_reset(self, hard: bool) -> None:
+        """Reset in the background (the central system has its answer already)."""
+        self._spawn(self.reset(hard))
+
     async def reset(self, hard: bool) -> None:
         """End transactions (reason HardReset/SoftReset), flush them, then restart."""
         reason = model.REASON_HARD_RESET if hard else model.REASON_SOFT_RESET
@@ -695,6 +699,9 @@ class Station:
         if energy is None:
             log.error("connector %d: no meter reading; refusing to start a transaction it cannot bill", c.id)
             return
+        if not await self._set_cable_lock(c, True):
+            log.error("connector %d: the cable could not be locked; not starting a transaction", c.id)
+            return
         tx = model.Transaction(self._next_local_id, c.id, id_tag, int(round(energy)), self.clock.time(),
                                parent_id_tag=parent_id_tag)
         self._next_local_id += 1
@@ -707,12 +714,30 @@ class Station:
             self.outbox.append(OutboxEntry(START, tx, c.id))  # durable before any energy flows
         except JournalUnavailable as e:
             log.error("connector %d: cannot record a new transaction (%s): not starting it", c.id, e)
+            await self._set_cable_lock(c, False)
             return
         c.transaction = tx
         c.finishing = False
         log.info("connector %d: transaction %d started for %s at %d Wh", c.id, tx.local_id, id_tag,
                  tx.meter_start_wh)
         self._restart_sampler(c)
+
+    async def _set_cable_lock(self, c: Connector, locked: bool) -> bool:
+        """Lock or unlock the cable (connectors without a lock: nothing to do). A lock
+        that fails to lock is reported as ConnectorLockFailure."""
+        if c.hw.lock is None:
+            return True
+        try:
+            ok = await c.hw.lock.set_locked(locked)
+        except HalError as e:
+            log.error("connector %d: %s failed: %s", c.id, "lock" if locked else "unlock", e)
+            ok = False
+        if locked:
+            if not ok:
+                c.error_code = "ConnectorLockFailure"
+            elif c.error_code == "ConnectorLockFailure":
+                c.error_code = NO_ERROR
+        return ok
 
     def transaction_confirmed(self, tx: model.Transaction, transaction_id: int, info: model.IdTagInfo) -> None:
         """The central system confirmed StartTransaction."""
@@ -759,6 +784,7 @@ class Station:
                  tx.meter_stop_wh - tx.meter_start_wh)
         c.transaction = None
         c.finishing = c.ev_connected
+        await self._set_cable_lock(c, False)  # the driver can take the cable once the session ends
         if not c.ev_connected:
             self._announce_finishing(c)  # the session's end is visible even when the EV already left
         if c.scheduled_availability is not None:

@@ -30,3 +30,11 @@ async def test_tc_003_plugin_first(tmp_path):
         await h.wait_status(1, "Charging", m)
         status = h.sim.status()["connectors"][0]
         assert status["contactor_closed"] and status["cp_state"] == "C" and status["power_w"] == 22080.0
+        assert status["locked"], "the cable is locked while a transaction runs"
+        m = h.mark()
+        h.sim.swipe("TAG-1")
+        stop = await h.cs.wait_for("StopTransaction", start_index=m)
+        assert stop["reason"] == "Local"
+        await h.wait_status(1, "Finishing", m)
+        status = h.sim.status()["connectors"][0]
+        assert not status["locked"] and not status["contactor_closed"] and not status["pwm_on"]
