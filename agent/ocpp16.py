@@ -265,6 +265,15 @@ class Ocpp16Client(CentralSystemLink):
             return None
         return _id_tag_info(result.id_tag_info)
 
+    async def data_transfer(self, vendor_id: str, message_id: str | None = None,
+                            data: str | None = None) -> tuple:
+        """Send a DataTransfer to the central system: (status, data); raises
+        ConnectionError when offline, OCPPError / TimeoutError on failure."""
+        if not self.online:
+            raise ConnectionError("not connected to the central system")
+        result = await self._call(call.DataTransfer(vendor_id=vendor_id, message_id=message_id, data=data))
+        return result.status, result.data
+
     def status_changed(self, connector_id: int) -> None:
         if not self.online:
             return  # sent fresh from the model on the next (re)connection
