@@ -70,5 +70,11 @@ def load_board(name_or_path: str, overrides: dict | None, data_dir: str, clock) 
 
         params = {k: v for k, v in evse.items() if k != "driver"}
         board, sim = build_sim_board(params, data_dir, clock)
+        meter = definition.get("meter")
+        if meter is not None and meter["driver"] != "sim":  # a sim board with a real meter
+            from hal.modbus import BusRegistry
+            from hal.modbus_meter import build_meter
+
+            board.connectors[0].meter = build_meter(meter, BusRegistry(), clock)
         return LoadedBoard(board, sim, definition)
     raise HalConfigurationError("evse driver %r is not available in this version" % evse["driver"])
