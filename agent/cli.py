@@ -79,6 +79,14 @@ def cmd_demo(args) -> int:
     return asyncio.run(run_demo(speed=args.speed, keep=args.keep))
 
 
+def cmd_doctor(args) -> int:
+    from agent.doctor import run_doctor
+
+    config = _load(args.config, check_data_dir=False)
+    logging.basicConfig(level=logging.CRITICAL)  # the table says it all; driver logs would repeat it
+    return asyncio.run(run_doctor(config, timeout_s=args.timeout))
+
+
 def _load(path: str, check_data_dir: bool = True):
     try:
         return load_config(path, check_data_dir=check_data_dir)
@@ -102,7 +110,44 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--speed", type=float, default=600.0, help="time compression of the simulated EV")
     d.add_argument("--keep", action="store_true", help="keep the demo's data directory")
     d.set_defaults(func=cmd_demo)
+    dr = sub.add_parser("doctor", help="probe the configured devices and the central system (agent stopped)")
+    dr.add_argument("--config", required=True, help="configuration file (TOML)")
+    dr.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each device answer")
+    dr.set_defaults(func=cmd_doctor)
+    _add_settings_commands(sub)
     return p
+
+
+def _add_settings_commands(sub) -> None:
+    """``csms show|set`` and ``config show|get|set`` (agent/cli_admin.py)."""
+    from agent import cli_admin
+
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", required=True, help="configuration file (TOML)")
+    c = sub.add_parser("csms", help="show or change the central system (a running agent moves at once)")
+    csub = c.add_subparsers(dest="csms_cmd", required=True)
+    show = csub.add_parser("show", parents=[config], help="endpoint, connection, last boot, switch and rollback")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=cli_admin.cmd_csms_show)
+    cset = csub.add_parser("set", parents=[config], help="move to another central system (with rollback)")
+    cset.add_argument("url", help="ws:// or wss:// URL of the central system, without the station id")
+    cset.add_argument("--id", help="the station id to use there (default: keep)")
+    cset.add_argument("--password-stdin", action="store_true",
+                      help="read the HTTP Basic auth password from standard input (empty: none)")
+    cset.add_argument("--ca-file", help="CA bundle for a wss:// server (\"\": the system's)")
+    cset.add_argument("--wait", action="store_true", help="wait until the move is accepted or rolled back")
+    cset.set_defaults(func=cli_admin.cmd_csms_set)
+    g = sub.add_parser("config", help="show, read or change configuration keys (section.key)")
+    gsub = g.add_subparsers(dest="config_cmd", required=True)
+    gsub.add_parser("show", parents=[config], help="every key with its value").set_defaults(
+        func=cli_admin.cmd_config_show)
+    get = gsub.add_parser("get", parents=[config], help="one key's value")
+    get.add_argument("key")
+    get.set_defaults(func=cli_admin.cmd_config_get)
+    gset = gsub.add_parser("set", parents=[config], help="change a key (a running agent applies it)")
+    gset.add_argument("key")
+    gset.add_argument("value", help="the value; - reads it from standard input (required for passwords)")
+    gset.set_defaults(func=cli_admin.cmd_config_set)
 
 
 def main(argv: list | None = None) -> int:

@@ -5,6 +5,7 @@ that names the file, the key and the problem (``ConfigError``; the CLI exits
 with status 2).
 """
 
+import ipaddress
 import os
 import tomllib
 import urllib.parse
@@ -37,6 +38,12 @@ _SCHEMA: dict = {
     "limits": {
         "max_current_a": (float, 0.0),
     },
+    "status_page": {  # the local status and setup page (agent/status_page.py)
+        "enabled": (bool, True),
+        "host": (str, "127.0.0.1"),
+        "port": (int, 8080),
+        "password": (str, ""),
+    },
 }
 _FREE_SECTIONS = ("ocpp", "board")  # validated by their owners (config keys, board loader)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -55,13 +62,16 @@ class ConfigError(ValueError):
 class Config:
     """A validated configuration. Sections are dicts: ``cfg.station["id"]``."""
 
-    def __init__(self, path: str, station: dict, csms: dict, limits: dict, ocpp: dict, board: dict) -> None:
+    def __init__(self, path: str, station: dict, csms: dict, limits: dict, ocpp: dict, board: dict,
+                 status_page: dict | None = None) -> None:
         self.path = path
         self.station = station
         self.csms = csms
         self.limits = limits
         self.ocpp = ocpp
         self.board = board
+        self.status_page = status_page if status_page is not None else {
+            k: default for k, (_t, default) in _SCHEMA["status_page"].items()}
 
     @property
     def data_dir(self) -> str:
@@ -90,6 +100,16 @@ def validate_csms_url(url: str) -> str:
     if parts.username or parts.password:
         return "must not carry credentials; use csms.password (got a URL with user info)"
     return ""
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or address to bind) is only reachable from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def validate_station_id(station_id: str) -> str:
@@ -160,6 +180,14 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
             raise ConfigError(path, "csms." + key, "must be greater than 0")
     if sections["limits"]["max_current_a"] < 0:
         raise ConfigError(path, "limits.max_current_a", "must not be negative (0 means no limit)")
+    page = sections["status_page"]
+    if not 0 <= page["port"] < 65536:
+        raise ConfigError(path, "status_page.port", "must be 0..65535 (0 picks a free port)")
+    if not page["host"]:
+        raise ConfigError(path, "status_page.host", "must not be empty")
+    if page["enabled"] and not is_loopback_host(page["host"]) and not page["password"]:
+        raise ConfigError(path, "status_page.password", "required when status_page.host is not a loopback "
+                          "address (got host %r): anyone on the network could move the charger" % page["host"])
 
     base = os.path.dirname(os.path.abspath(path))
     st["data_dir"] = os.path.join(base, st["data_dir"]) if not os.path.isabs(st["data_dir"]) else st["data_dir"]
@@ -176,7 +204,8 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
     for sect, table in board.items():
         if not isinstance(table, dict):
             raise ConfigError(path, "board." + sect, "must be a table ([board.%s])" % sect)
-    return Config(path, st, cs, sections["limits"], dict(ocpp), {k: dict(v) for k, v in board.items()})
+    return Config(path, st, cs, sections["limits"], dict(ocpp), {k: dict(v) for k, v in board.items()},
+                  status_page=page)
 
 
 def _check_writable_dir(path: str) -> str:

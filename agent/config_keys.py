@@ -9,6 +9,7 @@ HeartbeatInterval re-arms the heartbeat timer immediately.
 import logging
 import os
 
+from agent.smart_charging import DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL
 from agent.storage import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS"
 CSL_MAX = 8
 LOCAL_AUTH_LIST_MAX_LENGTH = 10000  # idTags in the Local Authorization List
 SEND_LOCAL_LIST_MAX_LENGTH = 1000  # idTags in one SendLocalList.req
+CHARGING_RATE_UNITS = ("Current", "Power")  # ChargingScheduleAllowedChargingRateUnit values (errata 3.86)
 
 
 class InvalidKeyValue(ValueError):
@@ -142,6 +144,19 @@ def core_keys(number_of_connectors: int, profiles: tuple) -> list:
             KeyDef("LocalAuthListMaxLength", "int", LOCAL_AUTH_LIST_MAX_LENGTH, readonly=True),
             KeyDef("SendLocalListMaxLength", "int", SEND_LOCAL_LIST_MAX_LENGTH, readonly=True),
         ]
+    if "SmartCharging" in profiles:
+        # Read-only (§9.4); the config file's [ocpp] table may set them. The station's
+        # ChargingProfileStore enforces them (agent/smart_charging.py).
+        keys += [
+            KeyDef("ChargeProfileMaxStackLevel", "int", DEFAULT_MAX_STACK_LEVEL, readonly=True, minimum=0,
+                   maximum=100),
+            KeyDef("ChargingScheduleAllowedChargingRateUnit", "csl", list(CHARGING_RATE_UNITS), readonly=True,
+                   choices=CHARGING_RATE_UNITS, check=lambda items: 0 < len(items) == len(set(items))),
+            KeyDef("ChargingScheduleMaxPeriods", "int", DEFAULT_MAX_PERIODS, readonly=True, minimum=1,
+                   maximum=1000),
+            KeyDef("MaxChargingProfilesInstalled", "int", DEFAULT_MAX_PROFILES, readonly=True, minimum=1,
+                   maximum=1000),
+        ]
     return keys
 
 
@@ -153,6 +168,7 @@ class ConfigurationStore:
         self._values = {d.name: d.default for d in defs}
         self._path = path
         self._listeners: list = []
+        self._external: dict = {}  # name -> (read, write, after): keys whose value lives elsewhere
         # Values set over OCPP (or by the agent) win over the config file's [ocpp] table.
         self._stored: dict = read_json(path, {}) if path is not None else {}
         for name, value in (initial or {}).items():
@@ -188,6 +204,20 @@ class ConfigurationStore:
             self._values.setdefault(d.name, d.default)
         self._load_stored()
 
+    def add_external(self, d: KeyDef, read, write, after=None) -> None:
+        """A key whose value lives elsewhere (CentralSystemUrl and AuthorizationKey live
+        in the endpoint state): ``read() -> value``; ``write(value) -> status`` applies a
+        valid ChangeConfiguration; ``after(name)`` runs once its answer was sent
+        (``answered``). Never persisted here."""
+        self._defs[d.name] = d
+        self._external[d.name] = (read, write, after)
+
+    def answered(self, name: str) -> None:
+        """The ChangeConfiguration.conf for ``name`` was sent."""
+        ext = self._external.get(name)
+        if ext is not None and ext[2] is not None:
+            ext[2](name)
+
     def on_change(self, callback) -> None:
         """``callback(name, value)`` runs after each accepted change."""
         self._listeners.append(callback)
@@ -196,10 +226,15 @@ class ConfigurationStore:
         return name in self._defs
 
     def get(self, name: str):
+        if name in self._external:
+            return self._external[name][0]()
         return self._values[name]
 
     def set(self, name: str, value) -> None:
         """Set a typed value from inside the agent (e.g. HeartbeatInterval from BootNotification)."""
+        if name in self._external:
+            self._external[name][1](value)
+            return
         self._values[name] = value
         self._stored[name] = self._defs[name].format(value)
         self._persist()
@@ -216,7 +251,7 @@ class ConfigurationStore:
                 if names:
                     unknown.append(name)
             else:
-                known.append((name, d.readonly, d.format(self._values[name])))
+                known.append((name, d.readonly, d.format(self.get(name))))
         return known, unknown
 
     def change(self, name: str, text: str) -> str:
@@ -231,6 +266,11 @@ class ConfigurationStore:
         except ValueError as e:
             log.info("ChangeConfiguration %s rejected: %s", name, e)
             return REJECTED
+        if name in self._external:
+            status = self._external[name][1](value)
+            if status == ACCEPTED:
+                self._notify(name, value)
+            return status
         self._values[name] = value
         self._stored[name] = d.format(value)
         self._persist()

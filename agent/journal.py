@@ -38,7 +38,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tx (local_id INTEGER PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS msg (
     jseq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, local_id INTEGER NOT NULL,
-    connector_id INTEGER NOT NULL, samples TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+    connector_id INTEGER NOT NULL, samples TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    backend TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -61,6 +62,9 @@ class TransactionJournal:
         self._db: sqlite3.Connection | None = None
         self._sync_full: bool | None = None
         self._msg_count = 0
+        # Key of the central system that rows written before messages carried one
+        # belong to (agent/endpoint.py sets it before open()): migrated on open.
+        self.default_backend = ""
 
     # ------------------------------------------------------------------ open / load
     @staticmethod
@@ -90,17 +94,38 @@ class TransactionJournal:
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)
         db.execute("PRAGMA quick_check").fetchall()
+        if "backend" not in [row[1] for row in db.execute("PRAGMA table_info(msg)")]:
+            # A journal from before endpoint switching: its rows get the current backend in _load.
+            db.execute("ALTER TABLE msg ADD COLUMN backend TEXT NOT NULL DEFAULT ''")
         self._sync_full = None
         return db
 
     def _load(self) -> tuple:
         txs = [json.loads(d) for (d,) in self._db.execute("SELECT data FROM tx ORDER BY local_id")]
+        if self.default_backend:
+            self._migrate_backend(txs)
         msgs = [{"jseq": j, "kind": k, "local_id": lid, "connector_id": cid,
-                 "samples": json.loads(s), "attempts": a}
-                for j, k, lid, cid, s, a in self._db.execute(
-                    "SELECT jseq, kind, local_id, connector_id, samples, attempts FROM msg ORDER BY jseq")]
+                 "samples": json.loads(s), "attempts": a, "backend": b}
+                for j, k, lid, cid, s, a, b in self._db.execute(
+                    "SELECT jseq, kind, local_id, connector_id, samples, attempts, backend FROM msg ORDER BY jseq")]
         self._msg_count = len(msgs)
         return txs, msgs
+
+    def _migrate_backend(self, txs: list) -> None:
+        """Rows without a backend (written before messages carried one) belong to
+        the current backend, ``default_backend``."""
+        old = [t for t in txs if not t.get("backend")]
+        for t in old:
+            t["backend"] = self.default_backend
+        if not old and self._db.execute("SELECT 1 FROM msg WHERE backend = '' LIMIT 1").fetchone() is None:
+            return
+
+        def write(db):
+            db.execute("UPDATE msg SET backend = ? WHERE backend = ''", (self.default_backend,))
+            for t in old:
+                db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)", (t["local_id"], json.dumps(t)))
+        self._commit(write, durable=True)
+        log.info("journal: rows without a central system assigned to the current one (%d transactions)", len(old))
 
     def _salvage(self) -> tuple:
         txs, msgs = [], []
@@ -108,21 +133,35 @@ class TransactionJournal:
             db = sqlite3.connect(self.path)
         except sqlite3.Error:
             return txs, msgs
+        try:
+            has_backend = "backend" in [row[1] for row in db.execute("PRAGMA table_info(msg)")]
+        except sqlite3.Error:
+            has_backend = False
         for table, out in (("tx", txs), ("msg", msgs)):
-            try:
-                cols = "data" if table == "tx" else "jseq, kind, local_id, connector_id, samples, attempts"
-                for row in db.execute("SELECT %s FROM %s" % (cols, table)):
-                    try:
-                        if table == "tx":
-                            out.append(json.loads(row[0]))
-                        else:
-                            out.append({"jseq": row[0], "kind": row[1], "local_id": row[2],
-                                        "connector_id": row[3], "samples": json.loads(row[4]),
-                                        "attempts": row[5]})
-                    except (ValueError, TypeError):
-                        continue
-            except sqlite3.Error as e:
-                log.error("journal: rows of %s lost to corruption after %d read: %s", table, len(out), e)
+            cols = "rowid, data" if table == "tx" else "jseq, kind, local_id, connector_id, samples, attempts, %s" % (
+                "backend" if has_backend else "''")
+            seen = set()
+            # Forwards until a damaged page, then backwards from the end up to it: the rows
+            # on both sides of the damage are kept.
+            for order in ("ASC", "DESC"):
+                try:
+                    for row in db.execute("SELECT %s FROM %s ORDER BY rowid %s" % (cols, table, order)):
+                        if row[0] in seen:
+                            break  # met the forward scan: everything readable is read
+                        seen.add(row[0])
+                        try:
+                            if table == "tx":
+                                out.append(json.loads(row[1]))
+                            else:
+                                out.append({"jseq": row[0], "kind": row[1], "local_id": row[2],
+                                            "connector_id": row[3], "samples": json.loads(row[4]),
+                                            "attempts": row[5], "backend": row[6]})
+                        except (ValueError, TypeError):
+                            continue
+                    break  # the whole table was readable
+                except sqlite3.Error as e:
+                    log.error("journal: rows of %s lost to corruption (%d read %s): %s", table, len(out),
+                              "forwards" if order == "ASC" else "in all", e)
         db.close()
         log.warning("journal: salvaged %d transactions and %d queued messages", len(txs), len(msgs))
         return txs, msgs
@@ -141,10 +180,10 @@ class TransactionJournal:
             for t in txs:
                 db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)", (t["local_id"], json.dumps(t)))
             for m in sorted(msgs, key=lambda m: m["jseq"]):
-                db.execute("INSERT INTO msg (jseq, kind, local_id, connector_id, samples, attempts) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (m["jseq"], m["kind"], m["local_id"],
-                                                          m["connector_id"], json.dumps(m["samples"]),
-                                                          m["attempts"]))
+                db.execute("INSERT INTO msg (jseq, kind, local_id, connector_id, samples, attempts, backend) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", (m["jseq"], m["kind"], m["local_id"],
+                                                             m["connector_id"], json.dumps(m["samples"]),
+                                                             m["attempts"], m.get("backend", "")))
         self._commit(write, durable=True)
 
     def close(self) -> None:
@@ -193,7 +232,7 @@ class TransactionJournal:
                                            (tx["local_id"], json.dumps(tx))), durable)
 
     def append(self, kind: str, local_id: int, connector_id: int, samples: list,
-               tx: dict | None = None, remove: tuple = (), durable: bool = True) -> int:
+               tx: dict | None = None, remove: tuple = (), durable: bool = True, backend: str = "") -> int:
         """Queue a message (optionally saving its transaction and removing confirmed
         entries in the same commit); returns its journal sequence number."""
         def work(db):
@@ -208,8 +247,8 @@ class TransactionJournal:
                     (self._msg_count - len(remove) - self.max_entries + 1,))]
                 for j in dropped:
                     db.execute("DELETE FROM msg WHERE jseq = ?", (j,))
-            cur = db.execute("INSERT INTO msg (kind, local_id, connector_id, samples) VALUES (?, ?, ?, ?)",
-                             (kind, local_id, connector_id, json.dumps(samples)))
+            cur = db.execute("INSERT INTO msg (kind, local_id, connector_id, samples, backend) "
+                             "VALUES (?, ?, ?, ?, ?)", (kind, local_id, connector_id, json.dumps(samples), backend))
             return cur.lastrowid, dropped
         jseq, dropped = self._commit(work, durable)
         self._msg_count += 1 - len(remove) - len(dropped)
@@ -240,13 +279,23 @@ class TransactionJournal:
             db.execute("DELETE FROM tx")
             for t in txs:
                 db.execute("INSERT INTO tx VALUES (?, ?)", (t["local_id"], json.dumps(t)))
-            return [db.execute("INSERT INTO msg (kind, local_id, connector_id, samples, attempts) "
-                               "VALUES (?, ?, ?, ?, ?)", (m["kind"], m["local_id"], m["connector_id"],
-                                                          json.dumps(m["samples"]), m["attempts"])).lastrowid
+            return [db.execute("INSERT INTO msg (kind, local_id, connector_id, samples, attempts, backend) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", (m["kind"], m["local_id"], m["connector_id"],
+                                                             json.dumps(m["samples"]), m["attempts"],
+                                                             m.get("backend", ""))).lastrowid
                     for m in msgs]
         jseqs = self._commit(work, durable=True)
         self._msg_count = len(msgs)
         return jseqs
+
+    def set_backend(self, jseqs: tuple, txs: list, backend: str) -> None:
+        """Give queued messages and their transactions to another central system (durably)."""
+        def work(db):
+            for jseq in jseqs:
+                db.execute("UPDATE msg SET backend = ? WHERE jseq = ?", (backend, jseq))
+            for t in txs:
+                db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)", (t["local_id"], json.dumps(t)))
+        self._commit(work, durable=True)
 
     def set_attempts(self, jseq: int, attempts: int) -> None:
         self._commit(lambda db: db.execute("UPDATE msg SET attempts = ? WHERE jseq = ?", (attempts, jseq)),

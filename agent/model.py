@@ -109,6 +109,7 @@ class Transaction:
         self.stop_id_tag: str | None = None
         self.last_meter_wh: int = meter_start_wh  # the latest reading, kept for power-loss recovery
         self.last_meter_time: float = start_time
+        self.backend = ""  # key of the central system it belongs to (agent/endpoint.py), set when queued
 
     @property
     def stopped(self) -> bool:
@@ -130,7 +131,7 @@ def sample_from_dict(d: dict) -> MeterSample:
 
 _TX_FIELDS = ("local_id", "connector_id", "id_tag", "parent_id_tag", "meter_start_wh", "start_time",
               "reservation_id", "transaction_id", "authorized", "meter_stop_wh", "stop_time", "stop_reason",
-              "stop_id_tag", "last_meter_wh", "last_meter_time")
+              "stop_id_tag", "last_meter_wh", "last_meter_time", "backend")
 
 
 def transaction_to_dict(tx: Transaction) -> dict:

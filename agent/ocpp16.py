@@ -7,11 +7,14 @@ transaction outbox over whatever connection ``agent.connection`` provides.
 """
 
 import asyncio
+import decimal
 import json
 import logging
 from datetime import datetime, timezone
 
+import ocpp.exceptions
 import ocpp.messages
+from ocpp.charge_point import snake_to_camel_case
 from ocpp.exceptions import OCPPError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call
@@ -19,6 +22,7 @@ from ocpp.v16.enums import Action
 
 from agent import model
 from agent.outbox import METER, START, STOP
+from agent.smart_charging import ProfileFormatError
 from agent.station import CentralSystemLink, Station
 
 log = logging.getLogger(__name__)
@@ -31,18 +35,32 @@ ocpp.messages.ASYNC_VALIDATION = False
 
 VERSION = "1.6"
 SUBPROTOCOL = "ocpp1.6"
+DECIMAL_ACTIONS = ("SetChargingProfile", "RemoteStartTransaction")  # requests with charging schedules
 TRIGGERABLE = ("BootNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification",
                "Heartbeat", "MeterValues", "StatusNotification")
 
 
 def iso_time(ts: float) -> str:
     """OCPP timestamp: UTC, millisecond precision, 'Z' suffix."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (
-        int(ts * 1000) % 1000)
+    ms = int(round(ts * 1000))  # seconds and milliseconds from one rounding (x.9999999 is x+1.000)
+    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (
+        ms % 1000)
 
 
 def _call_error(unique_id: str, code: str, description: str, details: dict | None = None) -> str:
     return json.dumps([4, unique_id, code, description, details or {}], separators=(",", ":"))
+
+
+def _validate_request(action: str, payload: dict) -> None:
+    """Check a request payload against its 1.6 JSON schema (raises SchemaValidationError).
+    Charging schedules' decimals (multipleOf 0.1) are checked as the ``ocpp`` library
+    does, on Decimals: its validator cache ignores ``parse_float``, so a float
+    validator cached here would break the library's own check of the same action."""
+    if action in DECIMAL_ACTIONS:
+        ocpp.messages.get_validator(2, action, VERSION, parse_float=decimal.Decimal).validate(
+            json.loads(json.dumps(payload), parse_float=decimal.Decimal))
+    else:
+        ocpp.messages.get_validator(2, action, VERSION).validate(payload)
 
 
 def classify_schema_error(error) -> str:
@@ -76,6 +94,35 @@ def _id_tag_info(data: dict | None) -> model.IdTagInfo:
     data = data or {}
     return model.IdTagInfo(data.get("status", model.AUTH_INVALID), data.get("expiry_date"),
                            data.get("parent_id_tag"))
+
+
+def _ocpp_json(data):
+    """A nested payload object back as plain OCPP JSON: camelCase keys (the
+    library hands handlers snake_case keys at every depth) and floats (it
+    hands over the Decimals it validated charging schedules with); None stays None."""
+    if data is None:
+        return None
+    return _floats(snake_to_camel_case(data))
+
+
+def _floats(data):
+    if isinstance(data, dict):
+        return {k: _floats(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_floats(v) for v in data]
+    return float(data) if isinstance(data, decimal.Decimal) else data
+
+
+_PROFILE_ERRORS = {cls.code: cls for cls in (
+    ocpp.exceptions.PropertyConstraintViolationError, ocpp.exceptions.TypeConstraintViolationError,
+    ocpp.exceptions.ProtocolError, ocpp.exceptions.FormationViolationError,
+    ocpp.exceptions.OccurenceConstraintViolationError)}
+
+
+def _profile_error(e: ProfileFormatError) -> OCPPError:
+    """The CALLERROR a malformed charging profile is answered with (its code, errata 3.38/3.39)."""
+    return _PROFILE_ERRORS.get(e.error_code, ocpp.exceptions.PropertyConstraintViolationError)(
+        description=str(e)[:200])
 
 
 class Ocpp16Session(ChargePoint):
@@ -124,7 +171,7 @@ class Ocpp16Session(ChargePoint):
                 await self._send(_call_error(uid, code, text))
                 return
             try:
-                ocpp.messages.get_validator(2, action, VERSION).validate(payload)
+                _validate_request(action, payload)
             except ocpp.messages.SchemaValidationError as e:
                 await self._send(_call_error(uid, classify_schema_error(e), e.message[:200]))
                 return
@@ -153,6 +200,10 @@ class Ocpp16Session(ChargePoint):
     async def on_change_configuration(self, key: str, value: str):
         return self._call_result.ChangeConfiguration(status=self.station.keys.change(key, value))
 
+    @after(Action.change_configuration)
+    async def after_change_configuration(self, key: str, value: str):
+        self.station.keys.answered(key)  # e.g. CentralSystemUrl: answer first, then move
+
     @on(Action.get_configuration)
     async def on_get_configuration(self, key: list | None = None):
         known, unknown = self.station.keys.read(key)
@@ -171,7 +222,10 @@ class Ocpp16Session(ChargePoint):
     @on(Action.remote_start_transaction)
     async def on_remote_start_transaction(self, id_tag: str, connector_id: int | None = None,
                                           charging_profile: dict | None = None):
-        ok = await self.station.remote_start(id_tag, connector_id)
+        try:
+            ok = await self.station.remote_start(id_tag, connector_id, _ocpp_json(charging_profile))
+        except ProfileFormatError as e:
+            raise _profile_error(e) from None
         return self._call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
 
     @on(Action.remote_stop_transaction)
@@ -191,6 +245,37 @@ class Ocpp16Session(ChargePoint):
     @on(Action.unlock_connector)
     async def on_unlock_connector(self, connector_id: int):
         return self._call_result.UnlockConnector(status=await self.station.unlock_connector(connector_id))
+
+    # ---------------------------------------------------------------- SmartCharging
+    @on(Action.set_charging_profile)
+    async def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict):
+        try:
+            status = await self.station.set_charging_profile(connector_id, _ocpp_json(cs_charging_profiles))
+        except ProfileFormatError as e:
+            raise _profile_error(e) from None
+        return self._call_result.SetChargingProfile(status=status)
+
+    @on(Action.clear_charging_profile)
+    async def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,
+                                        charging_profile_purpose: str | None = None, stack_level: int | None = None):
+        try:
+            status = await self.station.clear_charging_profile(id, connector_id, charging_profile_purpose, stack_level)
+        except ProfileFormatError as e:
+            raise _profile_error(e) from None
+        return self._call_result.ClearChargingProfile(status=status)
+
+    @on(Action.get_composite_schedule)
+    async def on_get_composite_schedule(self, connector_id: int, duration: int,
+                                        charging_rate_unit: str | None = None):
+        try:
+            schedule = self.station.composite_schedule(connector_id, duration, charging_rate_unit)
+        except ProfileFormatError as e:
+            raise _profile_error(e) from None
+        if schedule is None:
+            return self._call_result.GetCompositeSchedule(status="Rejected")
+        return self._call_result.GetCompositeSchedule(
+            status="Accepted", connector_id=connector_id, schedule_start=schedule["startSchedule"],
+            charging_schedule=schedule)
 
     # ---------------------------------------------------------------- LocalAuthListManagement
     @on(Action.get_local_list_version)
@@ -241,6 +326,7 @@ class Ocpp16Client(CentralSystemLink):
         self.registration = None  # None until the first BootNotification answer
         self.boot_accepted = False
         self.last_boot_time: float | None = None
+        self.on_boot = None  # callable(status) after each BootNotification answer (agent/switch.py)
         self.messages_sent = 0
         self.messages_received = 0
         self._status_queue: list = []  # (seq, payload) of non-transaction messages
@@ -377,8 +463,17 @@ class Ocpp16Client(CentralSystemLink):
                 self.last_boot_time = self.clock.time()
                 if result.interval > 0:
                     self.station.keys.set("HeartbeatInterval", result.interval)
+                if self.on_boot is not None:
+                    self.on_boot(result.status)
                 return
+            if self.on_boot is not None:
+                self.on_boot(result.status)
             await self.clock.sleep(interval)
+
+    def new_backend(self) -> None:
+        """The next session is with another central system or new credentials: boot again."""
+        self.boot_accepted = False
+        self.registration = None
 
     def _boot_payload(self):
         return call.BootNotification(

@@ -10,9 +10,17 @@ With a journal (agent/journal.py) every change is written through: Start and
 Stop durably (fsync) before the agent goes on, meter values without an fsync
 of their own. Confirmed meter values are deleted with the next write instead
 of in a write of their own (fewer writes to an SD card; after a crash at most
-the last confirmed MeterValues is sent again). A failed journal write leaves
-``resync_needed`` set: memory is then the truth and the station rewrites the
-journal from it once writes work again. Portable core: no sqlite here.
+the last confirmed MeterValues is sent again) - or, in a replay of a backlog,
+every CONFIRMED_METERS_FLUSH confirmations, so that a crash mid-replay resends
+at most that many. A failed journal write leaves ``resync_needed`` set: memory
+is then the truth and the station rewrites the journal from it once writes
+work again. Portable core: no sqlite here.
+
+Each entry belongs to a central system (``backend``, a key from
+agent/endpoint.py): the one that was current when its transaction started.
+``head()`` and ``emptied`` are about the current backend's entries only;
+entries held for another backend wait for a connection to that one
+(agent/switch.py) and are never dropped for it.
 """
 
 import asyncio
@@ -22,6 +30,7 @@ from agent.model import sample_to_dict, transaction_to_dict
 START = "start"
 STOP = "stop"
 METER = "meter"
+CONFIRMED_METERS_FLUSH = 32  # confirmed meter values deleted in a write of their own (a replay)
 
 
 class JournalUnavailable(Exception):
@@ -31,7 +40,7 @@ class JournalUnavailable(Exception):
 class OutboxEntry:
     """One queued transaction message."""
 
-    __slots__ = ("kind", "tx", "connector_id", "samples", "attempts", "seq", "not_before", "jseq")
+    __slots__ = ("kind", "tx", "connector_id", "samples", "attempts", "seq", "not_before", "jseq", "backend")
 
     def __init__(self, kind: str, tx, connector_id: int, samples: list | None = None) -> None:
         self.kind = kind
@@ -42,6 +51,7 @@ class OutboxEntry:
         self.seq = 0
         self.not_before = 0.0  # monotonic time before which a retry must not be sent
         self.jseq = None  # its row in the journal
+        self.backend = ""  # the central system it belongs to: its transaction's
 
     def __repr__(self) -> str:
         return "OutboxEntry(%s, %r, attempts=%d)" % (self.kind, self.tx, self.attempts)
@@ -57,8 +67,10 @@ class TransactionOutbox:
         self._seq = 0
         self._confirmed_meters: list = []  # jseqs to delete with the next journal write
         self.changed = asyncio.Event()
-        self.emptied = asyncio.Event()
+        self.emptied = asyncio.Event()  # no entry of the current backend is queued
         self.emptied.set()
+        self.backend = ""  # key of the current central system (set_backend)
+        self.listeners: list = []  # callables(entry or None) run after each change
 
     def next_seq(self) -> int:
         """A sequence number shared with other outgoing messages, to keep their order."""
@@ -69,22 +81,40 @@ class TransactionOutbox:
         """Put entries read back from the journal in the queue, in order."""
         for entry in entries:
             entry.seq = self.next_seq()
+            self._own(entry)
             self._entries.append(entry)
         if self._entries:
-            self.emptied.clear()
+            self._update_emptied()
             self.changed.set()
+
+    def _own(self, entry: OutboxEntry) -> None:
+        """An entry belongs to its transaction's backend; a new transaction to the current one."""
+        if not entry.tx.backend:
+            entry.tx.backend = self.backend
+        entry.backend = entry.tx.backend
+
+    def _update_emptied(self) -> None:
+        if any(e.backend == self.backend for e in self._entries):
+            self.emptied.clear()
+        else:
+            self.emptied.set()
+
+    def _notify(self, entry=None) -> None:
+        for cb in list(self.listeners):
+            cb(entry)
 
     def append(self, entry: OutboxEntry) -> list:
         """Queue an entry (written through to the journal); returns meter entries
         dropped because the journal is full. Raises JournalUnavailable for a
         StartTransaction that could not be made durable."""
         dropped = []
+        self._own(entry)
         if self.journal is not None:
             try:
                 entry.jseq, dropped_jseqs = self.journal.append(
                     entry.kind, entry.tx.local_id, entry.connector_id,
                     [sample_to_dict(s) for s in entry.samples], tx=transaction_to_dict(entry.tx),
-                    remove=tuple(self._confirmed_meters), durable=entry.kind != METER)
+                    remove=tuple(self._confirmed_meters), durable=entry.kind != METER, backend=entry.backend)
                 self._confirmed_meters = []
             except Exception as e:  # JournalError: logged by the journal
                 if entry.kind == START:
@@ -97,12 +127,58 @@ class TransactionOutbox:
                     self._entries = [e for e in self._entries if e.jseq not in gone]
         entry.seq = self.next_seq()
         self._entries.append(entry)
-        self.emptied.clear()
+        self._update_emptied()
         self.changed.set()
+        self._notify(entry)
         return dropped
 
-    def head(self) -> OutboxEntry | None:
-        return self._entries[0] if self._entries else None
+    def head(self, backend: str | None = None) -> OutboxEntry | None:
+        """The oldest entry of ``backend`` (default: the current central system's)."""
+        key = self.backend if backend is None else backend
+        for e in self._entries:
+            if e.backend == key:
+                return e
+        return None
+
+    def set_backend(self, key: str) -> None:
+        """The agent now talks to central system ``key``: only its entries are sent."""
+        self.backend = key
+        self._update_emptied()
+        self.changed.set()
+        self._notify()
+
+    def held(self) -> dict:
+        """{backend key: number of entries} queued for central systems other than the current one."""
+        out: dict = {}
+        for e in self._entries:
+            if e.backend != self.backend:
+                out[e.backend] = out.get(e.backend, 0) + 1
+        return out
+
+    def reassign(self, from_key: str, to_key: str, min_local_id: int, running: list = ()) -> int:
+        """Give the transactions of ``from_key`` with local_id >= ``min_local_id`` (queued
+        entries and the ``running`` transactions) to ``to_key``; returns how many moved."""
+        txs = {}
+        for tx in list(running) + [e.tx for e in self._entries]:
+            if tx.backend == from_key and tx.local_id >= min_local_id:
+                txs[tx.local_id] = tx
+        if not txs:
+            return 0
+        moved = [e for e in self._entries if e.tx.local_id in txs]
+        for tx in txs.values():
+            tx.backend = to_key
+        for e in moved:
+            e.backend = to_key
+        if self.journal is not None:
+            try:
+                self.journal.set_backend(tuple(e.jseq for e in moved if e.jseq is not None),
+                                         [transaction_to_dict(t) for t in txs.values()], to_key)
+            except Exception:
+                self.resync_needed = True
+        self._update_emptied()
+        self.changed.set()
+        self._notify()
+        return len(txs)
 
     def remove(self, entry: OutboxEntry) -> None:
         """The central system confirmed ``entry`` (a Start's transaction id is then saved with it)."""
@@ -111,6 +187,12 @@ class TransactionOutbox:
         if self.journal is not None and entry.jseq is not None:
             if entry.kind == METER:
                 self._confirmed_meters.append(entry.jseq)
+                if len(self._confirmed_meters) >= CONFIRMED_METERS_FLUSH:  # a long replay: bound the resend
+                    try:
+                        self.journal.remove(tuple(self._confirmed_meters), durable=False)
+                        self._confirmed_meters = []
+                    except Exception:
+                        self.resync_needed = True
             else:
                 tx_done = entry.kind == STOP and not any(e.tx is entry.tx for e in self._entries)
                 try:
@@ -120,8 +202,8 @@ class TransactionOutbox:
                     self._confirmed_meters = []
                 except Exception:
                     self.resync_needed = True
-        if not self._entries:
-            self.emptied.set()
+        self._update_emptied()
+        self._notify(entry)
 
     def save_transaction(self, tx, durable: bool = False) -> None:
         """Write a transaction's current state (e.g. its latest meter reading)."""
@@ -142,7 +224,8 @@ class TransactionOutbox:
         for e in self._entries:
             txs[e.tx.local_id] = e.tx
         msgs = [{"kind": e.kind, "local_id": e.tx.local_id, "connector_id": e.connector_id,
-                 "samples": [sample_to_dict(s) for s in e.samples], "attempts": e.attempts}
+                 "samples": [sample_to_dict(s) for s in e.samples], "attempts": e.attempts,
+                 "backend": e.backend}
                 for e in self._entries]
         try:
             jseqs = self.journal.replace_all([transaction_to_dict(t) for t in txs.values()], msgs)

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 
+from agent.admin import Admin
 from agent.auth import AuthorizationCache, LocalAuthList
 from agent.clock import Clock
 from agent.config import Config, ConfigError
@@ -17,12 +18,15 @@ from agent.ocpp16 import SUBPROTOCOL, Ocpp16Client, Ocpp16Session
 from agent.journal import TransactionJournal
 from agent.state_store import StationStateStore
 from agent.station import Station
+from agent.switch import EndpointManager
+from agent.traffic import TrafficLog
 from boards import load_board
 from hal.errors import HalConfigurationError
 
 log = logging.getLogger(__name__)
 
-FEATURE_PROFILES = ("Core", "LocalAuthListManagement", "RemoteTrigger")
+FEATURE_PROFILES = ("Core", "LocalAuthListManagement", "RemoteTrigger", "SmartCharging")
+CHARGING_PROFILES_FILE = "charging-profiles.json"
 
 
 class Agent:
@@ -33,22 +37,31 @@ class Agent:
         self.clock = clock or Clock()
         self.rng = rng
         self.traffic_log = traffic_log
+        self.traffic = TrafficLog(self.clock, forward=traffic_log)  # recent frames, for the status page
         self.restart_requested: str | None = None  # "hard" / "soft" after a Reset
         self.stopped = asyncio.Event()
         self.loaded = None
         self.station: Station | None = None
         self.client: Ocpp16Client | None = None
         self.connection: CsmsConnection | None = None
+        self.endpoint: EndpointManager | None = None  # which central system, switches, rollback
+        self.admin: Admin | None = None  # settings changes from the CLI and the status page
+        self.status_page = None
         self._sim_server = None
-        self._conn_task = None
+        self._control_server = None
         self._build()
+
+    @property
+    def _conn_task(self):
+        """The main connection's task (owned by the endpoint manager)."""
+        return self.endpoint._conn_task if self.endpoint is not None else None
 
     def _build(self) -> None:
         cfg = self.config
         try:
             self.loaded = load_board(cfg.station["board"], cfg.board, cfg.data_dir, self.clock)
         except HalConfigurationError as e:
-            raise ConfigError(cfg.path, "station.board", str(e)) from None
+            raise ConfigError(cfg.path, getattr(e, "key", "") or "station.board", str(e)) from None
         board = self.loaded.board
         if cfg.station["vendor"]:
             board.vendor = cfg.station["vendor"]
@@ -68,18 +81,26 @@ class Agent:
         self.station = Station(board, keys, self.clock, max_current_a=cfg.limits["max_current_a"],
                                store=StationStateStore(cfg.data_dir), journal=self.journal,
                                auth_cache=AuthorizationCache(os.path.join(cfg.data_dir, "auth-cache.json")),
-                               local_list=LocalAuthList(os.path.join(cfg.data_dir, "local-list.json")))
+                               local_list=LocalAuthList(os.path.join(cfg.data_dir, "local-list.json")),
+                               # its ChargingProfileStore takes the SmartCharging keys' limits
+                               charging_profiles_path=os.path.join(cfg.data_dir, CHARGING_PROFILES_FILE))
         self.station.on_restart = self._request_restart
         self.client = Ocpp16Client(
             self.station, cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],
             serial_number=cfg.station["serial_number"], firmware_version=cfg.station["firmware_version"],
-            traffic_log=self.traffic_log)
+            traffic_log=self.traffic.record)
         settings = dict(cfg.csms)
         settings.update(url=cfg.connect_url(), station_id=cfg.station["id"])
         self.connection = CsmsConnection(
             self.client, settings, self.clock, SUBPROTOCOL,
             lambda sid, ws: Ocpp16Session(sid, ws, self.client, cfg.csms["response_timeout_s"]), rng=self.rng)
         keys.on_change(self._on_key_changed)
+        self.admin = Admin(self)
+        self.endpoint = EndpointManager(config=cfg, client=self.client, connection=self.connection,
+                                        station=self.station, journal=self.journal, clock=self.clock,
+                                        traffic=self.traffic, rng=self.rng, write_config=self.admin.write_endpoint)
+        self.endpoint.register_keys(keys)
+        self.endpoint.load()  # before the journal opens: the backend its rows belong to
 
     def _on_key_changed(self, name: str, value) -> None:
         if name == "WebSocketPingInterval":
@@ -98,18 +119,47 @@ class Agent:
                                                     extra_status=self.station.sim_status)
                 await self._sim_server.start()
         except BaseException:
+            if self._sim_server is not None:
+                await self._sim_server.close()
+                self._sim_server = None
             await self.station.stop()
             self.journal.close()
             await self.loaded.board.close()
             raise
-        self._conn_task = asyncio.create_task(self.connection.run())
+        await self._start_local_access()
+        await self.endpoint.start()
+
+    async def _start_local_access(self) -> None:
+        """The control socket (ocpp-agent csms/config) and the status page. The charger
+        works without them: a failure to open either is logged, not fatal."""
+        from agent.control import CONTROL_SOCKET_FILE, AgentControlServer
+
+        server = AgentControlServer(self.admin, os.path.join(self.config.data_dir, CONTROL_SOCKET_FILE))
+        try:
+            await server.start()
+            self._control_server = server
+        except OSError as e:
+            log.error("control socket not available (ocpp-agent csms/config cannot reach this agent): %s", e)
+        page_cfg = self.config.status_page
+        if page_cfg["enabled"]:
+            from agent.status_page import StatusPage
+
+            page = StatusPage(self, self.admin, host=page_cfg["host"], port=page_cfg["port"],
+                              password=page_cfg["password"])
+            try:
+                await page.start()
+                self.status_page = page
+            except OSError as e:
+                log.error("status page not started on %s:%d: %s", page_cfg["host"], page_cfg["port"], e)
 
     async def stop(self) -> None:
         """Disconnect, leave the hardware safe and close it."""
-        if self._conn_task is not None:
-            self._conn_task.cancel()
-            await asyncio.gather(self._conn_task, return_exceptions=True)
-            self._conn_task = None
+        await self.endpoint.stop()
+        for name in ("status_page", "_control_server"):
+            server = getattr(self, name)
+            if server is not None:
+                setattr(self, name, None)
+                await server.close()
         if self._sim_server is not None:
             await self._sim_server.close()
             self._sim_server = None

@@ -25,6 +25,9 @@ from agent.config_keys import ConfigurationStore
 from agent.connector import Connector
 from agent.metering import build_meter_sample, energy_wh_of
 from agent.outbox import METER, START, STOP, JournalUnavailable, OutboxEntry, TransactionOutbox
+from agent.smart_charging import (ACCEPTED, DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL,
+                                  ChargingProfileStore, composite_schedule, limit_at)
+from agent.storage import read_json, write_json_atomic
 from hal.errors import HalError
 from hal.interfaces import NO_ERROR, Board
 
@@ -58,7 +61,8 @@ class Station:
 
     def __init__(self, board: Board, keys: ConfigurationStore, clock: Clock | None = None,
                  max_current_a: float = 0.0, store=None, journal=None, auth_cache=None,
-                 local_list=None) -> None:
+                 local_list=None, charging_profiles: ChargingProfileStore | None = None,
+                 charging_profiles_path: str | None = None) -> None:
         self.board = board
         self.keys = keys
         self.clock = clock or Clock()
@@ -80,15 +84,28 @@ class Station:
         self._conn_tasks: dict = {}
         self._locks = [asyncio.Lock() for _ in self.connectors]
         self._running = False
+        # Smart charging (OCPP 1.6 §3.13): the installed profiles, persisted in charging_profiles_path.
+        self.charging_profiles = (charging_profiles if charging_profiles is not None
+                                  else self._default_profile_store())
+        self._profiles_path = charging_profiles_path
+        self._profiles_saved = self.charging_profiles.revision
+        self._profile_timer_at: dict = {}  # connector id -> epoch of the armed boundary timer
+        self._drawing: dict = {}  # connector id -> True while it may offer current (shares the budget)
         self.keys.on_change(self._on_key_changed)
         if store is not None:
             self._restore(store.load())
+        if charging_profiles_path is not None:
+            self._load_profiles()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, journal_data: tuple | None = None) -> None:
         """Put the hardware in its safe state, close what a crash left open
         (``journal_data`` = what the journal held), and start watching."""
         self._running = True
+        for c in self.connectors:  # no transaction runs at boot: TxProfiles end with theirs (§3.13.1)
+            if c.transaction is None:
+                self.charging_profiles.transaction_ended(c.id)
+        self._save_profiles()
         for c in self.connectors:
             c.evse = c.hw.evse.status
             await self._safe_outputs(c)
@@ -119,6 +136,7 @@ class Station:
         self._running = False
         tasks = self._tasks + list(self._conn_tasks.values())
         self._tasks, self._conn_tasks = [], {}
+        self._profile_timer_at = {}
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -180,6 +198,35 @@ class Station:
             "availability": availability,
         })
 
+    def _default_profile_store(self) -> ChargingProfileStore:
+        """A profile store with the limits of the SmartCharging configuration keys
+        (their defaults when the profile's keys are absent)."""
+        return ChargingProfileStore(
+            connector_count=len(self.connectors),
+            max_stack_level=self._opt_key("ChargeProfileMaxStackLevel", DEFAULT_MAX_STACK_LEVEL),
+            max_periods=self._opt_key("ChargingScheduleMaxPeriods", DEFAULT_MAX_PERIODS),
+            max_profiles=self._opt_key("MaxChargingProfilesInstalled", DEFAULT_MAX_PROFILES),
+            allowed_units=tuple(self._opt_key("ChargingScheduleAllowedChargingRateUnit", ("Current", "Power"))))
+
+    def _load_profiles(self) -> None:
+        data = read_json(self._profiles_path, None)
+        if isinstance(data, dict):
+            log.info("%d charging profiles restored", self.charging_profiles.load(data))
+        elif data is not None:
+            log.warning("%s is not a charging profile store; starting without profiles", self._profiles_path)
+        self._profiles_saved = self.charging_profiles.revision
+
+    def _save_profiles(self) -> None:
+        """Persist the charging profiles if they changed (errata 3.37: they survive reboots)."""
+        if self._profiles_path is None or self.charging_profiles.revision == self._profiles_saved:
+            return
+        try:
+            write_json_atomic(self._profiles_path, self.charging_profiles.to_dict())
+        except OSError as e:
+            log.error("cannot save the charging profiles to %s: %s", self._profiles_path, e)
+            return
+        self._profiles_saved = self.charging_profiles.revision
+
     # ------------------------------------------------------------------ recovery
     async def _recover(self, journal_data: tuple, clean: bool) -> None:
         """Requeue what the journal held and close transactions a crash left open.
@@ -205,6 +252,7 @@ class Station:
                                 [model.sample_from_dict(x) for x in m["samples"]])
             entry.jseq, entry.attempts = m["jseq"], m["attempts"]
             entries.append(entry)
+        repaired = self._requeue_lost(txs, entries)
         self.outbox.restore(entries)
         stopping = {e.tx.local_id for e in entries if e.kind == STOP}
         reason = model.REASON_REBOOT if clean else model.REASON_POWER_LOSS
@@ -228,6 +276,35 @@ class Station:
             c.finishing = c.ev_connected
             log.warning("connector %d: transaction %d (id %r) was left open by the last run: stopped (%s) at %d Wh",
                         c.id, tx.local_id, tx.transaction_id, reason, tx.meter_stop_wh)
+            await self._update(c)  # Finishing while the EV is still plugged in
+        if repaired:  # give the requeued messages their rows in the journal
+            self.outbox.resync_needed = True
+            self.outbox.resync(list(txs.values()))
+
+    @staticmethod
+    def _requeue_lost(txs: dict, entries: list) -> bool:
+        """Queue again the StartTransaction or StopTransaction of a journaled transaction
+        whose message was lost to a damaged journal (salvaged rows). A transaction's row
+        is deleted in the commit that confirms its StopTransaction and saved with its
+        id in the one that confirms its StartTransaction, so: no id means the Start is
+        unconfirmed, stopped means the Stop is. Returns True if anything was requeued."""
+        kinds: dict = {}
+        for e in entries:
+            kinds.setdefault(e.tx.local_id, set()).add(e.kind)
+        repaired = False
+        for tx in txs.values():
+            queued = kinds.get(tx.local_id, set())
+            if tx.transaction_id is None and START not in queued:
+                at = next((i for i, e in enumerate(entries) if e.tx is tx), len(entries))
+                entries.insert(at, OutboxEntry(START, tx, tx.connector_id))
+                log.error("journal: StartTransaction of transaction %d was lost: queued again", tx.local_id)
+                repaired = True
+            if tx.stopped and STOP not in queued:
+                entries.append(OutboxEntry(STOP, tx, tx.connector_id))
+                log.error("journal: StopTransaction of transaction %d (id %r) was lost: queued again",
+                          tx.local_id, tx.transaction_id)
+                repaired = True
+        return repaired
 
     async def _journal_watch(self) -> None:
         """Rewrite the journal from memory after failed writes, until it works again."""
@@ -262,7 +339,8 @@ class Station:
         c = self.connector(connector_id)
         tx = c.transaction
         return {"ocpp_status": c.status, "transaction_id": tx.transaction_id if tx else None,
-                "id_tag": tx.id_tag if tx else None}
+                "id_tag": tx.id_tag if tx else None,
+                "station_limit_a": round(self.current_limit_a(c), 3)}  # config and profiles, before the 6 A minimum
 
     # ------------------------------------------------------------------ hardware watching
     async def _watch_evse(self, c: Connector) -> None:
@@ -316,10 +394,92 @@ class Station:
 
     def current_limit_a(self, c: Connector) -> float:
         """The current this connector may offer now, before the controller's minimum."""
+        return self._limit_and_next_change(c)[0]
+
+    def _local_limit_a(self, c: Connector) -> float:
+        """The connector's own limit: the controller's rating and ``[limits] max_current_a``."""
         limit = c.hw.evse.max_current_a
         if self.max_current_a > 0:
             limit = min(limit, self.max_current_a)
         return limit
+
+    def _limit_and_next_change(self, c: Connector) -> tuple:
+        """(the current connector ``c`` may offer now in A per phase, before the
+        controller's minimum; the epoch time at which that may change, or None).
+
+        The minimum of the local limit, the charging profiles' limit for the
+        connector (``limit_at``: min of ChargePointMax and Tx/TxDefault) and, on a
+        charger with several connectors, an equal share of the ChargePointMax
+        budget among the connectors that may draw current now (it limits "the
+        power or current to be shared by all connectors", §3.13.1)."""
+        limit = self._local_limit_a(c)
+        profiles = self.charging_profiles.profiles()
+        if not profiles:
+            return limit, None
+        now = self.clock.time()
+        tx = c.transaction
+        running = tx is not None and not tx.stopped
+        hw = c.hw
+        profile_a, next_change = limit_at(profiles, c.id, now, tx.start_time if running else None,
+                                          tx.transaction_id if running else None, hw.voltage_v, hw.phases)
+        if profile_a is not None and profile_a < limit:
+            limit = profile_a
+        if len(self.connectors) > 1:
+            budget_a = limit_at(profiles, 0, now, None, None, hw.voltage_v, hw.phases)[0]
+            if budget_a is not None:
+                sharing = sum(1 for o in self.connectors if o is c or self._drawing.get(o.id))
+                limit = min(limit, budget_a / sharing)
+        return limit, next_change
+
+    def _set_drawing(self, c: Connector, drawing: bool) -> None:
+        """Note whether ``c`` may draw current; the others re-evaluate their share
+        of a ChargePointMax budget when that changes."""
+        if self._drawing.get(c.id, False) == drawing:
+            return
+        self._drawing[c.id] = drawing
+        if not self._running or len(self.connectors) < 2:
+            return
+        if limit_at(self.charging_profiles.profiles(), 0, self.clock.time())[0] is None:
+            return  # no budget to share now (one that starts later: every connector's timer fires then)
+        self._tasks = [t for t in self._tasks if not t.done()]
+        for o in self.connectors:
+            if o is not c and self._drawing.get(o.id):
+                self._spawn(self._update(o))
+
+    def _arm_profile_timer(self, c: Connector, at) -> None:
+        """Re-evaluate ``c`` at the epoch time ``at`` (the next charging schedule
+        boundary; None: no timer). Called with the connector's lock held, so the
+        timer it replaces is asleep or waiting for the lock, never mid-command."""
+        key = ("profile", c.id)
+        if not self._running:
+            at = None
+        task = self._conn_tasks.get(key)
+        alive = task is not None and not task.done()
+        if alive and task is asyncio.current_task():  # the timer itself re-evaluating: it loops
+            self._profile_timer_at[c.id] = at
+            return
+        if alive and self._profile_timer_at.get(c.id) == at:
+            return
+        self._profile_timer_at[c.id] = at
+        if at is None:
+            self._cancel(key)
+        else:
+            self._spawn(self._profile_timer(c), key=key)
+
+    async def _profile_timer(self, c: Connector) -> None:
+        """Sleep until the armed boundary (on the injected clock), then re-evaluate the connector."""
+        while True:
+            at = self._profile_timer_at.get(c.id)
+            if at is None:
+                break
+            remaining_s = at - self.clock.time()
+            if remaining_s > 0:
+                await self.clock.sleep(remaining_s)
+                continue
+            self._profile_timer_at[c.id] = None
+            await self._update(c)  # re-arms through _arm_profile_timer
+        if self._conn_tasks.get(("profile", c.id)) is asyncio.current_task():
+            del self._conn_tasks[("profile", c.id)]
 
     async def _update(self, c: Connector) -> None:
         """Re-evaluate one connector: hardware outputs first, then its status."""
@@ -343,9 +503,13 @@ class Station:
         """Drive the controller and contactor from the rules; True if an output changed."""
         changed = False
         offer = 0.0
-        if self._charging_allowed(c) and c.evse.ev_connected:  # no PWM offer without an EV (state A)
-            limit = self.current_limit_a(c)
-            offer = limit if limit >= c.hw.evse.min_current_a else 0.0
+        next_change = None
+        drawing = self._charging_allowed(c) and c.evse.ev_connected  # no PWM offer without an EV (state A)
+        if drawing:
+            limit, next_change = self._limit_and_next_change(c)
+            offer = limit if limit >= c.hw.evse.min_current_a else 0.0  # below it: paused, SuspendedEVSE
+        self._arm_profile_timer(c, next_change)
+        self._set_drawing(c, drawing)
         close = offer > 0 and c.evse.cp_state in ("C", "D")
         try:
             if not close and c.contactor_closed:
@@ -386,7 +550,8 @@ class Station:
             if c.pending_auth is not None and tx is None:
                 pending, c.pending_auth = c.pending_auth, None
                 self._cancel(("timeout", c.id))
-                await self._begin_transaction(c, pending["id_tag"], pending.get("parent_id_tag"))
+                await self._begin_transaction(c, pending["id_tag"], pending.get("parent_id_tag"),
+                                              pending.get("charging_profile"))
             return
         # No EV (state A, or F while unavailable).
         if c.finishing:
@@ -552,12 +717,14 @@ class Station:
                 return c
         return usable[0] if usable else None
 
-    async def _authorized(self, c: Connector, id_tag: str, parent_id_tag: str | None) -> None:
+    async def _authorized(self, c: Connector, id_tag: str, parent_id_tag: str | None,
+                          charging_profile: dict | None = None) -> None:
         async with self._locks[c.id - 1]:
             if c.ev_connected:
-                await self._begin_transaction(c, id_tag, parent_id_tag)
+                await self._begin_transaction(c, id_tag, parent_id_tag, charging_profile)
             else:
-                c.pending_auth = {"id_tag": id_tag, "parent_id_tag": parent_id_tag}
+                c.pending_auth = {"id_tag": id_tag, "parent_id_tag": parent_id_tag,
+                                  "charging_profile": charging_profile}
                 self._spawn(self._connection_timeout(c), key=("timeout", c.id))
         await self._update(c)
 
@@ -570,8 +737,12 @@ class Station:
             await self._update(c)
 
     # ------------------------------------------------------------------ remote commands
-    async def remote_start(self, id_tag: str, connector_id: int | None = None) -> bool:
-        """RemoteStartTransaction: True if accepted."""
+    async def remote_start(self, id_tag: str, connector_id: int | None = None,
+                           charging_profile: dict | None = None) -> bool:
+        """RemoteStartTransaction: True if accepted. ``charging_profile`` (a
+        ChargingProfile dict, OCPP JSON) becomes the transaction's TxProfile when
+        it starts; one the store would not take rejects the request (OCTT
+        TC_060). Raises ``ProfileFormatError`` for a malformed profile."""
         if connector_id is not None:
             if connector_id == 0 or connector_id > len(self.connectors) or connector_id < 0:
                 return False
@@ -583,10 +754,13 @@ class Station:
             c = self._connector_for_new_session()
             if c is None:
                 return False
-        self._spawn(self._remote_start(c, id_tag))
+        if charging_profile is not None and self.charging_profiles.check_remote_start(
+                charging_profile, c.id) != ACCEPTED:
+            return False
+        self._spawn(self._remote_start(c, id_tag, charging_profile))
         return True
 
-    async def _remote_start(self, c: Connector, id_tag: str) -> None:
+    async def _remote_start(self, c: Connector, id_tag: str, charging_profile: dict | None = None) -> None:
         parent = None
         if self.keys.get("AuthorizeRemoteTxRequests"):
             info = await self.authorize(id_tag)
@@ -594,7 +768,7 @@ class Station:
                 log.info("remote start for %s: tag not authorized (%s)", id_tag, info.status)
                 return
             parent = info.parent_id_tag
-        await self._authorized(c, id_tag, parent)
+        await self._authorized(c, id_tag, parent, charging_profile)
 
     async def remote_stop(self, transaction_id: int) -> bool:
         c = self.find_transaction(transaction_id)
@@ -675,6 +849,62 @@ class Station:
             except asyncio.TimeoutError:
                 log.warning("power failure: %d transaction messages still queued", len(self.outbox))
 
+    # ------------------------------------------------------------------ smart charging
+    async def set_charging_profile(self, connector_id: int, profile: dict) -> str:
+        """SetChargingProfile: ``profile`` is the csChargingProfiles object (OCPP
+        JSON). Accepted or Rejected; raises ``ProfileFormatError`` (carrying the
+        CALLERROR code) for a malformed profile or an unknown connector. The new
+        limit reaches the EVSE controller before this returns."""
+        tx = None
+        if isinstance(connector_id, int) and 1 <= connector_id <= len(self.connectors):
+            tx = self.connectors[connector_id - 1].transaction
+            if tx is not None and tx.stopped:
+                tx = None
+        status = self.charging_profiles.install(connector_id, profile, now=self.clock.time(),
+                                                transaction_id=tx.transaction_id if tx else None,
+                                                transaction_active=tx is not None)
+        if status == ACCEPTED:
+            await self._profiles_changed(self.connectors if connector_id == 0 else [self.connector(connector_id)])
+        return status
+
+    async def clear_charging_profile(self, profile_id: int | None = None, connector_id: int | None = None,
+                                     purpose: str | None = None, stack_level: int | None = None) -> str:
+        """ClearChargingProfile: Accepted, or Unknown when nothing matched."""
+        status = self.charging_profiles.clear(profile_id=profile_id, connector_id=connector_id, purpose=purpose,
+                                              stack_level=stack_level)
+        if status == ACCEPTED:
+            await self._profiles_changed(self.connectors)
+        return status
+
+    async def _profiles_changed(self, affected: list) -> None:
+        """Enforce at once, then persist."""
+        for c in affected:
+            await self._update(c)
+        self._save_profiles()
+
+    def composite_schedule(self, connector_id: int, duration_s: int, unit: str | None = None) -> dict | None:
+        """GetCompositeSchedule: the ChargingSchedule dict from now for ``duration_s``
+        (its startSchedule is the scheduleStart), in ``unit`` "A"/"W" (None: the
+        profiles' own); None for an unknown connector. Connector 0 is the
+        charger's grid view: the ChargePointMax profiles capped by the sum of the
+        connectors' local limits. Raises ``ProfileFormatError`` for a bad unit."""
+        if not isinstance(connector_id, int) or not 0 <= connector_id <= len(self.connectors):
+            return None
+        tx_start = tx_id = None
+        if connector_id == 0:
+            hw = self.connectors[0].hw
+            local_a = sum(self._local_limit_a(c) for c in self.connectors)
+        else:
+            c = self.connector(connector_id)
+            hw = c.hw
+            local_a = self._local_limit_a(c)
+            tx = c.transaction
+            if tx is not None and not tx.stopped:
+                tx_start, tx_id = tx.start_time, tx.transaction_id
+        return composite_schedule(self.charging_profiles.profiles(), connector_id, self.clock.time(), duration_s,
+                                  unit, local_limit_a=local_a, tx_start=tx_start, tx_id=tx_id,
+                                  voltage_v=hw.voltage_v, phases=hw.phases)
+
     # ------------------------------------------------------------------ transactions
     async def _read_meter(self, c: Connector):
         """A fresh meter reading, or the last good one if the meter does not answer now."""
@@ -692,8 +922,10 @@ class Station:
             c.last_reading = reading
         return reading
 
-    async def _begin_transaction(self, c: Connector, id_tag: str, parent_id_tag: str | None) -> None:
-        """Start a transaction (called with the connector lock held)."""
+    async def _begin_transaction(self, c: Connector, id_tag: str, parent_id_tag: str | None,
+                                 charging_profile: dict | None = None) -> None:
+        """Start a transaction (called with the connector lock held); ``charging_profile``
+        (from RemoteStartTransaction) becomes its TxProfile."""
         reading = await self._read_meter(c)
         energy = energy_wh_of(reading)
         if energy is None:
@@ -720,6 +952,14 @@ class Station:
         c.finishing = False
         log.info("connector %d: transaction %d started for %s at %d Wh", c.id, tx.local_id, id_tag,
                  tx.meter_start_wh)
+        if charging_profile is not None:
+            # Bound to the transaction id when StartTransaction.conf brings it (transaction_confirmed).
+            status = self.charging_profiles.install(c.id, charging_profile, now=tx.start_time,
+                                                    transaction_active=True)
+            if status != ACCEPTED:
+                log.warning("connector %d: the RemoteStartTransaction charging profile was not installed: %s",
+                            c.id, self.charging_profiles.last_rejection)
+            self._save_profiles()
         self._restart_sampler(c)
 
     async def _set_cable_lock(self, c: Connector, locked: bool) -> bool:
@@ -745,6 +985,10 @@ class Station:
         log.info("connector %d: transaction %d has id %d (%s)", tx.connector_id, tx.local_id,
                  transaction_id, info.status)
         self.id_tag_info_received(tx.id_tag, info)
+        if (not tx.stopped and 1 <= tx.connector_id <= len(self.connectors)
+                and self.connector(tx.connector_id).transaction is tx):
+            self.charging_profiles.bind_transaction(tx.connector_id, transaction_id)  # its TxProfile
+            self._save_profiles()
         if not info.accepted and not tx.stopped:
             tx.authorized = False
             c = self.connector(tx.connector_id)
@@ -783,6 +1027,8 @@ class Station:
         log.info("connector %d: transaction %d stopped (%s), %d Wh", c.id, tx.local_id, reason,
                  tx.meter_stop_wh - tx.meter_start_wh)
         c.transaction = None
+        if self.charging_profiles.transaction_ended(c.id):  # §3.13.1: TxProfiles end with the transaction
+            self._save_profiles()
         c.finishing = c.ev_connected
         await self._set_cable_lock(c, False)  # the driver can take the cable once the session ends
         if not c.ev_connected:

@@ -10,10 +10,19 @@ log = logging.getLogger(__name__)
 def write_json_atomic(path: str, data, mode: int = 0o600) -> None:
     """Write ``data`` as JSON so that ``path`` holds either the old or the new
     content after a crash: temp file, fsync, rename, fsync of the directory."""
+    write_bytes_atomic(path, json.dumps(data, separators=(",", ":"), sort_keys=True).encode(), mode)
+
+
+def write_bytes_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` so that ``path`` holds either the old or the new content after
+    a crash, with file mode ``mode``: temp file, fsync, rename, fsync of the directory."""
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, json.dumps(data, separators=(",", ":"), sort_keys=True).encode())
+        os.fchmod(fd, mode)  # a leftover temp file keeps its old mode otherwise
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)

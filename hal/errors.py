@@ -26,4 +26,13 @@ class DeviceFaultError(HalError):
 
 
 class HalConfigurationError(HalError, ValueError):
-    """A board or driver was configured with values it cannot use."""
+    """A board or driver was configured with values it cannot use.
+
+    ``key`` names the setting at fault when one does: a driver gives the key of
+    its section (``port``), the board loader makes it the station config's
+    dotted name (``board.meter.port``) so the CLI can name it.
+    """
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key

@@ -3,7 +3,7 @@
 CPython only: this module is the one place that imports pymodbus, whose API
 changes between minor releases (``slave=`` became ``device_id=`` in 3.10, the
 payload helpers went away); pyproject pins ``pymodbus>=3.10,<4``. Drivers see
-only ``ModbusBus``: raw register lists in, raw register lists out, and the hal
+only ``ModbusBus``: raw register (or coil) lists in and out, and the hal
 error tree when anything goes wrong. Decoding registers is the drivers' job
 (``hal/modbus_meter.py``) and stays portable.
 
@@ -46,6 +46,7 @@ TRANSPORTS = ("rtu", "tcp")
 PARITIES = ("N", "E", "O")
 MAX_READ_REGISTERS = 125  # Modbus limit for FC03/FC04
 MAX_WRITE_REGISTERS = 123  # Modbus limit for FC16
+MAX_READ_COILS = 2000  # Modbus limit for FC01
 
 EXCEPTION_NAMES = {
     1: "illegal function", 2: "illegal data address", 3: "illegal data value",
@@ -272,6 +273,18 @@ class ModbusBus:
             return await self.read_input(device_id, address, count, **kw)
         raise HalConfigurationError("read function must be 3 or 4, not %r" % (function,))
 
+    async def read_coils(self, device_id: int, address: int, count: int, *,
+                         timeout_s: float | None = None, retries: int | None = None) -> list:
+        """FC01: ``count`` coils from ``address``, as a list of bools."""
+        self._check_range(address, count, MAX_READ_COILS)
+        return await self._request(1, device_id, address, count, None, timeout_s, retries)
+
+    async def write_coil(self, device_id: int, address: int, value: bool, *,
+                         timeout_s: float | None = None, retries: int | None = None) -> None:
+        """FC05: one coil."""
+        self._check_range(address, 1, 1)
+        await self._request(5, device_id, address, 1, [bool(value)], timeout_s, retries)
+
     async def write_register(self, device_id: int, address: int, value: int, *,
                              timeout_s: float | None = None, retries: int | None = None) -> None:
         """FC06: one holding register."""
@@ -302,6 +315,10 @@ class ModbusBus:
             return c.read_holding_registers(address, count=count, device_id=device_id)
         if function == 4:
             return c.read_input_registers(address, count=count, device_id=device_id)
+        if function == 1:
+            return c.read_coils(address, count=count, device_id=device_id)
+        if function == 5:
+            return c.write_coil(address, values[0], device_id=device_id)
         if function == 6:
             return c.write_register(address, values[0], device_id=device_id)
         return c.write_registers(address, values, device_id=device_id)
@@ -356,6 +373,14 @@ class ModbusBus:
                         raise ModbusExceptionError(
                             "%s: %s: exception %d (%s)" % (self.name, what, code, EXCEPTION_NAMES.get(code, "?")),
                             code, function)
+                    if function == 1:
+                        bits = [bool(b) for b in rr.bits[:count]]
+                        if len(bits) != count:
+                            self.stats.frame_errors += 1
+                            error = ModbusFrameError("%s: %s: answer has %d coils" % (self.name, what, len(bits)))
+                            continue
+                        self.stats.ok += 1
+                        return bits
                     if function in (3, 4):
                         regs = list(rr.registers)
                         if len(regs) != count:

@@ -7,6 +7,7 @@ against the OCPP 1.6 JSON schemas when the harness closes.
 """
 
 import asyncio
+import decimal
 import json
 
 from agent.clock import VirtualClock
@@ -37,6 +38,9 @@ def validate_agent_frames(handle, allowed_errors: tuple = ()) -> int:
         msg = json.loads(text)
         if msg[0] == 2:
             get_validator(2, msg[2], "1.6").validate(msg[3])
+        elif msg[0] == 3 and calls_out.get(msg[1]) == "GetCompositeSchedule":  # decimals, as ocpp checks them
+            get_validator(3, "GetCompositeSchedule", "1.6", parse_float=decimal.Decimal).validate(
+                json.loads(text, parse_float=decimal.Decimal)[2])
         elif msg[0] == 3 and msg[1] in calls_out:
             get_validator(3, calls_out[msg[1]], "1.6").validate(msg[2])
         elif msg[0] == 4:
@@ -68,7 +72,8 @@ class AgentHarness:
     def make_config(self):
         data = {"station": dict({"id": self.station_id, "data_dir": str(self.tmp_path / "data")},
                                 **self.station_extra),
-                "csms": dict({"url": self.cs_server.url}, **self.csms_extra),
+                "csms": dict({"url": self.cs_server.url if self.cs_server._server else self.csms_url},
+                             **self.csms_extra),
                 "ocpp": self.ocpp, "board": self.board}
         if self.limits:
             data["limits"] = self.limits
@@ -82,6 +87,7 @@ class AgentHarness:
     async def __aenter__(self):
         if self.cs_server._server is None:
             await self.cs_server.start()
+        self.csms_url = self.cs_server.url  # kept: the agent may restart while the central system is away
         await self.start_agent()
         if self.wait_boot:
             self.cs = await self.cs_server.wait_for_station(self.station_id)

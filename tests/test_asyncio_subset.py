@@ -39,6 +39,11 @@ EXEMPT = {
     "agent/cli.py": "command line: argparse, signal handlers on the running loop, subprocess re-exec",
     "agent/demo.py": "demo runner: starts the tools/csms.py central system (ocpp + websockets) in-process",
     "hal/sim_control.py": "unix-socket control server of the simulator (start_unix_server is CPython only)",
+    "hal/serial_port.py": "pyserial wrapper: the loop's add_reader/add_writer on the tty's file descriptor",
+    "agent/control.py": "unix-socket control servers and their client (start_unix_server is CPython only)",
+    "agent/switch.py": "endpoint switching: drives CsmsConnection (websockets) and the ocpp library's ChargePoint",
+    "agent/status_page.py": "the local status page is served by aiohttp",
+    "agent/config_file.py": "edits the TOML configuration file with tomlkit (CLI and running agent)",
 }
 
 

@@ -52,7 +52,7 @@ if "--wait" in sys.argv:
 
 # Every module the measured processes import (lazy ones included), compiled once before measuring.
 WARMUP_IMPORTS = ("import ocpp, websockets, pymodbus, ocpp.v16, websockets.asyncio.client, agent.cli, "
-                  "agent.runner, hal.sim, hal.sim_control, tools.bench")
+                  "agent.runner, agent.status_page, hal.sim, hal.sim_control, tools.bench")
 
 STOP_TIMEOUT_S = 10.0
 BOOT_TIMEOUT_S = 30.0
