@@ -71,6 +71,11 @@ class VirtualClock(Clock):
         self._move_to(target)
         await self.settle()
 
+    def step_wall(self, seconds: float) -> None:
+        """Set the wall clock forward (or back) without time passing, as NTP
+        does to a board without a real-time clock; sleepers are not woken."""
+        self._wall += seconds
+
     def _move_to(self, mono: float) -> None:
         if mono > self._mono:
             self._wall += mono - self._mono

@@ -6,7 +6,9 @@ so it cannot drift from reality.
 """
 
 from agent import model
+from hal.contactor_check import ContactorCheck
 from hal.interfaces import NO_ERROR, ConnectorHardware, EvseStatus
+from hal.meter_health import MeterHealth
 
 
 class Connector:
@@ -20,6 +22,11 @@ class Connector:
         self.scheduled_availability: str | None = None  # applied when the transaction ends
         self.error_code = NO_ERROR  # from devices other than the controller (meter, contactor)
         self.vendor_error_code = ""
+        self.faults: dict = {}  # source ("contactor", "command", "lock", "meter") -> (error code, vendor code)
+        self.meter_health = MeterHealth()  # PowerMeterFailure after repeated failed reads
+        self.contactor_check = ContactorCheck()  # current or feedback with the contactor open
+        self.command_failures = 0  # hardware commands failed in a row (backoff of the retries)
+        self.command_retry_at = 0.0  # monotonic time from which a failed command may be retried
         self.info = ""
         self.pending_auth: dict | None = None  # authorized, waiting for the EV to be plugged in
         self.transaction: model.Transaction | None = None
@@ -27,16 +34,23 @@ class Connector:
         self.reserved = False
         self.offered_current_a = 0.0
         self.contactor_closed = False
+        self.open_deadline: float | None = None  # contactor opens by then once the offer is withdrawn
         self.status = model.AVAILABLE
         self.status_error_code = NO_ERROR
-        self.last_reading = None  # the last good MeterReading
-        self.meter_failures = 0
+        self.last_reading = None  # the last good MeterReading (with an energy value)
 
     @property
     def effective_error_code(self) -> str:
         if self.evse.error_code != NO_ERROR:
             return self.evse.error_code
         return self.error_code
+
+    @property
+    def effective_vendor_error_code(self) -> str:
+        """The vendorErrorCode that goes with ``effective_error_code``."""
+        if self.evse.error_code != NO_ERROR:
+            return self.evse.vendor_error_code
+        return self.vendor_error_code
 
     @property
     def faulted(self) -> bool:

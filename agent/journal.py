@@ -227,6 +227,14 @@ class TransactionJournal:
             self.fsync_commits += 1
         return result
 
+    def probe(self) -> bool:
+        """Try a small write: True if the journal can be written now."""
+        try:
+            self._commit(lambda db: db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', '1')"), durable=False)
+        except JournalError:
+            return False
+        return True
+
     def save_transaction(self, tx: dict, durable: bool = True) -> None:
         self._commit(lambda db: db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)",
                                            (tx["local_id"], json.dumps(tx))), durable)

@@ -28,15 +28,24 @@ from agent.outbox import METER, START, STOP, JournalUnavailable, OutboxEntry, Tr
 from agent.smart_charging import (ACCEPTED, DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL,
                                   ChargingProfileStore, composite_schedule, limit_at)
 from agent.storage import read_json, write_json_atomic
-from hal.errors import HalError
-from hal.interfaces import NO_ERROR, Board
+from hal.contactor_check import POWER_SWITCH_FAILURE
+from hal.errors import DeviceFaultError, HalError
+from hal.interfaces import NO_ERROR, Board, MeterReading
 
 log = logging.getLogger(__name__)
 
 RESET_FLUSH_TIMEOUT_S = 10.0
+EV_STOP_GRACE_S = 6.0  # PWM off with the EV still in C: open the contactor after this at the latest
 CHECKPOINT_S = 60  # the running transaction's meter reading is journaled at least this often
 JOURNAL_RETRY_S = 30  # after a failed journal write, rewrite it from memory this often
 INVALID_ID_POLL_S = 1.0  # meter reads while charging on MaxEnergyOnInvalidId
+METER_WATCH_S = 60.0  # the meter is read at least this often, idle or not (meter health, welded contactor)
+METER_RETRY_S = 5.0  # ... and this often while its reads fail (PowerMeterFailure, then NoError soon after)
+COMMAND_RETRY_S = 5.0  # after a failed hardware command, retry it after this long, doubling on each failure
+COMMAND_RETRY_MAX_S = 300.0  # ... up to this
+FAULT_SOURCES = ("contactor", "command", "lock", "meter")  # Connector.faults, the first one present is reported
+CLOCK_CHECK_S = 60.0  # a boundary timer looks at least this often whether the wall clock was stepped
+CLOCK_STEP_S = 1.0  # wall time moving this much more or less than monotonic time is a step (NTP, RTC)
 
 
 class CentralSystemLink:
@@ -117,6 +126,8 @@ class Station:
         for c in self.connectors:
             self._spawn(self._watch_evse(c))
             await self._update(c)
+            if c.hw.meter is not None:
+                self._spawn(self._meter_watch(c))
         self._update_charger_status()
         clean = self._clean_shutdown
         self._clean_shutdown = False
@@ -176,6 +187,7 @@ class Station:
             except HalError as e:
                 log.error("connector %d: cannot open contactor: %s", c.id, e)
         c.contactor_closed = False
+        c.contactor_check.switched(False, self.clock.monotonic())
 
     # ------------------------------------------------------------------ persistence
     def _restore(self, state: dict) -> None:
@@ -326,7 +338,8 @@ class Station:
         if connector_id == 0:
             return self.charger_status, self.charger_error_code, "", ""
         c = self.connector(connector_id)
-        return c.status, c.status_error_code, c.info, c.vendor_error_code
+        vendor = c.effective_vendor_error_code if c.status_error_code == c.effective_error_code != NO_ERROR else ""
+        return c.status, c.status_error_code, c.info, vendor
 
     def find_transaction(self, transaction_id: int):
         for c in self.connectors:
@@ -467,15 +480,23 @@ class Station:
             self._spawn(self._profile_timer(c), key=key)
 
     async def _profile_timer(self, c: Connector) -> None:
-        """Sleep until the armed boundary (on the injected clock), then re-evaluate the connector."""
+        """Sleep until the armed boundary (on the injected clock), then re-evaluate the
+        connector. Boundaries are wall-clock times and sleeping is monotonic: a long wait
+        is cut into CLOCK_CHECK_S pieces so that a stepped wall clock (a Pi without an
+        RTC setting its time by NTP after boot) re-evaluates the limit at once."""
+        clock = self.clock
         while True:
             at = self._profile_timer_at.get(c.id)
             if at is None:
                 break
-            remaining_s = at - self.clock.time()
+            remaining_s = at - clock.time()
             if remaining_s > 0:
-                await self.clock.sleep(remaining_s)
-                continue
+                wall, mono = clock.time(), clock.monotonic()
+                await clock.sleep(min(remaining_s, CLOCK_CHECK_S))
+                step_s = (clock.time() - wall) - (clock.monotonic() - mono)
+                if abs(step_s) < CLOCK_STEP_S:
+                    continue
+                log.info("connector %d: the wall clock moved %+.0f s; charging limit re-evaluated", c.id, step_s)
             self._profile_timer_at[c.id] = None
             await self._update(c)  # re-arms through _arm_profile_timer
         if self._conn_tasks.get(("profile", c.id)) is asyncio.current_task():
@@ -486,6 +507,7 @@ class Station:
         async with self._locks[c.id - 1]:
             for _ in range(3):  # settle: the EV may answer a new offer at once (B -> C)
                 c.evse = c.hw.evse.status
+                self._retry_commands_if_due(c)
                 await self._react_to_pilot(c)
                 changed = await self._apply(c)
                 if not changed and not c.hw.evse.changed.is_set():
@@ -511,9 +533,22 @@ class Station:
         self._arm_profile_timer(c, next_change)
         self._set_drawing(c, drawing)
         close = offer > 0 and c.evse.cp_state in ("C", "D")
+        if close:
+            c.open_deadline = None
+        elif (c.contactor_closed and c.evse.cp_state in ("C", "D") and not c.faulted
+              and self.charger_error_code == NO_ERROR):
+            # Offer withdrawn (pause, stop) with the EV still drawing: PWM off first, and the
+            # contactor opens when the EV goes to B, or after EV_STOP_GRACE_S at the latest,
+            # not under load (HARDWARE.md: EVerest uses 6 s). Faults and unplug open at once.
+            now = self.clock.monotonic()
+            if c.open_deadline is None:
+                c.open_deadline = now + EV_STOP_GRACE_S
+                self._spawn(self._contactor_grace(c, EV_STOP_GRACE_S), key=("grace", c.id))
+            close = now < c.open_deadline
         try:
             if not close and c.contactor_closed:
                 await self._set_contactor(c, False)
+                c.open_deadline = None
                 changed = True
             if offer != c.offered_current_a:
                 await c.hw.evse.set_current_limit(offer)
@@ -523,25 +558,120 @@ class Station:
                 await self._set_contactor(c, True)
                 changed = True
         except HalError as e:
-            log.error("connector %d: hardware command failed: %s; making it safe", c.id, e)
-            c.error_code = getattr(e, "error_code", "InternalError") or "InternalError"
+            self._command_failed(c, e)
             await self._safe_outputs(c)
             changed = True
+        else:
+            if changed and c.command_failures:
+                log.info("connector %d: hardware commands work again", c.id)
+                c.command_failures = 0
+        c.contactor_check.switched(self._power_may_flow(c), self.clock.monotonic())
         return changed
 
+    def _power_may_flow(self, c: Connector) -> bool:
+        """Whether current may flow now as commanded: the contactor is closed or, without a
+        contactor of the agent's own, the controller offers current (it switches its relay)."""
+        return c.contactor_closed or (c.hw.contactor is None and c.offered_current_a > 0)
+
+    def _set_fault(self, c: Connector, source: str, fault) -> None:
+        """Set (``(error code, vendor code)``) or clear (None) the fault a source reports on
+        ``c``; the connector's error code is the first fault of FAULT_SOURCES present."""
+        if fault is None:
+            c.faults.pop(source, None)
+        else:
+            c.faults[source] = fault
+        for s in FAULT_SOURCES:
+            if s in c.faults:
+                c.error_code, c.vendor_error_code = c.faults[s]
+                return
+        c.error_code, c.vendor_error_code = NO_ERROR, ""
+
+    def _reevaluate(self, c: Connector) -> None:
+        """Re-evaluate ``c`` in a task of its own (callers may hold the connector's lock)."""
+        if self._running:
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._spawn(self._update(c))
+
+    def _command_failed(self, c: Connector, e: HalError) -> None:
+        """A command to the controller or the contactor failed (the outputs are made safe
+        next). The connector is Faulted with the error's code (InternalError for a
+        communication failure) until a retry: after COMMAND_RETRY_S, doubling with each
+        failure in a row up to COMMAND_RETRY_MAX_S, and only once the controller reports
+        itself healthy. A retry that fails again keeps the connector Faulted without a
+        status change in between; the first command that works ends the backoff."""
+        c.command_failures += 1
+        delay_s = min(COMMAND_RETRY_S * 2 ** min(c.command_failures - 1, 16), COMMAND_RETRY_MAX_S)
+        c.command_retry_at = self.clock.monotonic() + delay_s
+        code = getattr(e, "error_code", "") or "InternalError"
+        vendor = getattr(e, "vendor_error_code", "") or str(e)
+        log.error("connector %d: hardware command failed: %s; made safe, retried in %.0f s", c.id, e, delay_s)
+        self._set_fault(c, "command", (code, vendor[:50]))  # CiString50
+        key = ("command-retry", c.id)
+        task = self._conn_tasks.get(key)
+        if self._running and (task is None or task.done()):
+            self._spawn(self._command_retry(c), key=key)
+
+    def _retry_commands_if_due(self, c: Connector) -> None:
+        """Clear a failed command's fault once its retry is due and the controller reports
+        itself healthy (called with the lock held, before the outputs are applied again)."""
+        if ("command" in c.faults and c.hw.evse.status.error_code == NO_ERROR
+                and self.clock.monotonic() >= c.command_retry_at):
+            log.info("connector %d: retrying the hardware after a failed command", c.id)
+            self._set_fault(c, "command", None)
+
+    async def _command_retry(self, c: Connector) -> None:
+        """Re-evaluate ``c`` when its failed command may be retried. A controller that is
+        not healthy then is retried when it reports a healthy status (``_watch_evse``)."""
+        key = ("command-retry", c.id)
+        while "command" in c.faults:
+            wait_s = c.command_retry_at - self.clock.monotonic()
+            if wait_s <= 0:
+                break
+            await self.clock.sleep(wait_s)
+        if self._conn_tasks.get(key) is asyncio.current_task():
+            del self._conn_tasks[key]
+        await self._update(c)
+
+    async def _contactor_grace(self, c: Connector, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+        self._conn_tasks.pop(("grace", c.id), None)
+        await self._update(c)
+
     async def _set_contactor(self, c: Connector, closed: bool) -> None:
+        """Switch the contactor and check its feedback (settled). One that does not close
+        is opened again and reported as a failed command (PowerSwitchFailure, retried);
+        one that stays closed when opened is welded: PowerSwitchFailure, latched."""
         relay = c.hw.contactor
         if relay is not None:
             await relay.set_closed(closed)
             feedback = await relay.read_feedback()
             if feedback is not None and feedback != closed:
-                c.error_code = "PowerSwitchFailure"
-                c.vendor_error_code = "contactor %s" % ("did not close" if closed else "stuck closed")
-                log.error("connector %d: %s", c.id, c.vendor_error_code)
+                c.contactor_closed = False
                 if closed:
                     await relay.set_closed(False)
-                    closed = False
+                    raise DeviceFaultError("contactor did not close (feedback open)", POWER_SWITCH_FAILURE,
+                                           "contactor did not close")
+                self._contactor_stuck(c, (POWER_SWITCH_FAILURE, "contactor stuck closed"))
+                return
         c.contactor_closed = closed
+
+    def _contactor_stuck(self, c: Connector, fault: tuple) -> bool:
+        """A welded contactor (ContactorCheck's fault): latched until the agent restarts
+        (after the repair). True the first time it is reported."""
+        c.contactor_check.fault = fault
+        if c.faults.get("contactor") == fault:
+            return False
+        log.error("connector %d: %s: the contactor is commanded open; connector Faulted until a restart "
+                  "after repair", c.id, fault[1])
+        self._set_fault(c, "contactor", fault)
+        return True
+
+    async def _force_open(self, c: Connector) -> None:
+        """After a weld was found outside ``_apply``: command everything off again, then
+        re-evaluate (Faulted)."""
+        async with self._locks[c.id - 1]:
+            await self._safe_outputs(c)
+        await self._update(c)
 
     async def _react_to_pilot(self, c: Connector) -> None:
         """Transaction consequences of what the EV did (called with the connector lock held)."""
@@ -743,6 +873,9 @@ class Station:
         ChargingProfile dict, OCPP JSON) becomes the transaction's TxProfile when
         it starts; one the store would not take rejects the request (OCTT
         TC_060). Raises ``ProfileFormatError`` for a malformed profile."""
+        journal = self.outbox.journal
+        if journal is not None and not journal.healthy and not journal.probe():
+            return False  # it could not be recorded: don't promise a transaction
         if connector_id is not None:
             if connector_id == 0 or connector_id > len(self.connectors) or connector_id < 0:
                 return False
@@ -906,21 +1039,91 @@ class Station:
                                   voltage_v=hw.voltage_v, phases=hw.phases)
 
     # ------------------------------------------------------------------ transactions
-    async def _read_meter(self, c: Connector):
-        """A fresh meter reading, or the last good one if the meter does not answer now."""
+    async def _read_meter(self, c: Connector, feedback: bool | None = None) -> MeterReading:
+        """A fresh meter reading. When the meter does not answer, every value of the
+        reading is missing (None) — never the last good reading passed off as new: a
+        caller that needs an energy value uses what it recorded itself (a transaction's
+        ``last_meter_wh``), sampled values leave the missing ones out. An import energy
+        below one this connector already reported is missing too (never backwards).
+
+        Every read feeds the connector's ``MeterHealth`` (PowerMeterFailure after
+        repeated failures, NoError on the first good read) and its ``ContactorCheck``
+        (current with the contactor open; ``feedback``: its auxiliary contact, read by
+        the caller)."""
         meter = c.hw.meter
         if meter is None:
-            return c.last_reading
+            return MeterReading(timestamp=self.clock.time())
         try:
             reading = await meter.read()
         except HalError as e:
-            c.meter_failures += 1
-            log.warning("connector %d: meter read failed (%d in a row): %s", c.id, c.meter_failures, e)
-            return c.last_reading
-        c.meter_failures = 0
+            health = c.meter_health
+            log.warning("connector %d: meter read failed (%d in a row): %s", c.id,
+                        health.consecutive_failures + 1, e)
+            self._meter_health_changed(c, health.failed(str(e)))
+            return MeterReading(timestamp=self.clock.time())
+        self._meter_health_changed(c, c.meter_health.succeeded())
+        reading = self._never_backwards(c, reading)
         if reading.energy_wh is not None:
             c.last_reading = reading
+        self._observe_contactor(c, reading, feedback)
         return reading
+
+    def _never_backwards(self, c: Connector, reading: MeterReading) -> MeterReading:
+        """``reading``, with its energy marked missing when it is below the last good
+        reading or the running transaction's last recorded value (a replaced or faulty
+        meter; the drivers guard their own register the same way)."""
+        energy = reading.energy_wh
+        if energy is None:
+            return reading
+        last = energy_wh_of(c.last_reading)
+        tx = c.transaction
+        if (last is not None and energy < last) or (tx is not None and int(round(energy)) < tx.last_meter_wh):
+            log.warning("connector %d: the meter's import energy went backwards (%.1f Wh after %s Wh): "
+                        "reported as missing", c.id, energy, last if last is not None else tx.last_meter_wh)
+            return MeterReading(None, reading.power_w, reading.current_a, reading.voltage_v,
+                                reading.frequency_hz, reading.timestamp)
+        return reading
+
+    def _meter_health_changed(self, c: Connector, change) -> None:
+        """MeterHealth reported a change (``(error code, vendor code)``) or nothing (None).
+        A meter in PowerMeterFailure faults the connector: a charger that cannot meter
+        cannot bill, so no current is offered (a running transaction is suspended, and
+        resumes when the meter answers again; it ends on the last recorded reading if
+        it ends before that) and no transaction starts."""
+        if change is None:
+            return
+        if change[0] == NO_ERROR:
+            log.warning("connector %d: the meter answers again", c.id)
+            self._set_fault(c, "meter", None)
+        else:
+            log.error("connector %d: %s (%s): no current is offered until it answers again", c.id,
+                      change[0], change[1])
+            self._set_fault(c, "meter", change)
+        self._reevaluate(c)
+
+    def _observe_contactor(self, c: Connector, reading: MeterReading, feedback: bool | None = None) -> None:
+        fault = c.contactor_check.observe(closed=self._power_may_flow(c), now_s=self.clock.monotonic(),
+                                          reading=reading, feedback=feedback)
+        if fault is not None and self._contactor_stuck(c, fault) and self._running:
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._spawn(self._force_open(c))
+
+    async def _meter_watch(self, c: Connector) -> None:
+        """Read the meter every METER_WATCH_S, idle or charging (every METER_RETRY_S while
+        its reads fail): a meter that stopped answering is reported PowerMeterFailure, and
+        NoError again soon after it answers, even when no transaction reads it; current
+        through a contactor that should be open (welded after a session) is noticed, with
+        the contactor's feedback when it has one."""
+        relay = c.hw.contactor
+        while True:
+            await self.clock.sleep(METER_RETRY_S if c.meter_health.consecutive_failures else METER_WATCH_S)
+            feedback = None
+            if relay is not None and relay.has_feedback and not c.contactor_closed:
+                try:
+                    feedback = await relay.read_feedback()
+                except HalError as e:
+                    log.warning("connector %d: cannot read the contactor's feedback: %s", c.id, e)
+            await self._read_meter(c, feedback)
 
     async def _begin_transaction(self, c: Connector, id_tag: str, parent_id_tag: str | None,
                                  charging_profile: dict | None = None) -> None:
@@ -973,10 +1176,7 @@ class Station:
             log.error("connector %d: %s failed: %s", c.id, "lock" if locked else "unlock", e)
             ok = False
         if locked:
-            if not ok:
-                c.error_code = "ConnectorLockFailure"
-            elif c.error_code == "ConnectorLockFailure":
-                c.error_code = NO_ERROR
+            self._set_fault(c, "lock", None if ok else ("ConnectorLockFailure", ""))
         return ok
 
     def transaction_confirmed(self, tx: model.Transaction, transaction_id: int, info: model.IdTagInfo) -> None:
@@ -1013,8 +1213,10 @@ class Station:
         self._cancel(("sampler", c.id))
         reading = await self._read_meter(c)
         energy = energy_wh_of(reading)
-        if energy is None:
-            energy = tx.meter_start_wh
+        if energy is None:  # the meter does not answer: the last reading the transaction recorded
+            log.warning("connector %d: no meter reading at the end of transaction %d: it ends on the last "
+                        "recorded one, %d Wh", c.id, tx.local_id, tx.last_meter_wh)
+            energy = tx.last_meter_wh
         tx.meter_stop_wh = max(int(round(energy)), tx.meter_start_wh, tx.last_meter_wh)
         tx.last_meter_wh, tx.last_meter_time = tx.meter_stop_wh, tx.stop_time
         tx.stop_reason = reason

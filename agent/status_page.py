@@ -1,4 +1,4 @@
-"""The local status and setup page, served by the agent (aiohttp).
+"""The local status and setup page, served by the agent (h11 over asyncio streams).
 
 It shows the connection (central system, station id, security profile,
 state, last boot, a switch in progress or the last rollback), the connectors
@@ -13,19 +13,30 @@ On loopback it accepts only loopback host names (``Host:`` header), which
 keeps DNS-rebinding pages out, and every form carries a per-process token
 (no cross-site form posts).
 
-CPython only (aiohttp).
+HTTP is h11's state machine (no I/O of its own, a fraction of a web
+framework's memory) on ``asyncio.start_server``: one request per connection
+(every response says ``Connection: close``), the whole request within
+``read_timeout_s``, request line and headers up to ``MAX_HEADER_BYTES``, a
+body up to ``MAX_BODY_BYTES``, at most ``MAX_CLIENTS`` connections at once.
+``close()`` hangs up on every client and waits for its task.
+
+CPython only (h11).
 """
 
+import asyncio
 import base64
 import binascii
+import email.utils
 import hmac
 import html
+import json
 import logging
 import secrets
 import time
 import urllib.parse
+from http import HTTPStatus
 
-from aiohttp import web
+import h11
 
 from agent.config import is_loopback_host
 from hal.errors import HalError
@@ -37,18 +48,94 @@ TRAFFIC_SHOWN = 40
 METER_CACHE_S = 2.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
+READ_TIMEOUT_S = 10.0  # to receive a whole request (a slow client cannot hold a task); also per write
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers (h11: 431 beyond)
+MAX_BODY_BYTES = 64 * 1024  # 413 beyond
+MAX_CLIENTS = 16  # connections served at once; more are answered 503 and closed
+READ_CHUNK_BYTES = 8192
+
+TEXT = "text/plain; charset=utf-8"
+PAGE_HEADERS = (("Cache-Control", "no-store"), ("X-Frame-Options", "DENY"),
+                ("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; "
+                 "style-src 'unsafe-inline'; frame-ancestors 'none'"))
+# Path -> method -> handler name. HEAD is answered wherever GET is (headers only).
+ROUTES = {"/": {"GET": "_index"}, "/api/status": {"GET": "_api_status"}, "/csms": {"POST": "_post_csms"}}
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n")
+
+
+class Request:
+    """One request as the handlers see it: method, path (decoded), query and form as
+    {name: first value}, headers as {lower-case name: first value}, and the body."""
+
+    __slots__ = ("method", "path", "query", "headers", "body")
+
+    def __init__(self, event: h11.Request, body: bytes = b"") -> None:
+        self.method = event.method.decode("ascii")
+        target = event.target.decode("latin-1")
+        if target.startswith("/"):
+            path, _, query = target.partition("?")
+        else:  # absolute form (http://host/path?query), which a server must accept
+            parts = urllib.parse.urlsplit(target)
+            path, query = parts.path or "/", parts.query
+        self.path = urllib.parse.unquote(path)
+        self.query = _first_values(query)
+        self.headers: dict = {}
+        for name, value in event.headers:
+            self.headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        self.body = body
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("host", "")
+
+    def form(self) -> dict:
+        """The fields of an application/x-www-form-urlencoded body (what the page's form posts)."""
+        content_type = self.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            return {}
+        return _first_values(self.body.decode("utf-8", "replace"))
+
+
+class Response:
+    """What a handler returns; ``send`` adds Content-Length, Date and ``Connection: close``."""
+
+    __slots__ = ("status", "body", "content_type", "headers")
+
+    def __init__(self, status: int, body: bytes, content_type: str = TEXT, headers=()) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = list(headers)
+
+
+def _text(status: int, text: str, headers=()) -> Response:
+    return Response(status, text.encode(), TEXT, headers)
+
+
+class _Refused(Exception):
+    """A request answered before it was read whole (too large, too slow, malformed)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
 
 class StatusPage:
     """The page of one running ``Agent``; ``start()`` listens, ``close()`` stops."""
 
-    def __init__(self, agent, admin, host: str = "127.0.0.1", port: int = 8080, password: str = "") -> None:
+    def __init__(self, agent, admin, host: str = "127.0.0.1", port: int = 8080, password: str = "", *,
+                 read_timeout_s: float = READ_TIMEOUT_S) -> None:
         self.agent = agent
         self.admin = admin
         self.host = host
         self.port = port
         self.password = password
+        self.read_timeout_s = read_timeout_s
         self.token = secrets.token_urlsafe(24)
-        self._runner = None
+        self._server = None
+        self._serving = False
+        self._clients: dict = {}  # connection task -> its StreamWriter
         self._meter_cache: dict = {}  # connector id -> (monotonic time, reading)
         if not is_loopback_host(host) and not password:
             raise ValueError("the status page needs a password when bound to %s" % host)
@@ -59,40 +146,156 @@ class StatusPage:
         return "http://%s:%d/" % (host, self.port)
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
-        app.router.add_get("/", self._index)
-        app.router.add_get("/api/status", self._api_status)
-        app.router.add_post("/csms", self._post_csms)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        self._serving = True
         try:
-            await site.start()
+            self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
         except BaseException:
-            await runner.cleanup()
+            self._serving = False
             raise
-        self._runner = runner
         if self.port == 0:
-            self.port = runner.addresses[0][1]
+            self.port = self._server.sockets[0].getsockname()[1]
         log.info("status page at %s%s", self.url, " (password required)" if self.password else "")
 
     async def close(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        """Stop listening, hang up on every client and wait for their tasks. Safe to call twice."""
+        self._serving = False
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        # Hang up rather than cancel: the task's read returns at once, and a handler already
+        # running (a central system switch writing the configuration file) is never cut short.
+        clients, self._clients = self._clients, {}
+        for writer in clients.values():
+            writer.transport.abort()
+        for task in clients:
+            await task
+
+    # ------------------------------------------------------------------ HTTP
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """start_server's callback, a plain function: the connection's task is created and
+        recorded here, at once, so close() always sees it."""
+        if not self._serving or len(self._clients) >= MAX_CLIENTS:
+            writer.write(BUSY)
+            writer.close()
+            return
+        self._clients[asyncio.create_task(self._serve(reader, writer))] = writer
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        try:
+            try:
+                request = await self._read_request(conn, reader, writer)
+            except _Refused as e:
+                request, response = None, _text(e.status, str(e))
+            else:
+                response = None if request is None else await self._respond(request)
+            if response is not None and conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                await self._send(conn, writer, response, head=request is not None and request.method == "HEAD")
+        except ConnectionError:
+            pass
+        except asyncio.TimeoutError:  # a client not reading its response
+            pass
+        except Exception:
+            log.exception("status page: connection failed")
+        finally:
+            await self._hang_up(writer)
+            self._clients.pop(asyncio.current_task(), None)
+
+    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> Request | None:
+        """The next request, read whole; None if the client left before sending one."""
+        deadline = time.monotonic() + self.read_timeout_s
+        try:
+            event = await self._next_event(conn, reader, deadline)
+            if not isinstance(event, h11.Request):  # ConnectionClosed
+                return None
+            length = dict(event.headers).get(b"content-length")
+            if length is not None and int(length) > MAX_BODY_BYTES:
+                raise _Refused(413, "request body larger than %d bytes\n" % MAX_BODY_BYTES)
+            if conn.they_are_waiting_for_100_continue:
+                await self._write(writer, conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            body = bytearray()
+            while True:
+                part = await self._next_event(conn, reader, deadline)
+                if isinstance(part, h11.EndOfMessage):
+                    return Request(event, bytes(body))
+                if not isinstance(part, h11.Data):  # ConnectionClosed
+                    return None
+                body += part.data
+                if len(body) > MAX_BODY_BYTES:
+                    raise _Refused(413, "request body larger than %d bytes\n" % MAX_BODY_BYTES)
+        except h11.RemoteProtocolError as e:
+            raise _Refused(e.error_status_hint, "bad request: %s\n" % e) from None
+        except asyncio.TimeoutError:
+            if conn.our_state is h11.IDLE and not conn.trailing_data[0]:
+                return None  # an idle connection (a browser's preconnect): just close it
+            raise _Refused(408, "request not received within %g s\n" % self.read_timeout_s) from None
+
+    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader, deadline: float):
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise asyncio.TimeoutError
+            conn.receive_data(await asyncio.wait_for(reader.read(READ_CHUNK_BYTES), left))
+
+    async def _respond(self, request: Request) -> Response:
+        """Guard, route and run the handler (500 if it fails)."""
+        refused = self._guard(request)
+        if refused is not None:
+            return refused
+        methods = ROUTES.get(request.path)
+        if methods is None:
+            return _text(404, "404: Not Found\n")
+        name = methods.get("GET" if request.method == "HEAD" else request.method)
+        if name is None:
+            allowed = ",".join(sorted(methods) + (["HEAD"] if "GET" in methods else []))
+            return _text(405, "405: Method Not Allowed\n", [("Allow", allowed)])
+        try:
+            return await getattr(self, name)(request)
+        except Exception:
+            log.exception("status page: %s %s failed", request.method, request.path)
+            return _text(500, "500: Internal Server Error\n")
+
+    async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter, response: Response,
+                    head: bool = False) -> None:
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
+                   ("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close")] + response.headers
+        try:
+            reason = HTTPStatus(response.status).phrase.encode()
+        except ValueError:
+            reason = b""
+        data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
+        if response.body and not head:
+            data += conn.send(h11.Data(data=response.body))
+        data += conn.send(h11.EndOfMessage())
+        await self._write(writer, data)
+
+    async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        await asyncio.wait_for(writer.drain(), self.read_timeout_s)
+
+    async def _hang_up(self, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), self.read_timeout_s)
+        except (OSError, asyncio.TimeoutError):  # the peer went first, or never read its response
+            writer.transport.abort()
 
     # ------------------------------------------------------------------ access
-    @web.middleware
-    async def _guard(self, request: web.Request, handler):
+    def _guard(self, request: Request) -> Response | None:
         if is_loopback_host(self.host):
             host = request.host.rsplit(":", 1)[0] if not request.host.startswith("[") else \
                 request.host.split("]")[0] + "]"
             if host not in LOOPBACK_NAMES:
-                return web.Response(status=403, text="this page answers only to 127.0.0.1 / localhost\n")
-        if self.password and not self._authorized(request.headers.get("Authorization", "")):
-            return web.Response(status=401, text="password required\n",
-                                headers={"WWW-Authenticate": 'Basic realm="ocpp-agent", charset="UTF-8"'})
-        return await handler(request)
+                return _text(403, "this page answers only to 127.0.0.1 / localhost\n")
+        if self.password and not self._authorized(request.headers.get("authorization", "")):
+            return _text(401, "password required\n",
+                         [("WWW-Authenticate", 'Basic realm="ocpp-agent", charset="UTF-8"')])
+        return None
 
     def _authorized(self, header: str) -> bool:
         scheme, _, token = header.partition(" ")
@@ -146,29 +349,30 @@ class StatusPage:
         return reading
 
     # ------------------------------------------------------------------ handlers
-    async def _api_status(self, request: web.Request) -> web.Response:
+    async def _api_status(self, request: Request) -> Response:
         data = await self.status()
         if request.query.get("html"):
             data["html"] = _status_html(data)
-        return web.json_response(data, headers={"Cache-Control": "no-store"})
+        return Response(200, json.dumps(data).encode(), "application/json; charset=utf-8",
+                        [("Cache-Control", "no-store")])
 
-    async def _index(self, request: web.Request) -> web.Response:
+    async def _index(self, request: Request) -> Response:
         message = request.query.get("message", "")
         return self._page(await self.status(), message=message)
 
-    async def _post_csms(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        origin = request.headers.get("Origin")
+    async def _post_csms(self, request: Request) -> Response:
+        form = request.form()
+        origin = request.headers.get("origin")
         if origin not in (None, "null") and origin.split("://", 1)[-1] != request.host:
-            return web.Response(status=403, text="cross-site request refused\n")
-        if not hmac.compare_digest(str(form.get("token", "")), self.token):
-            return web.Response(status=403, text="stale or missing form token: reload the page\n")
-        url = str(form.get("url", "")).strip()
-        station_id = str(form.get("station_id", "")).strip() or None
-        password = str(form.get("password", "")) or None
+            return _text(403, "cross-site request refused\n")
+        if not hmac.compare_digest(form.get("token", "").encode(), self.token.encode()):
+            return _text(403, "stale or missing form token: reload the page\n")
+        url = form.get("url", "").strip()
+        station_id = form.get("station_id", "").strip() or None
+        password = form.get("password", "") or None
         if form.get("clear_password"):
             password = ""
-        ca_file = str(form.get("ca_file", "")).strip() or None
+        ca_file = form.get("ca_file", "").strip() or None
         if form.get("clear_ca_file"):
             ca_file = ""
         fields = {"url": url, "station_id": station_id or "", "ca_file": ca_file or ""}
@@ -181,11 +385,11 @@ class StatusPage:
         except ValueError as e:
             return self._page(await self.status(), error=str(e), fields=fields, status=400)
         message = "; ".join([result["message"]] + result["notes"])
-        raise web.HTTPSeeOther("/?message=" + _quote(message))
+        return _text(303, "303: See Other\n", [("Location", "/?message=" + _quote(message))])
 
     # ------------------------------------------------------------------ HTML
     def _page(self, data: dict, message: str = "", error: str = "", fields: dict | None = None,
-              status: int = 200) -> web.Response:
+              status: int = 200) -> Response:
         cs = data["csms"]
         f = fields or {"url": "", "station_id": "", "ca_file": ""}
         e = html.escape
@@ -203,10 +407,7 @@ class StatusPage:
             "fallback": int(cs["fallback_timeout_s"]),
             "refresh_ms": REFRESH_MS,
         }
-        return web.Response(text=body, content_type="text/html", status=status,
-                            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                     "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline' "
-                                     "'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
+        return Response(status, body.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
 
 
 def _iso(ts) -> str | None:
@@ -217,6 +418,14 @@ def _iso(ts) -> str | None:
 
 def _hms(ts) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(ts)) if ts is not None else ""
+
+
+def _first_values(text: str) -> dict:
+    """{name: first value} of a query string or urlencoded form (blank values kept)."""
+    out: dict = {}
+    for name, value in urllib.parse.parse_qsl(text, keep_blank_values=True):
+        out.setdefault(name, value)
+    return out
 
 
 def _quote(text: str) -> str:

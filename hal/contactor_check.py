@@ -72,10 +72,14 @@ class ContactorCheck:
         self._suspect = 0
 
     def switched(self, closed: bool, now_s: float) -> None:
-        """The relay was commanded ``closed`` at ``now_s``."""
-        if not closed and (self._closed or self._opened_at is None):
+        """The relay was commanded ``closed`` at ``now_s``. Repeating the state it
+        already has is not a switching (the grace time and confirmations go on)."""
+        closed = bool(closed)
+        if closed == self._closed and (closed or self._opened_at is not None):
+            return
+        if not closed:
             self._opened_at = now_s
-        self._closed = bool(closed)
+        self._closed = closed
         self._suspect = 0
 
     def observe(self, *, closed: bool, now_s: float, reading=None, feedback=None):

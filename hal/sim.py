@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "sim-state.json"
 STATE_VERSION = 1
-SAVE_INTERVAL_S = 10.0  # at most one write per this many (clock) seconds from meter reads
+SAVE_INTERVAL_S = 1.0  # at most one write per this many (clock) seconds from meter reads (a real meter keeps its register exactly; 1 s keeps the simulated one close)
 MAX_TAG_LEN = 20  # OCPP IdToken: CiString20
 MAX_QUEUED_TAGS = 8  # swipes nobody has read yet; older ones are dropped
 FULL_EPSILON_WH = 1e-6
@@ -65,6 +65,7 @@ class SimEv:
         self.plugged = False
         self.full = False
         self.session_energy_wh = 0.0
+        self.ignores_pwm_off = False  # a misbehaving EV that stays in C when the offer is withdrawn
 
     def plug(self) -> None:
         if not self.plugged:
@@ -77,6 +78,8 @@ class SimEv:
         """The pilot state this EV pulls the line to."""
         if not self.plugged:
             return CP_A
+        if self.ignores_pwm_off and not self.full and self.session_energy_wh > 0:
+            return CP_C
         return CP_C if pwm_on and not self.full else CP_B
 
     def draw_a(self, offered_a: float) -> float:

@@ -42,7 +42,7 @@ EXEMPT = {
     "hal/serial_port.py": "pyserial wrapper: the loop's add_reader/add_writer on the tty's file descriptor",
     "agent/control.py": "unix-socket control servers and their client (start_unix_server is CPython only)",
     "agent/switch.py": "endpoint switching: drives CsmsConnection (websockets) and the ocpp library's ChargePoint",
-    "agent/status_page.py": "the local status page is served by aiohttp",
+    "agent/status_page.py": "the local status page is served with h11 (a CPython library) over asyncio.start_server",
     "agent/config_file.py": "edits the TOML configuration file with tomlkit (CLI and running agent)",
 }
 

@@ -787,6 +787,8 @@ async def test_journal_write_failure_refuses_new_transactions(tmp_path, caplog):
             assert await h.cs.call("RemoteStartTransaction", connectorId=1, idTag=TAG) == {"status": "Accepted"}
             await until(lambda: flaky.failed > 0)
             await quiet(h)
+            # While the journal cannot be written, a remote start is not promised.
+            assert await h.cs.call("RemoteStartTransaction", connectorId=1, idTag=TAG) == {"status": "Rejected"}
         assert h.received("StartTransaction") == []
         assert h.station.connector(1).transaction is None
         assert_no_power(h)

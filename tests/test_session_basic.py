@@ -38,3 +38,30 @@ async def test_tc_003_plugin_first(tmp_path):
         await h.wait_status(1, "Finishing", m)
         status = h.sim.status()["connectors"][0]
         assert not status["locked"] and not status["contactor_closed"] and not status["pwm_on"]
+
+
+async def test_contactor_opens_after_the_ev_stops_drawing_or_the_grace_time(tmp_path):
+    """Offer withdrawn while charging: PWM goes off first and the contactor opens once the EV
+    goes to B (no switching under load); an EV that keeps drawing gets EV_STOP_GRACE_S."""
+    from agent.station import EV_STOP_GRACE_S
+
+    async with AgentHarness(tmp_path) as h:
+        await h.wait_status(1, "Available")
+        m = h.mark()
+        h.sim.plug(1)
+        h.sim.swipe("TAG-1")
+        await h.wait_status(1, "Charging", m)
+        await h.clock.advance(60)
+        ev = h.sim.connector(1).ev
+        ev.ignores_pwm_off = True
+        m = h.mark()
+        h.sim.swipe("TAG-1")  # stop
+        await h.cs.wait_for("StopTransaction", start_index=m)
+        status = h.sim.status()["connectors"][0]
+        assert not status["pwm_on"] and status["cp_state"] == "C"
+        assert status["contactor_closed"], "must not open under load before the grace time"
+        await h.clock.advance(EV_STOP_GRACE_S - 0.5)
+        assert h.sim.status()["connectors"][0]["contactor_closed"]
+        await h.clock.advance(1)
+        await h.settle()
+        assert not h.sim.status()["connectors"][0]["contactor_closed"]

@@ -421,6 +421,25 @@ async def test_limit_changes_exactly_at_the_period_boundary(tmp_path):
         assert len(calls) == 4
 
 
+async def test_a_stepped_wall_clock_re_evaluates_the_limit(tmp_path):
+    """A board without an RTC sets its clock by NTP after boot: the limit follows within a minute."""
+    async with AgentHarness(tmp_path) as h:
+        await h.wait_status(1, "Available")
+        await reach_charging(h)
+        calls = record_limits(h)
+        t0 = h.clock.time()
+        await set_profile(h, 1, profile(1, "TxProfile", 0, [(0, 16), (7200, 10), (14400, 12)], start=t0))
+        assert h.station._profile_timer_at[1] == t0 + 7200
+        h.clock.step_wall(7200 + 30)  # now past the boundary, still 2 h away in monotonic time
+        await h.clock.advance(60)
+        assert calls[-1] == (t0 + 7200 + 30 + 60, 10.0) and hw(h)["current_limit_a"] == 10
+        assert h.station._profile_timer_at[1] == t0 + 14400
+        h.clock.step_wall(-7200)  # and back before it
+        await h.clock.advance(60)
+        assert calls[-1] == (t0 + 30 + 120, 16.0) and hw(h)["current_limit_a"] == 16
+        assert [a for _t, a in calls] == [16.0, 10.0, 16.0]
+
+
 async def test_below_the_minimum_suspends_without_ending_the_transaction_and_resumes(tmp_path):
     """0 A and 4 A (< the controller's 6 A): SuspendedEVSE, contactor open, EV still
     plugged in and the transaction running; then Charging again."""

@@ -19,6 +19,14 @@ The wire in the middle can:
 Counters: ``frames_a_to_b`` / ``frames_b_to_a`` (chunks, one per written
 frame), ``bytes_a_to_b`` / ``bytes_b_to_a``.
 
+A multi-drop line: ``PtyLink(drops=2)`` opens one device pty per simulated
+device on the line (``b_paths``; ``b_path`` is the first). What the driver
+writes reaches every device, as on RS-485; what a device writes reaches the
+driver. Each simulator answers only its own device id, so a meter and an EVSE
+controller share one line and one driver-side port (``a_path``) as they do on
+a real installation. (The devices do not hear each other's answers: a real
+device ignores them, and a simulator need not parse them.)
+
 CPython only (a test and HIL tool): ``os.openpty``, ``termios``, the event
 loop's ``add_reader`` and ``call_at``.
 """
@@ -32,10 +40,14 @@ import tty
 class PtyLink:
     """Two ptys joined by a wire. ``async with PtyLink(baudrate=9600) as link:``"""
 
-    def __init__(self, *, baudrate: int | None = None, char_bits: int = 10) -> None:
+    def __init__(self, *, baudrate: int | None = None, char_bits: int = 10, drops: int = 1) -> None:
+        if drops < 1:
+            raise ValueError("a line needs at least one device (drops >= 1)")
         self.baudrate = baudrate
         self.char_bits = char_bits
+        self.drops = drops
         self.a_path = self.b_path = None
+        self.b_paths = []
         self.frames_a_to_b = self.frames_b_to_a = 0
         self.bytes_a_to_b = self.bytes_b_to_a = 0
         self._fds = []
@@ -60,16 +72,20 @@ class PtyLink:
     async def open(self) -> "PtyLink":
         self._loop = asyncio.get_running_loop()
         ma, sa = os.openpty()
-        mb, sb = os.openpty()
-        self._fds = [ma, sa, mb, sb]
-        for fd in (sa, sb):  # raw before anyone opens them: no echo, no line editing
+        pairs = [os.openpty() for _ in range(self.drops)]
+        self._fds = [ma, sa] + [fd for pair in pairs for fd in pair]
+        device_masters = tuple(m for m, _ in pairs)
+        for fd in (sa,) + tuple(sl for _, sl in pairs):  # raw before anyone opens them: no echo, no line editing
             tty.setraw(fd)
-        for fd in (ma, mb):
+        for fd in (ma,) + device_masters:
             os.set_blocking(fd, False)
-        self.a_path, self.b_path = os.ttyname(sa), os.ttyname(sb)
-        self._masters = (ma, mb)
-        self._loop.add_reader(ma, self._on_readable, ma, mb, True)
-        self._loop.add_reader(mb, self._on_readable, mb, ma, False)
+        self.a_path = os.ttyname(sa)
+        self.b_paths = [os.ttyname(sl) for _, sl in pairs]
+        self.b_path = self.b_paths[0]
+        self._masters = (ma,) + device_masters
+        self._loop.add_reader(ma, self._on_readable, ma, device_masters, True)
+        for mb in device_masters:
+            self._loop.add_reader(mb, self._on_readable, mb, (ma,), False)
         return self
 
     async def close(self) -> None:
@@ -110,7 +126,7 @@ class PtyLink:
 
     # -- the wire -------------------------------------------------------------------------
 
-    def _on_readable(self, src: int, dst: int, a_to_b: bool) -> None:
+    def _on_readable(self, src: int, dsts: tuple, a_to_b: bool) -> None:
         try:
             data = os.read(src, 4096)
         except (BlockingIOError, InterruptedError):
@@ -135,18 +151,20 @@ class PtyLink:
             if self._noise:
                 data, self._noise = self._noise + data, b""
         if not self.baudrate:
-            self._write(dst, data)
+            for dst in dsts:
+                self._write(dst, data)
             return
         now = self._loop.time()
         start = max(now, self._wire_free + self.t35_s)
         self._wire_free = start + len(data) * self.char_s
-        handle = self._loop.call_at(self._wire_free, self._deliver, dst, data)
+        handle = self._loop.call_at(self._wire_free, self._deliver, dsts, data)
         self._pending.add(handle)
 
-    def _deliver(self, dst: int, data: bytes) -> None:
+    def _deliver(self, dsts: tuple, data: bytes) -> None:
         self._pending = {h for h in self._pending if not h.cancelled() and h.when() > self._loop.time()}
         if self._masters is not None:
-            self._write(dst, data)
+            for dst in dsts:
+                self._write(dst, data)
 
     @staticmethod
     def _write(fd: int, data: bytes) -> None:
