@@ -98,7 +98,7 @@ class Request:
 
 
 class Response:
-    """What a handler returns; ``send`` adds Content-Length, Date and ``Connection: close``."""
+    """What a handler returns; ``StatusPage._send`` adds Content-Length, Date and ``Connection: close``."""
 
     __slots__ = ("status", "body", "content_type", "headers")
 
@@ -162,7 +162,6 @@ class StatusPage:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-            await server.wait_closed()
         # Hang up rather than cancel: the task's read returns at once, and a handler already
         # running (a central system switch writing the configuration file) is never cut short.
         clients, self._clients = self._clients, {}
@@ -170,6 +169,8 @@ class StatusPage:
             writer.transport.abort()
         for task in clients:
             await task
+        if server is not None:
+            await server.wait_closed()  # after the hang-ups: from Python 3.12.1 it waits for every connection
 
     # ------------------------------------------------------------------ HTTP
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -192,9 +193,7 @@ class StatusPage:
                 response = None if request is None else await self._respond(request)
             if response is not None and conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 await self._send(conn, writer, response, head=request is not None and request.method == "HEAD")
-        except ConnectionError:
-            pass
-        except asyncio.TimeoutError:  # a client not reading its response
+        except (OSError, asyncio.TimeoutError):  # the client went away, or did not read its response
             pass
         except Exception:
             log.exception("status page: connection failed")
@@ -214,7 +213,8 @@ class StatusPage:
             if length is not None and int(length) > MAX_BODY_BYTES:
                 raise _Refused(413, "request body larger than %d bytes\n" % MAX_BODY_BYTES)
             if conn.they_are_waiting_for_100_continue:
-                await self._write(writer, conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                go_on = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                await self._write(writer, conn.send(go_on))
             body = bytearray()
             while True:
                 part = await self._next_event(conn, reader, deadline)
