@@ -12,6 +12,7 @@ failures (the agent did not answer).
 """
 
 import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -37,6 +38,19 @@ def _load(path: str):
     return load_config(path, check_data_dir=False)
 
 
+def _with_config(command):
+    """``command(args, config)`` as ``command(args)``: the configuration of ``args.config``
+    loaded first (a bad one: its error, exit status 2)."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        try:
+            config = _load(args.config)
+        except ConfigError as e:
+            return _err(str(e))
+        return command(args, config)
+    return run
+
+
 def _ask(config, message: dict, timeout_s: float = 10.0):
     """The running agent's reply, or None when no agent serves this data_dir."""
     path = os.path.join(config.data_dir, CONTROL_SOCKET_FILE)
@@ -48,6 +62,17 @@ def _ask(config, message: dict, timeout_s: float = 10.0):
         return None
     except TimeoutError as e:
         sys.exit(_err("%s; check with ocpp-agent csms show" % e, EXIT_FAILED))
+
+
+def _print_notes(notes) -> None:
+    for note in notes:
+        print("note: %s" % note)
+
+
+def _save_endpoint(path: str, new: EndpointSettings) -> None:
+    """Write the central-system settings ``new`` to the configuration file at ``path``."""
+    edit_config(path, {"csms.url": new.url, "station.id": new.station_id,
+                       "csms.password": new.password or None, "csms.ca_file": new.ca_file or None})
 
 
 def _read_secret() -> str:
@@ -145,11 +170,8 @@ def format_show(d: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_csms_show(args) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        return _err(str(e))
+@_with_config
+def cmd_csms_show(args, config) -> int:
     reply = _ask(config, {"command": "csms-show"})
     if reply is not None and not reply.get("ok"):
         return _err(reply.get("error", "the agent refused"), EXIT_FAILED)
@@ -159,11 +181,8 @@ def cmd_csms_show(args) -> int:
 
 
 # ---------------------------------------------------------------------- csms set
-def cmd_csms_set(args) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        return _err(str(e))
+@_with_config
+def cmd_csms_set(args, config) -> int:
     password = _read_secret() if args.password_stdin else None
     problem = validate_csms_url(args.url)
     if problem:
@@ -181,8 +200,7 @@ def cmd_csms_set(args) -> int:
         if not reply.get("ok"):
             return _err(reply.get("error", "the agent refused"))
         result = reply["result"]
-        for note in result.get("notes", []):
-            print("note: %s" % note)
+        _print_notes(result.get("notes", []))
         print(result["message"])
         if args.wait:
             return _wait_for_outcome(config, args.url)
@@ -192,12 +210,10 @@ def cmd_csms_set(args) -> int:
 
     new, notes = plan_endpoint(EndpointSettings.from_config(config), args.url, args.id, password, args.ca_file)
     try:
-        edit_config(config.path, {"csms.url": new.url, "station.id": new.station_id,
-                                  "csms.password": new.password or None, "csms.ca_file": new.ca_file or None})
+        _save_endpoint(config.path, new)
     except ConfigError as e:
         return _err(str(e))
-    for note in notes:
-        print("note: %s" % note)
+    _print_notes(notes)
     print("saved to %s; the agent is not running: it moves to %s at its next start (back to the last "
           "accepted central system if this one does not accept it within %d s)"
           % (config.path, new.url, config.csms["fallback_timeout_s"]))
@@ -223,21 +239,15 @@ def _wait_for_outcome(config, url: str) -> int:
 
 
 # ---------------------------------------------------------------------- config
-def cmd_config_show(args) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        return _err(str(e))
+@_with_config
+def cmd_config_show(args, config) -> int:
     for key, value in all_values(config):
         print("%s = %s" % (key, format_value(value)))
     return 0
 
 
-def cmd_config_get(args) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        return _err(str(e))
+@_with_config
+def cmd_config_get(args, config) -> int:
     try:
         value = value_of(config, args.key)
     except KeyError:
@@ -250,11 +260,8 @@ def cmd_config_get(args) -> int:
     return 0
 
 
-def cmd_config_set(args) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as e:
-        return _err(str(e))
+@_with_config
+def cmd_config_set(args, config) -> int:
     value_text = args.value
     if args.key in SECRET_KEYS:
         if value_text != "-":
@@ -270,8 +277,7 @@ def cmd_config_set(args) -> int:
         if not reply.get("ok"):
             return _err(reply.get("error", "the agent refused"))
         result = reply["result"]
-        for note in result.get("notes", []):
-            print("note: %s" % note)
+        _print_notes(result.get("notes", []))
         print("%s; applied %s" % (result["message"], result["applied"]))
         return 0
     try:
@@ -280,10 +286,8 @@ def cmd_config_set(args) -> int:
 
             new, notes = plan_endpoint(EndpointSettings.from_config(config),
                                        **{"url": None, ENDPOINT_KEYS[args.key]: value})
-            for note in notes:
-                print("note: %s" % note)
-            edit_config(config.path, {"csms.url": new.url, "station.id": new.station_id,
-                                      "csms.password": new.password or None, "csms.ca_file": new.ca_file or None})
+            _print_notes(notes)
+            _save_endpoint(config.path, new)
         else:
             edit_config(config.path, {args.key: value})
     except ConfigError as e:

@@ -76,8 +76,15 @@ def classify_schema_error(error) -> str:
     return "PropertyConstraintViolation"  # enum, maxLength, minimum, format…
 
 
+def _number(value) -> str:
+    """A sampled value as text, every digit kept (``%g`` would round a 1234567.8 Wh
+    register to 6 significant digits: 1.23457e+06)."""
+    v = float(value)
+    return "%d" % v if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
 def _sampled_value(s: model.Sample) -> dict:
-    out = {"value": ("%d" % s.value) if s.unit == "Wh" and float(s.value).is_integer() else "%g" % s.value,
+    out = {"value": _number(s.value),
            "context": s.context, "format": "Raw", "measurand": s.measurand, "location": s.location}
     if s.unit is not None:
         out["unit"] = s.unit

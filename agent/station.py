@@ -1060,6 +1060,10 @@ class Station:
             log.warning("connector %d: meter read failed (%d in a row): %s", c.id,
                         health.consecutive_failures + 1, e)
             self._meter_health_changed(c, health.failed(str(e)))
+            key = ("meter-retry", c.id)
+            task = self._conn_tasks.get(key)
+            if self._running and (task is None or task.done()):
+                self._spawn(self._meter_retry(c), key=key)
             return MeterReading(timestamp=self.clock.time())
         self._meter_health_changed(c, c.meter_health.succeeded())
         reading = self._never_backwards(c, reading)
@@ -1108,15 +1112,26 @@ class Station:
             self._tasks = [t for t in self._tasks if not t.done()]
             self._spawn(self._force_open(c))
 
+    async def _meter_retry(self, c: Connector) -> None:
+        """After a failed read, read again every METER_RETRY_S until a read works: the
+        failure count reaches PowerMeterFailure soon, and NoError follows the meter's
+        recovery soon, whatever else reads the meter."""
+        while c.meter_health.consecutive_failures:
+            await self.clock.sleep(METER_RETRY_S)
+            if not c.meter_health.consecutive_failures:
+                break
+            await self._read_meter(c)
+        if self._conn_tasks.get(("meter-retry", c.id)) is asyncio.current_task():
+            del self._conn_tasks[("meter-retry", c.id)]
+
     async def _meter_watch(self, c: Connector) -> None:
-        """Read the meter every METER_WATCH_S, idle or charging (every METER_RETRY_S while
-        its reads fail): a meter that stopped answering is reported PowerMeterFailure, and
-        NoError again soon after it answers, even when no transaction reads it; current
-        through a contactor that should be open (welded after a session) is noticed, with
-        the contactor's feedback when it has one."""
+        """Read the meter every METER_WATCH_S, idle or charging: a meter that stopped
+        answering is noticed (then ``_meter_retry``) even when no transaction reads it,
+        and current through a contactor that should be open (welded after a session) is
+        noticed, with the contactor's feedback when it has one."""
         relay = c.hw.contactor
         while True:
-            await self.clock.sleep(METER_RETRY_S if c.meter_health.consecutive_failures else METER_WATCH_S)
+            await self.clock.sleep(METER_WATCH_S)
             feedback = None
             if relay is not None and relay.has_feedback and not c.contactor_closed:
                 try:

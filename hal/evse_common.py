@@ -44,6 +44,7 @@ Portable core: Event, Lock, create_task, sleep (through the clock) only.
 import asyncio
 import logging
 
+from agent.clock import Clock
 from hal.errors import CommunicationError, DeviceFaultError, HalConfigurationError, HalError
 from hal.interfaces import CP_A, CP_F, EvseController, EvseStatus
 
@@ -52,21 +53,6 @@ log = logging.getLogger(__name__)
 NOT_ANSWERING = "controller not answering"
 NOT_ANSWERING_CODE = "InternalError"
 MAX_VENDOR_CODE = 50  # OCPP 1.6 vendorErrorCode: CiString50
-
-
-class _DefaultClock:
-    """``time``/``monotonic``/``sleep`` when no clock is injected (``agent.clock.Clock`` shape)."""
-
-    def time(self) -> float:
-        import time
-        return time.time()
-
-    def monotonic(self) -> float:
-        import time
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
 
 
 def vendor_code(text: str) -> str:
@@ -86,6 +72,16 @@ def device_fault_from_modbus(e: Exception, name: str) -> DeviceFaultError | None
                                 "modbus exception 4 (device failure)")
     return DeviceFaultError("%s: modbus exception %d: %s" % (name, code, e), "OtherError",
                             vendor_code("modbus exception %d" % code))
+
+
+async def cancel_and_wait(task) -> None:
+    """Cancel ``task`` (None: nothing to do) and wait for it to end."""
+    if task is not None:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
 
 
 def check_number(name: str, value, low: float, high: float) -> float:
@@ -120,7 +116,7 @@ class PolledEvseController(EvseController):
             raise HalConfigurationError("offline_after must be an integer 1..100, not %r" % (offline_after,))
         check_number("max_current_a", max_current_a, 6, 80)
         check_number("min_current_a", min_current_a, 6, max_current_a)
-        self.clock = clock or _DefaultClock()
+        self.clock = clock or Clock()
         self.poll_interval_s = float(poll_interval_s)
         self.offline_after = offline_after
         self.min_current_a = float(min_current_a)
@@ -184,12 +180,7 @@ class PolledEvseController(EvseController):
 
     async def _cancel_tasks(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
 
     # -- the poll loop --------------------------------------------------------------------
 
@@ -316,3 +307,30 @@ class PolledEvseController(EvseController):
     async def _safe_stop(self) -> None:
         await self._apply()  # close() zeroed the limit first
 
+
+
+class ModbusEvseController(PolledEvseController):
+    """Base of the EVSE drivers on a Modbus ``bus`` (``hal.modbus.ModbusBus``) at ``device_id``:
+    the driver opens and closes the bus, and ``_call`` turns a device's exception
+    response into the ``DeviceFaultError`` it means."""
+
+    def __init__(self, bus, device_id: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.bus = bus
+        self.device_id = device_id
+        self._bus_open = False
+
+    async def _call(self, coro):
+        try:
+            return await coro
+        except CommunicationError as e:
+            raise device_fault_from_modbus(e, self.name) or e
+
+    async def _open_transport(self) -> None:
+        await self.bus.open()
+        self._bus_open = True
+
+    async def _close_transport(self) -> None:
+        if self._bus_open:
+            self._bus_open = False
+            await self.bus.close()

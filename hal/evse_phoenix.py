@@ -29,8 +29,8 @@ Portable core.
 
 import logging
 
-from hal.errors import CommunicationError, HalConfigurationError
-from hal.evse_common import PolledEvseController, device_fault_from_modbus, vendor_code
+from hal.errors import HalConfigurationError
+from hal.evse_common import ModbusEvseController, vendor_code
 from hal.interfaces import CP_STATES, NO_ERROR, EvseStatus
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def decode_cp(register: int, enabled: bool) -> EvseStatus:
     return EvseStatus(cp, NO_ERROR, pwm_on=enabled and cp in ("B", "C", "D"))
 
 
-class PhoenixEmCpPpEth(PolledEvseController):
+class PhoenixEmCpPpEth(ModbusEvseController):
     """An EM-CP-PP-ETH controller on ``bus`` at ``device_id`` (Modbus unit, default 180)."""
 
     driver_name = "phoenix_em_cp_pp_eth"
@@ -63,28 +63,10 @@ class PhoenixEmCpPpEth(PolledEvseController):
                  offline_after: int = 2, max_current_a: float = 32.0, name: str | None = None) -> None:
         if isinstance(device_id, bool) or not isinstance(device_id, int) or not 0 <= device_id <= 255:
             raise HalConfigurationError("phoenix_em_cp_pp_eth device_id must be 0..255, not %r" % (device_id,))
-        super().__init__(clock=clock, poll_interval_s=poll_interval_s, offline_after=offline_after,
+        super().__init__(bus, device_id, clock=clock, poll_interval_s=poll_interval_s, offline_after=offline_after,
                          max_current_a=max_current_a, name=name or "phoenix_em_cp_pp_eth@%d" % device_id)
-        self.bus = bus
-        self.device_id = device_id
         self.enabled = None  # coil 400 as last read
         self.max_current_register = None  # holding 300 as last read
-        self._bus_open = False
-
-    async def _call(self, coro):
-        try:
-            return await coro
-        except CommunicationError as e:
-            raise device_fault_from_modbus(e, self.name) or e
-
-    async def _open_transport(self) -> None:
-        await self.bus.open()
-        self._bus_open = True
-
-    async def _close_transport(self) -> None:
-        if self._bus_open:
-            self._bus_open = False
-            await self.bus.close()
 
     def expected_amps(self) -> int:
         """Holding 300 while offering: whole amperes, rounded down."""

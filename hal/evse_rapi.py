@@ -57,7 +57,7 @@ import asyncio
 import logging
 
 from hal.errors import CommunicationError, HalConfigurationError
-from hal.evse_common import NOT_ANSWERING, PolledEvseController, check_number, vendor_code
+from hal.evse_common import NOT_ANSWERING, PolledEvseController, cancel_and_wait, check_number, vendor_code
 from hal.interfaces import CP_A, CP_B, CP_C, CP_D, CP_F, NO_ERROR, EvseStatus, Meter, MeterReading
 
 log = logging.getLogger(__name__)
@@ -228,12 +228,7 @@ class RapiLink:
     async def stop(self) -> None:
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         self._got.set()
 
     def _next_seq(self) -> int:
@@ -413,12 +408,7 @@ class OpenEvseRapi(PolledEvseController):
     async def _cancel_tasks(self) -> None:
         await super()._cancel_tasks()
         task, self._kick_task = self._kick_task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
 
     async def kill(self) -> None:
         """Drop the link without a word to the controller, as a crashed agent would

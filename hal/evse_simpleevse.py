@@ -45,7 +45,7 @@ same RS-485 line. Portable core (the bus adapter is the CPython part).
 import logging
 
 from hal.errors import CommunicationError, HalConfigurationError
-from hal.evse_common import PolledEvseController, device_fault_from_modbus, vendor_code
+from hal.evse_common import ModbusEvseController, vendor_code
 from hal.interfaces import CP_A, CP_B, CP_C, CP_D, NO_ERROR, EvseStatus
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def decode_status(regs: list) -> EvseStatus:
     return EvseStatus(cp, NO_ERROR, pwm_on=evse_state == EVSE_STATE_PWM)
 
 
-class SimpleEvseWb(PolledEvseController):
+class SimpleEvseWb(ModbusEvseController):
     """A SimpleEVSE-WB / EVSE-DIN controller on ``bus`` at ``device_id``."""
 
     driver_name = "simpleevse_wb"
@@ -96,40 +96,23 @@ class SimpleEvseWb(PolledEvseController):
                  name: str | None = None) -> None:
         if isinstance(device_id, bool) or not isinstance(device_id, int) or not 1 <= device_id <= 247:
             raise HalConfigurationError("simpleevse_wb device_id must be 1..247, not %r" % (device_id,))
-        super().__init__(clock=clock, poll_interval_s=poll_interval_s, offline_after=offline_after,
-                         max_current_a=max_current_a, name=name or "simpleevse_wb@%d" % device_id)
-        self.bus = bus
-        self.device_id = device_id
+        super().__init__(bus, device_id, clock=clock, poll_interval_s=poll_interval_s,
+                         offline_after=offline_after, max_current_a=max_current_a,
+                         name=name or "simpleevse_wb@%d" % device_id)
         self.boot_current_zero = bool(boot_current_zero)
         self.scale = 1  # register units per ampere (100 with 0.01 A resolution)
         self.firmware = None
         self.registers = None  # the last 1000..1007 read
-        self._bus_open = False
 
     # -- bus access (device exceptions become DeviceFaultError) ---------------------------
 
     async def _read(self, address: int, count: int) -> list:
-        try:
-            return await self.bus.read_holding(self.device_id, address, count)
-        except CommunicationError as e:
-            raise device_fault_from_modbus(e, self.name) or e
+        return await self._call(self.bus.read_holding(self.device_id, address, count))
 
     async def _write(self, address: int, value: int) -> None:
-        try:
-            await self.bus.write_registers(self.device_id, address, [int(value)])
-        except CommunicationError as e:
-            raise device_fault_from_modbus(e, self.name) or e
+        await self._call(self.bus.write_registers(self.device_id, address, [int(value)]))
 
     # -- hooks ----------------------------------------------------------------------------
-
-    async def _open_transport(self) -> None:
-        await self.bus.open()
-        self._bus_open = True
-
-    async def _close_transport(self) -> None:
-        if self._bus_open:
-            self._bus_open = False
-            await self.bus.close()
 
     def expected_register(self) -> int:
         """What register 1000 should hold now."""
@@ -159,12 +142,14 @@ class SimpleEvseWb(PolledEvseController):
         await self._write(REG_CURRENT, self.expected_register())
 
     async def _poll(self) -> EvseStatus:
+        before = self.expected_register()
         regs = await self._read(*STATUS_BLOCK)
         expected = self.expected_register()
         actual = regs[0]
         if (actual == 0) != (expected == 0) or actual > expected:
-            log.warning("%s: controller holds %d in reg 1000, expected %d (reboot or another master?): "
-                        "rewriting it", self.name, actual, expected)
+            if expected == before:  # else a command changed the desired value during the read: no surprise
+                log.warning("%s: controller holds %d in reg 1000, expected %d (reboot or another master?): "
+                            "rewriting it", self.name, actual, expected)
             await self._write(REG_CURRENT, expected)
             regs = await self._read(*STATUS_BLOCK)
         self.registers = regs

@@ -56,12 +56,11 @@ accessible or the line is busy; ``HalConfigurationError`` for settings that
 cannot work (no such line, the gpiod package missing).
 """
 
-import asyncio
 import errno
 import logging
 import os
-import time
 
+from agent.clock import Clock
 from hal.errors import CommunicationError, HalConfigurationError
 from hal.interfaces import Relay
 
@@ -157,7 +156,7 @@ class GpioContactor(Relay):
             raise HalConfigurationError("feedback_line must not be the output line (%r)" % (line,),
                                         key="feedback_line")
         self.consumer = consumer
-        self.clock = clock
+        self.clock = clock or Clock()
         self._gpiod = gpiod
         self._out = None  # the LineRequest holding the output (and the feedback, on the same chip)
         self._fb = None  # the LineRequest holding the feedback line (== _out on the same chip)
@@ -172,17 +171,6 @@ class GpioContactor(Relay):
 
     def __repr__(self) -> str:
         return "GpioContactor(%s)" % self.describe()
-
-    # -- time -----------------------------------------------------------------------------
-
-    def _now(self) -> float:
-        return self.clock.monotonic() if self.clock is not None else time.monotonic()
-
-    async def _sleep(self, seconds: float) -> None:
-        if self.clock is not None:
-            await self.clock.sleep(seconds)
-        else:
-            await asyncio.sleep(seconds)
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -227,7 +215,7 @@ class GpioContactor(Relay):
                     self._release()
                     raise
         self.is_closed = False
-        self._switched_at = self._now()
+        self._switched_at = self.clock.monotonic()
         log.info("contactor: %s requested, output off", self.describe())
 
     async def close(self) -> None:
@@ -264,7 +252,7 @@ class GpioContactor(Relay):
         closed = bool(closed)
         self._write(closed)
         if closed != self.is_closed:
-            self._switched_at = self._now()
+            self._switched_at = self.clock.monotonic()
         self.is_closed = closed
 
     async def read_feedback(self) -> bool | None:
@@ -275,9 +263,9 @@ class GpioContactor(Relay):
         if self._fb is None:
             raise GpioError("%s: not open" % self.describe())
         if self._switched_at is not None:
-            wait = self._switched_at + self.feedback_settle_s - self._now()
+            wait = self._switched_at + self.feedback_settle_s - self.clock.monotonic()
             if wait > 0:
-                await self._sleep(wait)
+                await self.clock.sleep(wait)
         return self.read_feedback_now()
 
     def read_feedback_now(self) -> bool | None:

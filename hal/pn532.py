@@ -42,6 +42,7 @@ import asyncio
 import logging
 import time
 
+from agent.clock import Clock
 from hal.errors import CommunicationError, HalConfigurationError
 from hal.interfaces import IdReader
 
@@ -189,7 +190,7 @@ class Pn532Reader(IdReader):
         self.timeout_s = timeout_s
         self.ack_timeout_s = ack_timeout_s
         self.passive_retries = passive_retries
-        self.clock = clock
+        self.clock = clock or Clock()
         self.name = name
         self.firmware = None  # (ic, version, revision, support) after initialisation
         self.ready = False
@@ -209,17 +210,6 @@ class Pn532Reader(IdReader):
         if self.firmware is None:
             return ""
         return "%d.%d" % (self.firmware[1], self.firmware[2])
-
-    # -- time -----------------------------------------------------------------------------
-
-    def _now(self) -> float:
-        return self.clock.monotonic() if self.clock is not None else time.monotonic()
-
-    async def _sleep(self, seconds: float) -> None:
-        if self.clock is not None:
-            await self.clock.sleep(seconds)
-        else:
-            await asyncio.sleep(seconds)
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -243,7 +233,7 @@ class Pn532Reader(IdReader):
         try:
             self._reader, self._writer = await self.transport.open()
             await self._write(WAKEUP)
-            await self._sleep(0.002)
+            await self.clock.sleep(0.002)
             await self.command(SAM_CONFIGURATION, bytes([0x01, 0x14, 0x01]))  # normal mode, 1 s, IRQ on
             fw = await self.command(GET_FIRMWARE_VERSION)
             if len(fw) != 4:
@@ -376,11 +366,11 @@ class Pn532Reader(IdReader):
 
     async def read_tag(self) -> str:
         while True:
-            tag = self.observe(await self.poll(), self._now())
+            tag = self.observe(await self.poll(), self.clock.monotonic())
             if tag is not None:
                 log.info("%s: card %s", self.name, tag)
                 return tag
-            await self._sleep(self.poll_interval_s)
+            await self.clock.sleep(self.poll_interval_s)
 
 
 READER_KEYS = ("driver", "port", "baudrate", "poll_interval_s", "release_s", "timeout_s", "ack_timeout_s",

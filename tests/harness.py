@@ -4,11 +4,25 @@
 (tools/csms.py, built on ``ocpp``), an ``Agent`` with a ``VirtualClock`` and
 waits for its BootNotification. Every frame the agent sends is checked
 against the OCPP 1.6 JSON schemas when the harness closes.
+
+The functions after the class are the helpers the end-to-end test files share:
+waiting (``until``, ``quiet``), what the central system saw (``statuses``,
+``index_of``, ``calls_from_agent``, ``replies_to_agent``), the simulated
+hardware (``hw``, ``assert_no_power``, ``assert_charging_hw``) and the OCTT
+reusable state Charging (``reach_charging``).
 """
 
 import asyncio
+import contextlib
 import decimal
 import json
+import shutil
+import ssl
+import subprocess
+import time
+from datetime import datetime
+
+import pytest
 
 from agent.clock import VirtualClock
 from agent.config import parse_config
@@ -132,3 +146,247 @@ class AgentHarness:
     async def settle(self, seconds: float = 0.05) -> None:
         """Let real I/O happen (messages cross the loopback socket)."""
         await asyncio.sleep(seconds)
+
+    async def go_offline(self) -> int:
+        """Remove the connectivity: the central system drops the websocket and stops listening,
+        until the agent knows it is offline. Returns the port, for ``go_online``."""
+        port = self.cs_server.port
+        await self.cs_server.stop()
+        await until(lambda: not self.agent.client.online and not self.cs.connected)
+        return port
+
+    async def go_online(self, port: int, step_s: float = 1.0, timeout_s: float = 10) -> None:
+        """Listen on ``port`` again (unless listening) and move virtual time on by ``step_s``
+        per poll (the agent's reconnect backoff) until the agent is back online."""
+        if self.cs_server._server is None:
+            await self.cs_server.start(port=port)
+        deadline = time.monotonic() + timeout_s
+        while not (self.cs.connected and self.agent.client.online):
+            assert time.monotonic() < deadline, "the agent did not reconnect"
+            await self.clock.advance(step_s)
+            await asyncio.sleep(0.01)
+
+
+# ---------------------------------------------------------------------- helpers of the end-to-end tests
+
+TAG = "TAG-1"
+TX_ID = 4711  # the transactionId ``fixed_transaction_id`` makes the central system assign
+
+
+def keys(**values) -> dict:
+    """Initial OCPP configuration keys; websocket pings off (they would only add noise)."""
+    return dict({"WebSocketPingInterval": 0}, **values)
+
+
+def epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+async def until(predicate, timeout_s: float = 5, what: str = "condition", *, clock=None, step_s: float = 0.5,
+                poll_s: float = 0.005) -> None:
+    """Wait (real time) until ``predicate()`` holds: I/O on loopback takes real time. With
+    ``clock``, virtual time moves on by ``step_s`` every poll meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("%s not reached within %s s" % (what, timeout_s))
+        if clock is not None:
+            await clock.advance(step_s)
+        await asyncio.sleep(poll_s)
+
+
+async def quiet(h: AgentHarness, seconds: float = 0.1) -> None:
+    """Give the agent time to send whatever it would send now."""
+    await h.clock.settle()
+    await h.settle(seconds)
+
+
+def index_of(h: AgentHarness, action: str, start: int = 0, direction: str = IN, pred=None) -> int:
+    """Index in the peer's record of the first matching message at or after ``start``; -1 if none."""
+    for i in range(start, len(h.cs.messages)):
+        m = h.cs.messages[i]
+        if m.direction == direction and m.action == action and (pred is None or pred(m.payload)):
+            return i
+    return -1
+
+
+def calls_from_agent(h: AgentHarness, start: int = 0) -> list:
+    """Actions of the requests the agent sent since ``start``."""
+    return [m.action for m in h.cs.messages[start:] if m.direction == IN and "." not in m.action]
+
+
+def replies_to_agent(h: AgentHarness, action: str, start: int = 0) -> list:
+    """Payloads the central system answered ``action`` requests with since ``start``."""
+    return [m.payload for m in h.cs.messages[start:] if m.direction == OUT and m.action == action + ".conf"]
+
+
+def statuses(h: AgentHarness, connector_id: int = 1, start: int = 0) -> list:
+    """The statuses the agent reported for ``connector_id`` since ``start``, in order."""
+    return [p["status"] for p in h.received("StatusNotification", start) if p["connectorId"] == connector_id]
+
+
+def hw(h: AgentHarness, connector_id: int = 1) -> dict:
+    """The simulated hardware of ``connector_id``, as the board reports it."""
+    return h.sim.status()["connectors"][connector_id - 1]
+
+
+def assert_no_power(h: AgentHarness, connector_id: int = 1) -> None:
+    """Hardware safety: no current offered, contactor open, nothing flowing."""
+    s = hw(h, connector_id)
+    assert not s["contactor_closed"], s
+    assert s["current_limit_a"] == 0 and not s["pwm_on"], s
+    assert s["power_w"] == 0, s
+
+
+def assert_charging_hw(h: AgentHarness, connector_id: int = 1) -> None:
+    s = hw(h, connector_id)
+    assert s["contactor_closed"] and s["cp_state"] == "C" and s["power_w"] > 0, s
+
+
+def fixed_transaction_id(h: AgentHarness, tx_id: int = TX_ID) -> None:
+    """The central system answers every StartTransaction with ``tx_id``, Accepted."""
+    h.cs.handlers["StartTransaction"] = lambda p: {"transactionId": tx_id, "idTagInfo": {"status": "Accepted"}}
+
+
+async def get_key(h: AgentHarness, key: str) -> str:
+    """GetConfiguration for one key (the OCTT GetConfiguration reusable state); returns its value."""
+    conf = await h.cs.call("GetConfiguration", key=[key])
+    found = [k for k in conf.get("configurationKey", []) if k["key"] == key]
+    assert len(found) == 1 and not conf.get("unknownKey"), conf
+    return found[0]["value"]
+
+
+async def reach_charging(h: AgentHarness, connector_id: int = 1, id_tag: str = TAG, *, start: int | None = None,
+                         charging_profile: dict | None = None, authorize_remote: bool | None = None) -> dict:
+    """The OCTT reusable state Charging, cable plugged in first: Preparing with nothing
+    offered, RemoteStartTransaction (with ``charging_profile`` if given) Accepted,
+    then StartTransaction for this connector and tag (after the conf), Charging,
+    StartTransaction.conf Accepted and its id known to the agent, current offered
+    and energy flowing. With ``authorize_remote``
+    (the value of AuthorizeRemoteTxRequests) the Authorize.req is checked too: one,
+    before the StartTransaction.req, if true; none if false.
+
+    ``start``: the index in the peer's record to check from (default: now). Returns the
+    StartTransaction.req payload with the ``transactionId`` the central system assigned."""
+    m = h.mark() if start is None else start
+    h.sim.plug(connector_id)
+    await h.wait_status(connector_id, "Preparing", m)
+    assert_no_power(h, connector_id)  # plugged in, nobody authorized: nothing offered
+    req = {"connectorId": connector_id, "idTag": id_tag}
+    if charging_profile is not None:
+        req["chargingProfile"] = charging_profile
+    assert await h.cs.call("RemoteStartTransaction", **req) == {"status": "Accepted"}
+    payload = await h.cs.wait_for("StartTransaction", start_index=m)
+    assert payload["connectorId"] == connector_id and payload["idTag"] == id_tag, payload
+    assert isinstance(payload["meterStart"], int) and payload["timestamp"].endswith("Z"), payload
+    await h.wait_status(connector_id, "Charging", m)
+    i_start = index_of(h, "StartTransaction", m)
+    i_conf = index_of(h, "RemoteStartTransaction.conf", m)
+    assert 0 <= i_conf < i_start, "RemoteStartTransaction.conf must precede StartTransaction"
+    if authorize_remote:
+        i_auth = index_of(h, "Authorize", m)
+        assert h.received("Authorize", m) == [{"idTag": id_tag}] and 0 <= i_auth < i_start
+    elif authorize_remote is not None:
+        assert h.received("Authorize", m) == []
+    await until(lambda: replies_to_agent(h, "StartTransaction", m))
+    conf = replies_to_agent(h, "StartTransaction", m)[0]
+    assert conf["idTagInfo"]["status"] == "Accepted", conf
+    connector = h.station.connector(connector_id)
+    await until(lambda: connector.transaction is not None and connector.transaction.transaction_id is not None)
+    assert_charging_hw(h, connector_id)
+    assert hw(h, connector_id)["current_limit_a"] > 0
+    return dict(payload, transactionId=conf["transactionId"])
+
+
+# ---------------------------------------------------------------------- TLS
+
+def make_self_signed_cert(directory) -> tuple[str, str]:
+    """(cert, key) PEM files for 127.0.0.1 and localhost, made with openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("neither the cryptography package nor openssl is available")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+class TlsProxy:
+    """Terminates TLS on 127.0.0.1 and forwards the bytes to a plain TCP port."""
+
+    def __init__(self, target_port: int, cert: str, key: str) -> None:
+        self.target_port = target_port
+        self.cert = cert
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.handshakes = 0  # TLS connections that got through to the handler
+        self._server = None
+        self._conns: dict = {}  # handler task -> writers
+
+    @property
+    def port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        """The central system's URL through the proxy."""
+        return "wss://127.0.0.1:%d/ocpp" % self.port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.context)
+
+    async def close(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+        conns, self._conns = self._conns, {}
+        for writers in conns.values():
+            for w in writers:
+                w.transport.abort()
+        await asyncio.gather(*conns, return_exceptions=True)
+
+    async def _handle(self, reader, writer) -> None:
+        self.handshakes += 1
+        writers = self._conns[asyncio.current_task()] = [writer]
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            writers.append(up_writer)
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        except OSError:
+            pass
+        finally:
+            self._conns.pop(asyncio.current_task(), None)
+            for w in writers:
+                w.transport.abort()
+
+    @staticmethod
+    async def _pipe(reader, writer) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            writer.transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def tls_proxy_for(cs: TestCentralSystem, directory):
+    """``cs`` (started if it is not) behind a ``TlsProxy`` with a new self-signed
+    certificate made in ``directory``; yields the proxy (``url``, ``cert``,
+    ``handshakes``). The proxy, then ``cs``, are stopped at the end."""
+    cert, key = make_self_signed_cert(directory)
+    if cs._server is None:
+        await cs.start()
+    proxy = TlsProxy(cs.port, cert, key)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+        await cs.stop()

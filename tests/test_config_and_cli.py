@@ -13,15 +13,13 @@ import os
 import re
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
-import time
 
 import pytest
 
 from agent.config import load_config
-from tests.harness import AgentHarness
+from tests.harness import AgentHarness, tls_proxy_for, until
 from tools.csms import TestCentralSystem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -270,120 +268,31 @@ def test_console_script_is_installed(tmp_path):
 
 # ---------------------------------------------------------------------------- TLS
 
-def make_self_signed_cert(directory) -> tuple[str, str]:
-    """(cert, key) PEM files for 127.0.0.1 and localhost, made with openssl."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("neither the cryptography package nor openssl is available")
-    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True, timeout=30)
-    return cert, key
-
-
-class TlsProxy:
-    """Terminates TLS on 127.0.0.1 and forwards the bytes to a plain TCP port."""
-
-    def __init__(self, target_port: int, cert: str, key: str) -> None:
-        self.target_port = target_port
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert, key)
-        self.handshakes = 0  # TLS connections that got through to the handler
-        self._server = None
-        self._conns: dict = {}  # handler task -> writers
-
-    @property
-    def port(self) -> int:
-        return self._server.sockets[0].getsockname()[1]
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.context)
-
-    async def close(self) -> None:
-        self._server.close()
-        await self._server.wait_closed()
-        conns, self._conns = self._conns, {}
-        for writers in conns.values():
-            for w in writers:
-                w.transport.abort()
-        await asyncio.gather(*conns, return_exceptions=True)
-
-    async def _handle(self, reader, writer) -> None:
-        self.handshakes += 1
-        writers = self._conns[asyncio.current_task()] = [writer]
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-            writers.append(up_writer)
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        except OSError:
-            pass
-        finally:
-            self._conns.pop(asyncio.current_task(), None)
-            for w in writers:
-                w.transport.abort()
-
-    @staticmethod
-    async def _pipe(reader, writer) -> None:
-        try:
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
-        except (OSError, ssl.SSLError):
-            pass
-        finally:
-            writer.transport.abort()
-
-
-async def poll(condition, timeout_s: float = 5, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        await asyncio.sleep(0.01)
-
-
 async def test_tls_self_signed_server_fails_verification_by_default(tmp_path, caplog):
-    cert, key = make_self_signed_cert(tmp_path)
     cs = TestCentralSystem(quiet=True)
-    await cs.start()
-    proxy = TlsProxy(cs.port, cert, key)
-    await proxy.start()
-    try:
-        url = "wss://127.0.0.1:%d/ocpp" % proxy.port
+    async with tls_proxy_for(cs, tmp_path) as proxy:
+        url = proxy.url
         async with AgentHarness(tmp_path, csms=cs, csms_extra={"url": url}, wait_boot=False) as h:
             conn = h.agent.connection
-            await poll(lambda: conn.last_error, what="the connection attempt to fail")
+            await until(lambda: conn.last_error, what="the connection attempt to fail")
             assert conn.last_error.startswith("TLS certificate verification failed"), conn.last_error
             await h.settle(0.1)
             assert not conn.connected and conn.connect_count == 0
             assert cs.stations == {} and proxy.handshakes == 0
             assert any(r.levelname == "WARNING" and "TLS certificate verification failed" in r.getMessage()
                        and url in r.getMessage() for r in caplog.records), caplog.text
-    finally:
-        await proxy.close()
 
 
 async def test_tls_with_ca_file_connects_and_runs_a_session(tmp_path):
-    cert, key = make_self_signed_cert(tmp_path)
     cs = TestCentralSystem(quiet=True)
-    await cs.start()
-    proxy = TlsProxy(cs.port, cert, key)
-    await proxy.start()
-    try:
-        url = "wss://127.0.0.1:%d/ocpp" % proxy.port
-        async with AgentHarness(tmp_path, csms=cs, csms_extra={"url": url, "ca_file": cert}) as h:
+    async with tls_proxy_for(cs, tmp_path) as proxy:
+        url = proxy.url
+        async with AgentHarness(tmp_path, csms=cs, csms_extra={"url": url, "ca_file": proxy.cert}) as h:
             assert h.agent.connection.connected and proxy.handshakes == 1
             assert h.agent.config.connect_url() == url + "/CP001"
             await h.wait_status(1, "Available")
             reply = await h.cs.call("GetConfiguration", key=["NumberOfConnectors"])
             assert reply["configurationKey"][0]["value"] == "1"
-    finally:
-        await proxy.close()
 
 
 # ---------------------------------------------------------------------------- HTTP Basic auth
@@ -409,7 +318,7 @@ async def test_basic_auth_wrong_or_missing_password_is_refused_and_not_logged(tm
     cs = TestCentralSystem(quiet=True, password=password)
     async with AgentHarness(tmp_path, csms=cs, csms_extra={"password": sent}, wait_boot=False) as h:
         conn = h.agent.connection
-        await poll(lambda: conn.last_error, what="the handshake to be refused")
+        await until(lambda: conn.last_error, what="the handshake to be refused")
         assert conn.last_error == "HTTP 401 from the central system (wrong password?)"
         await h.settle(0.1)
         assert not conn.connected and conn.connect_count == 0

@@ -10,7 +10,8 @@ import pytest
 from agent.config import parse_config
 from agent.doctor import FAIL, OK, SKIP, diagnose, format_table
 from hal.gpio_fake import FakeGpiod
-from tests.test_config_and_cli import TlsProxy, make_self_signed_cert, run_cli_async
+from tests.harness import tls_proxy_for
+from tests.test_config_and_cli import run_cli_async
 from tools.csms import TestCentralSystem
 from tools.modbus_meter_sim import ModbusMeterSim
 from tools.pn532_sim import Pn532Sim
@@ -25,6 +26,11 @@ def config(tmp_path, url: str, board: dict | None = None, password: str = "", bo
     if password:
         data["csms"]["password"] = password
     return parse_config(str(tmp_path / "agent.toml"), data, check_data_dir=False)
+
+
+async def diagnose_board(tmp_path, closed_port: int, board: dict) -> list:
+    """The doctor's rows for ``board``, with nothing listening at the central system's port."""
+    return await diagnose(config(tmp_path, "ws://127.0.0.1:%d" % closed_port, board), timeout_s=0.3)
 
 
 def row(rows, check: str):
@@ -123,7 +129,7 @@ async def test_wrong_device_id_is_silence_with_a_hint(tmp_path, closed_port):
     link = await sim.start_pty(baudrate=9600)
     try:
         board = {"meter": {"driver": "sdm630", "port": link.a_path, "device_id": 5}}
-        rows = await diagnose(config(tmp_path, "ws://127.0.0.1:%d" % closed_port, board), timeout_s=0.3)
+        rows = await diagnose_board(tmp_path, closed_port, board)
         meter = row(rows, "meter sdm630")
         assert meter.result == FAIL
         assert meter.details.startswith("no answer from device 5 at 9600 8N1")
@@ -138,7 +144,7 @@ async def test_wrong_device_id_over_modbus_tcp(tmp_path, closed_port):
     try:
         board = {"meter": {"driver": "em340", "transport": "tcp", "host": "127.0.0.1", "tcp_port": port,
                            "device_id": 3}}
-        rows = await diagnose(config(tmp_path, "ws://127.0.0.1:%d" % closed_port, board), timeout_s=0.3)
+        rows = await diagnose_board(tmp_path, closed_port, board)
         meter = row(rows, "meter em340")
         assert meter.result == FAIL and meter.details.startswith("no answer from unit 3 at 127.0.0.1:%d" % port)
     finally:
@@ -151,7 +157,7 @@ async def test_garbled_answers_suggest_wrong_parity(tmp_path, closed_port):
     try:
         link.corrupt(100)  # every answer arrives with a CRC error, as with a parity mismatch
         board = {"meter": {"driver": "sdm630", "port": link.a_path}}
-        rows = await diagnose(config(tmp_path, "ws://127.0.0.1:%d" % closed_port, board), timeout_s=0.3)
+        rows = await diagnose_board(tmp_path, closed_port, board)
         meter = row(rows, "meter sdm630")
         assert meter.result == FAIL
         assert "garbled answers from device 1 (CRC/framing errors): wrong parity or baud rate suspected" \
@@ -166,7 +172,7 @@ async def test_a_meter_that_answers_as_another_model(tmp_path, closed_port):
     try:
         board = {"meter": {"driver": "abb_b23", "transport": "tcp", "host": "127.0.0.1", "tcp_port": port,
                            "device_id": 1}}
-        rows = await diagnose(config(tmp_path, "ws://127.0.0.1:%d" % closed_port, board), timeout_s=0.3)
+        rows = await diagnose_board(tmp_path, closed_port, board)
         meter = row(rows, "meter abb_b23")
         assert meter.result == FAIL and "refuses the request" in meter.details and "ABB" in meter.details
     finally:
@@ -174,13 +180,8 @@ async def test_a_meter_that_answers_as_another_model(tmp_path, closed_port):
 
 
 async def test_tls_certificate_that_does_not_verify(tmp_path):
-    cert, key = make_self_signed_cert(tmp_path)
-    cs = TestCentralSystem(quiet=True)
-    await cs.start()
-    proxy = TlsProxy(cs.port, cert, key)
-    await proxy.start()
-    try:
-        url = "wss://127.0.0.1:%d/ocpp" % proxy.port
+    async with tls_proxy_for(TestCentralSystem(quiet=True), tmp_path) as proxy:
+        url, cert = proxy.url, proxy.cert
         rows = await diagnose(config(tmp_path, url), timeout_s=0.3)
         tls = row(rows, "csms tls")
         assert tls.result == FAIL and tls.details.startswith("certificate verification failed")
@@ -192,9 +193,6 @@ async def test_tls_certificate_that_does_not_verify(tmp_path):
         rows = await diagnose(parse_config(str(tmp_path / "a.toml"), data, check_data_dir=False))
         assert row(rows, "csms tls").result == OK and "(CA from csms.ca_file)" in row(rows, "csms tls").details
         assert row(rows, "csms websocket").result == OK
-    finally:
-        await proxy.close()
-        await cs.stop()
 
 
 async def test_unresolvable_central_system(tmp_path):
@@ -251,7 +249,7 @@ async def test_a_whole_real_board_controller_contactor_and_reader(tmp_path, monk
 async def test_configuration_problems_are_rows_not_crashes(tmp_path, monkeypatch, closed_port):
     monkeypatch.setitem(sys.modules, "gpiod", None)
     board = {"meter": {"driver": "sdm999"}, "contactor": {"driver": "gpio", "line": 17}}
-    rows = await diagnose(config(tmp_path, "ws://127.0.0.1:%d" % closed_port, board), timeout_s=0.3)
+    rows = await diagnose_board(tmp_path, closed_port, board)
     meter = row(rows, "meter sdm999")
     assert meter.result == FAIL and "unknown meter driver 'sdm999'" in meter.details
     assert meter.details.endswith("(board.meter.driver)")

@@ -16,6 +16,7 @@ the heartbeat supervision test runs the OpenEVSE simulator on a virtual clock.
 
 import asyncio
 import contextlib
+import functools
 import time
 
 import pytest
@@ -31,20 +32,14 @@ from hal.evse_simpleevse import SimpleEvseWb, decode_status
 from hal.interfaces import EvseController
 from hal.modbus import BusRegistry, ModbusBus
 from hal.serial_port import SerialPort, StreamTransport
+from tests import harness
 from tools.phoenix_sim import PhoenixSim
 from tools.rapi_sim import RapiSim
 from tools.simpleevse_sim import SimpleEvseSim
 
 POLL_S = 0.05
 FAST_BUS = {"timeout_s": 0.2, "retries": 0}
-
-
-async def until(cond, timeout_s: float = 3.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        await asyncio.sleep(0.01)
+until = functools.partial(harness.until, timeout_s=3.0, poll_s=0.01)
 
 
 def no_energy(sim) -> bool:

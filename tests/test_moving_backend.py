@@ -9,12 +9,12 @@ it) edits the file and talks to the agent over its control socket.
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import os
 import sqlite3
 import stat
-import time
 
 import pytest
 
@@ -25,7 +25,8 @@ from agent.endpoint import EndpointSettings, EndpointState
 from agent.journal import TransactionJournal
 from agent.runner import Agent
 from agent.switch import SECURITY_EVENT, SwitchError
-from tests.harness import validate_agent_frames
+from tests import harness
+from tests.harness import tls_proxy_for, validate_agent_frames
 from tools.csms import IN, TestCentralSystem
 
 FALLBACK_S = 60
@@ -50,6 +51,8 @@ MeterValueSampleInterval = 60
 AllowOfflineTxForUnknownId = true
 LocalAuthorizeOffline = true
 """
+# Wait (real time) for a condition; with ``clock=``, virtual time moves on by ``step_s`` meanwhile.
+until = functools.partial(harness.until, poll_s=0.01)
 
 
 def write_config(tmp_path, url: str, station_id: str = "CP001", extra: str = "", fallback: int = FALLBACK_S) -> str:
@@ -57,17 +60,6 @@ def write_config(tmp_path, url: str, station_id: str = "CP001", extra: str = "",
     with open(path, "w") as f:
         f.write(CONFIG % {"id": station_id, "url": url, "extra": extra, "fallback": fallback})
     return path
-
-
-async def until(condition, clock=None, timeout_s: float = 5, what: str = "condition", step_s: float = 0.5):
-    """Wait (real time) for ``condition``; with a clock, virtual time moves on meanwhile."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        if clock is not None:
-            await clock.advance(step_s)
-        await asyncio.sleep(0.01)
 
 
 async def run_cli(*argv, stdin: str | None = None):
@@ -117,6 +109,11 @@ class Rig:
         await self.agent.start()
         return self.agent
 
+    async def start_at(self, cs: TestCentralSystem):
+        """Start the agent with a configuration for ``cs``; its station on ``cs`` once booted."""
+        await self.start(cs.url)
+        return await self.booted(cs)
+
     async def restart(self, clock=None) -> Agent:
         await self.agent.stop()
         if clock is not None:
@@ -138,6 +135,24 @@ class Rig:
         await until(lambda: self.agent.client.online and self.agent.endpoint.current.url == cs.url,
                     what="the agent online with %s" % cs.url)
         return handle
+
+    async def dead_url(self) -> str:
+        """The URL of a central system that stopped listening."""
+        dead = await self.central()
+        url = dead.url
+        await dead.stop()
+        return url
+
+    async def move_by_ocpp(self, handle, url: str) -> None:
+        """ChangeConfiguration(CentralSystemUrl) from the central system of ``handle``, Accepted;
+        the agent moves away from it."""
+        assert (await handle.call("ChangeConfiguration", key="CentralSystemUrl", value=url))["status"] == "Accepted"
+        await until(lambda: self.agent.endpoint.current.url == url and not handle.connected, what="the move")
+
+    async def rolled_back_to(self, cs: TestCentralSystem, what: str = "the rollback") -> None:
+        """Let virtual time run until the agent is back with ``cs``."""
+        await until(lambda: self.agent.endpoint.current.url == cs.url, clock=self.clock, timeout_s=15, what=what,
+                    step_s=1.0)
 
     def file(self) -> str:
         with open(self.path) as f:
@@ -162,8 +177,7 @@ async def test_cli_moves_a_running_agent_to_another_central_system(tmp_path):
     rig = Rig(tmp_path)
     cs1, cs2 = await rig.central(), await rig.central()
     try:
-        await rig.start(cs1.url)
-        h1 = await rig.booted(cs1)
+        h1 = await rig.start_at(cs1)
 
         code, out, err = await run_cli("csms", "set", cs2.url, "--config", rig.path)
         assert code == 0, err
@@ -200,8 +214,7 @@ async def test_change_configuration_central_system_url_answers_then_moves(tmp_pa
     rig = Rig(tmp_path)
     cs1, cs2 = await rig.central(), await rig.central()
     try:
-        await rig.start(cs1.url)
-        h1 = await rig.booted(cs1)
+        h1 = await rig.start_at(cs1)
         got = await h1.call("GetConfiguration", key=["CentralSystemUrl"])
         assert got["configurationKey"] == [{"key": "CentralSystemUrl", "readonly": False, "value": cs1.url}]
 
@@ -277,8 +290,7 @@ async def _switch_and_roll_back(rig, cs1, target_url: str, password: str | None 
     pending = rig.agent.admin.csms_show()["pending"]
     assert pending is not None and pending["fallback_to"]["url"] == cs1.url
     start = rig.clock.monotonic()
-    await until(lambda: rig.agent.endpoint.current.url == cs1.url, clock=rig.clock, timeout_s=15,
-                what="the rollback", step_s=1.0)
+    await rig.rolled_back_to(cs1)
     assert FALLBACK_S - 1 <= rig.clock.monotonic() - start <= FALLBACK_S + 1  # on its own, on time
     await until(lambda: len(actions(h1, "BootNotification")) == boots + 1 and rig.agent.client.online,
                 clock=rig.clock, what="a new boot at cs1", step_s=0.5)
@@ -298,9 +310,7 @@ async def _switch_and_roll_back(rig, cs1, target_url: str, password: str | None 
 async def test_move_to_a_dead_backend_rolls_back_on_its_own(tmp_path):
     rig = Rig(tmp_path)
     cs1 = await rig.central()
-    dead = await rig.central()
-    dead_url = dead.url
-    await dead.stop()  # nobody listens on that port any more
+    dead_url = await rig.dead_url()  # nobody listens on that port any more
     try:
         await rig.start(cs1.url)
         rollback = await _switch_and_roll_back(rig, cs1, dead_url)
@@ -340,14 +350,10 @@ async def test_move_to_a_backend_that_rejects_the_boot_rolls_back(tmp_path):
 async def test_reboot_in_the_middle_of_a_switch_ends_working(tmp_path):
     rig = Rig(tmp_path)
     cs1 = await rig.central()
-    dead = await rig.central()
-    dead_url = dead.url
-    await dead.stop()
+    dead_url = await rig.dead_url()
     try:
-        await rig.start(cs1.url)
-        h1 = await rig.booted(cs1)
-        assert (await h1.call("ChangeConfiguration", key="CentralSystemUrl", value=dead_url))["status"] == "Accepted"
-        await until(lambda: rig.agent.endpoint.current.url == dead_url and not h1.connected, what="the move")
+        h1 = await rig.start_at(cs1)
+        await rig.move_by_ocpp(h1, dead_url)
         await rig.clock.advance(20)
         # Reboot with 40 s of the 60 left: the switch goes on where it was.
         mark = len(h1.messages)
@@ -355,8 +361,7 @@ async def test_reboot_in_the_middle_of_a_switch_ends_working(tmp_path):
         assert rig.agent.endpoint.state.pending is not None
         left = rig.agent.admin.csms_show()["pending"]["seconds_left"]
         assert 35 <= left <= 41
-        await until(lambda: rig.agent.endpoint.current.url == cs1.url, clock=rig.clock, timeout_s=15,
-                    what="the rollback after the reboot", step_s=1.0)
+        await rig.rolled_back_to(cs1, what="the rollback after the reboot")
         await rig.booted(cs1, start=mark)
 
         # A power cut for longer than the fallback time in the middle of another switch:
@@ -376,20 +381,16 @@ async def test_reboot_in_the_middle_of_a_switch_ends_working(tmp_path):
 async def test_config_file_edited_while_stopped_is_tried_with_rollback(tmp_path):
     rig = Rig(tmp_path)
     cs1 = await rig.central()
-    dead = await rig.central()
-    dead_url = dead.url
-    await dead.stop()
+    dead_url = await rig.dead_url()
     try:
-        await rig.start(cs1.url)
-        h1 = await rig.booted(cs1)
+        h1 = await rig.start_at(cs1)
         await rig.agent.stop()
         code, out, err = await run_cli("csms", "set", dead_url, "--config", rig.path)  # the agent is stopped
         assert code == 0 and "not running" in out, err
         mark = len(h1.messages)
         await rig.start()
         assert rig.agent.endpoint.current.url == dead_url and rig.agent.endpoint.state.pending is not None
-        await until(lambda: rig.agent.endpoint.current.url == cs1.url, clock=rig.clock, timeout_s=15,
-                    what="the rollback", step_s=1.0)
+        await rig.rolled_back_to(cs1)
         await rig.booted(cs1, start=mark)
         assert 'url = "%s"' % cs1.url in rig.file()
     finally:
@@ -405,8 +406,7 @@ async def test_queued_messages_of_the_old_backend_reach_the_old_backend_not_the_
     rig = Rig(tmp_path)
     cs1, cs2 = await rig.central(), await rig.central()
     try:
-        await rig.start(cs1.url)
-        h1 = await rig.booted(cs1)
+        h1 = await rig.start_at(cs1)
         port1, url1 = cs1.port, cs1.url
         await cs1.stop()
         await until(lambda: not rig.agent.client.online, what="offline")
@@ -476,8 +476,7 @@ async def test_queued_messages_are_delivered_on_the_old_connection_before_moving
         return {"transactionId": 77, "idTagInfo": {"status": "Accepted"}}
     cs1.handlers["StartTransaction"] = flaky_start
     try:
-        await rig.start(cs1.url)
-        h1 = await rig.booted(cs1)
+        h1 = await rig.start_at(cs1)
         assert (await h1.call("ChangeConfiguration", key="TransactionMessageRetryInterval", value="10"))[
             "status"] == "Accepted"
         rig.sim.plug("1")
@@ -509,12 +508,9 @@ async def test_queued_messages_are_delivered_on_the_old_connection_before_moving
 async def test_authorization_cache_and_local_list_are_cleared_on_a_move_and_restored_by_a_rollback(tmp_path):
     rig = Rig(tmp_path)
     cs1, cs2 = await rig.central(), await rig.central()
-    dead = await rig.central()
-    dead_url = dead.url
-    await dead.stop()
+    dead_url = await rig.dead_url()
     try:
-        await rig.start(cs1.url)
-        h1 = await rig.booted(cs1)
+        h1 = await rig.start_at(cs1)
         reply = await h1.call("SendLocalList", listVersion=3, updateType="Full",
                               localAuthorizationList=[{"idTag": "TAG-LIST", "idTagInfo": {"status": "Accepted"}}])
         assert reply["status"] == "Accepted"
@@ -528,8 +524,7 @@ async def test_authorization_cache_and_local_list_are_cleared_on_a_move_and_rest
         await until(lambda: rig.agent.endpoint.current.url == dead_url and len(rig.station.auth_cache) == 0,
                     what="cleared for the new backend")
         assert rig.station.local_list.version == 0
-        await until(lambda: rig.agent.endpoint.current.url == cs1.url, clock=rig.clock, timeout_s=15,
-                    what="the rollback", step_s=1.0)
+        await rig.rolled_back_to(cs1)
         assert rig.station.local_list.version == 3 and rig.station.auth_cache.get("TAG-CACHED") is not None
         assert (await (await rig.booted(cs1)).call("GetLocalListVersion"))["listVersion"] == 3
 
@@ -557,14 +552,10 @@ async def test_a_transaction_started_while_trying_a_backend_goes_back_with_the_r
     while it was being tried is delivered to the central system the charger returns to."""
     rig = Rig(tmp_path)
     cs1 = await rig.central()
-    dead = await rig.central()
-    dead_url = dead.url
-    await dead.stop()
+    dead_url = await rig.dead_url()
     try:
-        await rig.start(cs1.url)
-        h1 = await rig.booted(cs1)
-        assert (await h1.call("ChangeConfiguration", key="CentralSystemUrl", value=dead_url))["status"] == "Accepted"
-        await until(lambda: rig.agent.endpoint.current.url == dead_url and not h1.connected, what="the move")
+        h1 = await rig.start_at(cs1)
+        await rig.move_by_ocpp(h1, dead_url)
         rig.sim.plug("1")
         rig.sim.swipe("TAG-WHILE-TRYING")  # offline: AllowOfflineTxForUnknownId
         await until(lambda: rig.station.connectors[0].transaction is not None, clock=rig.clock,
@@ -702,27 +693,22 @@ def test_switch_validation(tmp_path):
 
 
 async def test_move_to_a_tls_backend_with_an_untrusted_certificate_rolls_back_and_with_its_ca_works(tmp_path):
-    from tests.test_config_and_cli import TlsProxy, make_self_signed_cert
-
-    cert, key = make_self_signed_cert(tmp_path)
     rig = Rig(tmp_path)
     cs1, cs2 = await rig.central(), await rig.central()
-    proxy = TlsProxy(cs2.port, cert, key)
-    await proxy.start()
-    tls_url = "wss://127.0.0.1:%d/ocpp" % proxy.port
-    try:
-        await rig.start(cs1.url)
-        rollback = await _switch_and_roll_back(rig, cs1, tls_url)  # the system CAs do not know it
-        assert "TLS certificate verification failed" in rollback["reason"]
+    async with tls_proxy_for(cs2, tmp_path) as proxy:
+        tls_url, cert = proxy.url, proxy.cert
+        try:
+            await rig.start(cs1.url)
+            rollback = await _switch_and_roll_back(rig, cs1, tls_url)  # the system CAs do not know it
+            assert "TLS certificate verification failed" in rollback["reason"]
 
-        code, out, err = await run_cli("csms", "set", tls_url, "--ca-file", cert, "--wait", "--config", rig.path)
-        assert code == 0 and "accepted by %s" % tls_url in out, (out, err)
-        h2 = await cs2.wait_for_station("CP001")
-        await h2.wait_for("BootNotification")
-        assert proxy.handshakes >= 1 and h2.connected and rig.agent.client.online
-        shown = rig.agent.admin.csms_show()
-        assert shown["security_profile"] == "TLS without Basic authentication" and shown["ca_file"] == cert
-        assert 'ca_file = "%s"' % cert in rig.file()
-    finally:
-        await rig.close()
-        await proxy.close()
+            code, out, err = await run_cli("csms", "set", tls_url, "--ca-file", cert, "--wait", "--config", rig.path)
+            assert code == 0 and "accepted by %s" % tls_url in out, (out, err)
+            h2 = await cs2.wait_for_station("CP001")
+            await h2.wait_for("BootNotification")
+            assert proxy.handshakes >= 1 and h2.connected and rig.agent.client.online
+            shown = rig.agent.admin.csms_show()
+            assert shown["security_profile"] == "TLS without Basic authentication" and shown["ca_file"] == cert
+            assert 'ca_file = "%s"' % cert in rig.file()
+        finally:
+            await rig.close()

@@ -9,11 +9,10 @@ simulated board with a virtual clock.
 
 import asyncio
 import json
-import time
 
 import pytest
 
-from tests.harness import AgentHarness
+from tests.harness import AgentHarness, until
 from tools.csms import IN
 
 ALL_ERROR_CODES = ("NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
@@ -146,14 +145,6 @@ async def test_callresult_and_callerror_for_unknown_unique_ids_are_ignored(tmp_p
         assert not any(json.loads(t)[0] == 4 for d, t in h.cs.raw if d == IN)
 
 
-async def poll(condition, timeout_s: float = 5, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        await asyncio.sleep(0.01)
-
-
 async def test_unanswered_start_transaction_times_out_and_is_retried_with_growing_interval(tmp_path):
     """OCPP 1.6 §3.7.1: no StartTransaction.conf is a failure to process; the agent waits
     TransactionMessageRetryInterval × previous transmissions before each retry, ignores the
@@ -182,24 +173,24 @@ async def test_unanswered_start_transaction_times_out_and_is_retried_with_growin
             h.sim.plug(1)
             h.sim.swipe("TAG-R")
             await h.cs.wait_for("StartTransaction", start_index=m)
-            await poll(lambda: outbox.head() is not None and outbox.head().attempts == 1,
+            await until(lambda: outbox.head() is not None and outbox.head().attempts == 1,
                        what="the first StartTransaction to time out")
             releases[0].set()  # the late answer (111) reaches the agent after it gave up
             await h.clock.advance(retry_s - 1)
             await h.settle(0.2)
             assert len(calls) == 1, "retried before TransactionMessageRetryInterval"
             await h.clock.advance(1)
-            await poll(lambda: len(calls) == 2, what="the first retry")
-            await poll(lambda: outbox.head() is not None and outbox.head().attempts == 2,
+            await until(lambda: len(calls) == 2, what="the first retry")
+            await until(lambda: outbox.head() is not None and outbox.head().attempts == 2,
                        what="the first retry to time out")
             releases[1].set()
             await h.clock.advance(2 * retry_s - 1)
             await h.settle(0.2)
             assert len(calls) == 2, "second retry before 2 × TransactionMessageRetryInterval"
             await h.clock.advance(1)
-            await poll(lambda: len(calls) == 3, what="the second retry")
+            await until(lambda: len(calls) == 3, what="the second retry")
             tx = h.station.connectors[0].transaction
-            await poll(lambda: tx.transaction_id is not None, what="the transaction id")
+            await until(lambda: tx.transaction_id is not None, what="the transaction id")
             assert tx.transaction_id == 333  # the late 111 and 222 were not taken for this call's answer
             assert len(outbox) == 0
             # The same message each time.

@@ -7,96 +7,33 @@ Clock-driven steps run in virtual time. The "Charging" reusable state is the
 document's: plug in, GetConfiguration(AuthorizeRemoteTxRequests), remote start.
 """
 
-import asyncio
-import time
-from datetime import datetime
-
 from agent.clock import VirtualClock
-from tests.harness import AgentHarness
-from tools.csms import IN, OUT, TestCentralSystem
+from tests.harness import (TAG, AgentHarness, assert_charging_hw, assert_no_power, calls_from_agent, epoch, hw, keys,
+                           quiet, reach_charging, replies_to_agent, statuses, until)
+from tools.csms import TestCentralSystem
 
-TAG = "TAG-1"
 TAG_2 = "TAG-2"
 MIDNIGHT = 1_767_225_600.0  # 2026-01-01T00:00:00Z, the VirtualClock's default start
 
 
-def keys(**values) -> dict:
-    """Initial OCPP configuration keys; websocket pings off (they would only add noise)."""
-    return dict({"WebSocketPingInterval": 0}, **values)
-
-
-def epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
-async def until(predicate, timeout_s: float = 5) -> None:
-    """Wait (real time) until ``predicate()`` holds: I/O on loopback takes real time."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached within %s s" % timeout_s)
-        await asyncio.sleep(0.005)
-
-
-async def quiet(h: AgentHarness) -> None:
-    """Give the agent time to send whatever it would send now."""
-    await h.clock.settle()
-    await h.settle(0.1)
-
-
-def calls_from_agent(h: AgentHarness, start: int = 0) -> list:
-    """Actions of the requests the agent sent since ``start``."""
-    return [m.action for m in h.cs.messages[start:] if m.direction == IN and "." not in m.action]
-
-
-def replies_to_agent(h: AgentHarness, action: str, start: int = 0) -> list:
-    """Payloads the central system answered ``action`` requests with since ``start``."""
-    return [m.payload for m in h.cs.messages[start:] if m.direction == OUT and m.action == action + ".conf"]
-
-
-def statuses(h: AgentHarness, connector_id: int, start: int = 0) -> list:
-    return [p["status"] for p in h.received("StatusNotification", start) if p["connectorId"] == connector_id]
-
-
-def hw(h: AgentHarness, connector_id: int = 1) -> dict:
-    return h.sim.status()["connectors"][connector_id - 1]
-
-
-def assert_no_energy_offered(h: AgentHarness, connector_id: int = 1) -> None:
-    status = hw(h, connector_id)
-    assert not status["contactor_closed"], status
-    assert status["current_limit_a"] == 0 and not status["pwm_on"], status
-    assert status["power_w"] == 0, status
-
-
-def assert_charging_hw(h: AgentHarness, connector_id: int = 1) -> None:
-    status = hw(h, connector_id)
-    assert status["contactor_closed"] and status["cp_state"] == "C" and status["power_w"] > 0, status
-
-
 async def charging(h: AgentHarness, id_tag: str = TAG, connector_id: int = 1) -> dict:
-    """Reusable state "Charging" (OCTT table 105): plug in, remote start, Charging.
-    Returns the StartTransaction.req payload with the assigned ``transactionId`` added."""
+    """Reusable state "Charging" (OCTT table 105): GetConfiguration(AuthorizeRemoteTxRequests),
+    plug in, remote start, Charging. Returns the StartTransaction.req payload with the
+    assigned ``transactionId`` added."""
     conf = await h.cs.call("GetConfiguration", key=["AuthorizeRemoteTxRequests"])
     remote_auth = conf["configurationKey"][0]["value"] == "true"
     await h.wait_status(connector_id, "Available")
+    return await reach_charging(h, connector_id, id_tag, authorize_remote=remote_auth)
+
+
+async def ev_side_disconnect(h: AgentHarness) -> tuple:
+    """Charging for 30 s, then the cable is pulled out at the EV side.
+    Returns (the StartTransaction.req payload with its id, the record index before the unplug)."""
+    start = await charging(h)
+    await h.clock.advance(30)
     m = h.mark()
-    h.sim.plug(connector_id)
-    await h.wait_status(connector_id, "Preparing", m)
-    assert_no_energy_offered(h, connector_id)  # plugged in, nobody authorized: no energy
-    reply = await h.cs.call("RemoteStartTransaction", connectorId=connector_id, idTag=id_tag)
-    assert reply == {"status": "Accepted"}
-    if remote_auth:
-        assert await h.cs.wait_for("Authorize", start_index=m) == {"idTag": id_tag}
-    start = await h.cs.wait_for("StartTransaction", start_index=m)
-    assert start["connectorId"] == connector_id and start["idTag"] == id_tag
-    await h.wait_status(connector_id, "Charging", m)
-    await until(lambda: replies_to_agent(h, "StartTransaction", m))
-    conf = replies_to_agent(h, "StartTransaction", m)[0]
-    assert conf["idTagInfo"]["status"] == "Accepted"
-    await until(lambda: h.station.connector(connector_id).transaction.transaction_id is not None)
-    assert_charging_hw(h, connector_id)
-    return dict(start, transactionId=conf["transactionId"])
+    h.sim.unplug(1)
+    return start, m
 
 
 # ---------------------------------------------------------------------------- boot
@@ -167,7 +104,7 @@ async def test_tc_004_1_identification_first(tmp_path):
         assert replies_to_agent(h, "Authorize", m)[0]["idTagInfo"]["status"] == "Accepted"
         await quiet(h)
         assert "StartTransaction" not in calls_from_agent(h, m)  # no EV yet: no transaction
-        assert_no_energy_offered(h)  # authorized but no EV: nothing offered
+        assert_no_power(h)  # authorized but no EV: nothing offered
         # Steps 2-6: plug in; StartTransaction and Charging (either order).
         h.sim.plug(1)
         start = await h.cs.wait_for("StartTransaction", start_index=m)
@@ -195,7 +132,7 @@ async def test_tc_004_2_identification_first_connection_timeout(tmp_path):
         await h.clock.advance(29)
         await quiet(h)
         assert statuses(h, 1, m) == ["Preparing"]
-        assert_no_energy_offered(h)
+        assert_no_power(h)
         # Steps 2-3: when ConnectionTimeOut expires the connector is Available again.
         await h.clock.advance(1)
         await h.wait_status(1, "Available", m, timeout_s=2)
@@ -208,7 +145,7 @@ async def test_tc_004_2_identification_first_connection_timeout(tmp_path):
         await quiet(h)
         assert "StartTransaction" not in calls_from_agent(h, m)
         assert h.station.connector(1).transaction is None
-        assert_no_energy_offered(h)
+        assert_no_power(h)
 
 
 async def test_tc_023_authorize_invalid(tmp_path):
@@ -231,7 +168,7 @@ async def test_tc_023_authorize_invalid(tmp_path):
         assert calls_from_agent(h, m) == ["StatusNotification", "Authorize"]
         assert statuses(h, 1, m) == ["Preparing"]
         assert h.station.connector(1).transaction is None
-        assert_no_energy_offered(h)
+        assert_no_power(h)
         assert hw(h)["cp_state"] == "B" and hw(h)["energy_wh"] == 0
 
 
@@ -264,7 +201,7 @@ async def test_tc_068_stop_with_same_id_tag(tmp_path):
         assert abs(stop["meterStop"] - 3680) <= 1
         assert "Authorize" not in calls_from_agent(h, m)  # the starting tag needs no Authorize
         assert statuses(h, 1, m) == ["Finishing"]  # EV still plugged in
-        assert_no_energy_offered(h)
+        assert_no_power(h)
 
 
 async def test_tc_005_1_ev_side_disconnect_stop_and_unlock(tmp_path):
@@ -272,16 +209,13 @@ async def test_tc_005_1_ev_side_disconnect_stop_and_unlock(tmp_path):
     UnlockConnectorOnEVSideDisconnect = true: StopTransaction EVDisconnected, Finishing."""
     ocpp = keys(StopTransactionOnEVSideDisconnect=True, UnlockConnectorOnEVSideDisconnect=True)
     async with AgentHarness(tmp_path, ocpp=ocpp) as h:
-        start = await charging(h)
-        await h.clock.advance(30)
-        m = h.mark()
-        h.sim.unplug(1)
+        start, m = await ev_side_disconnect(h)
         stop = await h.cs.wait_for("StopTransaction", start_index=m)
         await h.wait_status(1, "Finishing", m)
         assert stop["reason"] == "EVDisconnected"
         assert stop["transactionId"] == start["transactionId"]
         assert stop["meterStop"] >= start["meterStart"]
-        assert_no_energy_offered(h)
+        assert_no_power(h)
         await h.wait_status(1, "Available", m)
         assert statuses(h, 1, m) == ["Finishing", "Available"]  # Finishing before Available
         # Plugging in again does not resume the stopped transaction.
@@ -290,7 +224,7 @@ async def test_tc_005_1_ev_side_disconnect_stop_and_unlock(tmp_path):
         await h.wait_status(1, "Preparing", m2)
         await quiet(h)
         assert "StartTransaction" not in calls_from_agent(h, m2)
-        assert_no_energy_offered(h)
+        assert_no_power(h)
 
 
 async def test_tc_005_2_ev_side_disconnect_stop_no_unlock(tmp_path):
@@ -299,17 +233,14 @@ async def test_tc_005_2_ev_side_disconnect_stop_no_unlock(tmp_path):
     Finishing or Available, then UnlockConnector is Unlocked."""
     ocpp = keys(StopTransactionOnEVSideDisconnect=True, UnlockConnectorOnEVSideDisconnect=False)
     async with AgentHarness(tmp_path, ocpp=ocpp) as h:
-        start = await charging(h)
-        await h.clock.advance(30)
-        m = h.mark()
-        h.sim.unplug(1)
+        start, m = await ev_side_disconnect(h)
         stop = await h.cs.wait_for("StopTransaction", start_index=m)
         assert stop["reason"] == "EVDisconnected"
         assert stop["transactionId"] == start["transactionId"]
         first = await h.cs.wait_for("StatusNotification", lambda p: p["connectorId"] == 1, start_index=m)
         assert first["status"] in ("Finishing", "Available")
         await h.wait_status(1, "Available", m)
-        assert_no_energy_offered(h)
+        assert_no_power(h)
         # Steps 5-6: UnlockConnector answered Unlocked (the sim board has a lock).
         reply = await h.cs.call("UnlockConnector", connectorId=1)
         assert reply == {"status": "Unlocked"}
@@ -323,10 +254,7 @@ async def test_tc_005_3_ev_side_disconnect_transaction_continues(tmp_path):
     with info "EV side disconnected" until RemoteStop: Finishing and reason Remote."""
     ocpp = keys(StopTransactionOnEVSideDisconnect=False, UnlockConnectorOnEVSideDisconnect=False)
     async with AgentHarness(tmp_path, ocpp=ocpp) as h:
-        start = await charging(h)
-        await h.clock.advance(30)
-        m = h.mark()
-        h.sim.unplug(1)
+        start, m = await ev_side_disconnect(h)
         # Step 1: SuspendedEV and/or SuspendedEVSE, info "EV side disconnected".
         suspended = await h.cs.wait_for("StatusNotification", lambda p: p["connectorId"] == 1, start_index=m)
         assert suspended["status"] in ("SuspendedEV", "SuspendedEVSE")
@@ -345,10 +273,20 @@ async def test_tc_005_3_ev_side_disconnect_transaction_continues(tmp_path):
         await h.wait_status(1, "Finishing", m2)
         await h.wait_status(1, "Available", m2)
         assert statuses(h, 1, m2) == ["Finishing", "Available"]
-        assert_no_energy_offered(h)
+        assert_no_power(h)
 
 
 # ---------------------------------------------------------------------------- metering
+
+
+async def meter_values_after(h: AgentHarness, seconds: int) -> dict:
+    """Nothing for ``seconds`` - 1 s of virtual time, then the MeterValues.req at ``seconds``."""
+    m = h.mark()
+    await h.clock.advance(seconds - 1)
+    await quiet(h)
+    assert "MeterValues" not in calls_from_agent(h, m)
+    await h.clock.advance(1)
+    return await h.cs.wait_for("MeterValues", start_index=m, timeout_s=2)
 
 
 def sampled(meter_value: dict) -> dict:
@@ -376,12 +314,7 @@ async def test_tc_070_sampled_meter_values(tmp_path):
                          ("Current.Offered", None)}
         times, energies = [], []
         for _ in range(3):  # three times the interval after the start
-            m = h.mark()
-            await h.clock.advance(9)
-            await quiet(h)
-            assert "MeterValues" not in calls_from_agent(h, m)
-            await h.clock.advance(1)
-            mv = await h.cs.wait_for("MeterValues", start_index=m, timeout_s=2)
+            mv = await meter_values_after(h, 10)
             assert mv["connectorId"] == 1 and mv["transactionId"] == start["transactionId"]
             assert len(mv["meterValue"]) == 1
             values = sampled(mv["meterValue"][0])
@@ -400,12 +333,7 @@ async def test_tc_070_sampled_meter_values(tmp_path):
         await h.clock.advance(4)
         reply = await h.cs.call("ChangeConfiguration", key="MeterValueSampleInterval", value="25")
         assert reply == {"status": "Accepted"}
-        m = h.mark()
-        await h.clock.advance(24)
-        await quiet(h)
-        assert "MeterValues" not in calls_from_agent(h, m)
-        await h.clock.advance(1)
-        mv = await h.cs.wait_for("MeterValues", start_index=m, timeout_s=2)
+        mv = await meter_values_after(h, 25)
         assert epoch(mv["meterValue"][0]["timestamp"]) == t0 + 59
 
         # StopTransaction.transactionData: Begin, each periodic sample, End (StopTxnSampledData).

@@ -11,81 +11,22 @@ import asyncio
 import json
 import os
 import sys
-import time
 
-from tests.harness import AgentHarness
-from tools.csms import IN, OUT, TestCentralSystem
+from tests.harness import (TAG, AgentHarness, assert_no_power, fixed_transaction_id, get_key, hw, index_of,
+                           reach_charging, statuses, until)
+from tools.csms import OUT, TestCentralSystem
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TAG = "TAG-1"
-TX_ID = 4711  # the transactionId the central system assigns
 
 
 # ---------------------------------------------------------------------- helpers
 
-def index_of(h, action: str, start: int = 0, direction: str = IN, pred=None) -> int:
-    """Index in the peer's record of the first matching message at or after ``start``; -1 if none."""
-    for i in range(start, len(h.cs.messages)):
-        m = h.cs.messages[i]
-        if m.direction == direction and m.action == action and (pred is None or pred(m.payload)):
-            return i
-    return -1
-
-
-def statuses(h, connector_id: int, start: int = 0) -> list:
-    """The statuses the agent reported for ``connector_id`` since ``start``, in order."""
-    return [p["status"] for p in h.received("StatusNotification", start) if p["connectorId"] == connector_id]
-
-
-def hw(h, connector_id: int = 1) -> dict:
-    return h.sim.status()["connectors"][connector_id - 1]
-
-
-def assert_no_power(h, connector_id: int = 1) -> None:
-    """Hardware safety: no current offered, contactor open, nothing flowing."""
-    s = hw(h, connector_id)
-    assert not s["contactor_closed"], s
-    assert s["current_limit_a"] == 0 and not s["pwm_on"] and s["power_w"] == 0, s
-
-
-def fixed_transaction_id(h, tx_id: int = TX_ID) -> None:
-    h.cs.handlers["StartTransaction"] = lambda p: {"transactionId": tx_id, "idTagInfo": {"status": "Accepted"}}
-
-
-async def get_key(h, key: str) -> str:
-    """GetConfiguration for one key (the OCTT GetConfiguration reusable state); returns its value."""
-    conf = await h.cs.call("GetConfiguration", key=[key])
-    found = [k for k in conf.get("configurationKey", []) if k["key"] == key]
-    assert len(found) == 1 and not conf.get("unknownKey"), conf
-    return found[0]["value"]
-
-
-async def reach_charging(h, connector_id: int = 1, id_tag: str = TAG) -> int:
-    """The OCTT reusable state Charging (plug in first, then remote start); returns the transactionId."""
+async def charging(h, connector_id: int = 1, id_tag: str = TAG) -> int:
+    """The OCTT reusable state Charging (plug in first, then remote start; the Authorize.req
+    as AuthorizeRemoteTxRequests says) at ``TX_ID``; returns the transactionId."""
     fixed_transaction_id(h)
     authorize_remote = await get_key(h, "AuthorizeRemoteTxRequests") == "true"
-    m = h.mark()
-    h.sim.plug(connector_id)
-    await h.wait_status(connector_id, "Preparing", m)
-    assert_no_power(h, connector_id)  # plugged in but not authorized: nothing offered
-    m = h.mark()
-    reply = await h.cs.call("RemoteStartTransaction", connectorId=connector_id, idTag=id_tag)
-    assert reply == {"status": "Accepted"}
-    start = await h.cs.wait_for("StartTransaction", start_index=m)
-    assert start["connectorId"] == connector_id and start["idTag"] == id_tag
-    assert isinstance(start["meterStart"], int) and start["timestamp"].endswith("Z")
-    await h.wait_status(connector_id, "Charging", m)
-    i_start = index_of(h, "StartTransaction", m)
-    if authorize_remote:
-        i_auth = index_of(h, "Authorize", m)
-        assert h.received("Authorize", m) == [{"idTag": id_tag}] and 0 <= i_auth < i_start
-    else:
-        assert h.received("Authorize", m) == []
-    i_conf = index_of(h, "RemoteStartTransaction.conf", m)
-    assert 0 <= i_conf < i_start, "RemoteStartTransaction.conf must precede StartTransaction"
-    s = hw(h, connector_id)
-    assert s["contactor_closed"] and s["current_limit_a"] > 0 and s["power_w"] > 0, s
-    return TX_ID
+    return (await reach_charging(h, connector_id, id_tag, authorize_remote=authorize_remote))["transactionId"]
 
 
 async def settled_nothing(h, action: str, start: int, seconds: float = 0.2) -> None:
@@ -101,7 +42,7 @@ async def test_tc_010_remote_start_cable_plugged_in_first(tmp_path):
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
         m = h.mark()
-        tx_id = await reach_charging(h)
+        tx_id = await charging(h)
         assert statuses(h, 1, m) == ["Preparing", "Charging"]
         assert h.station.connector(1).transaction.transaction_id == tx_id
         assert h.received("StopTransaction") == []
@@ -162,7 +103,7 @@ async def test_tc_012_remote_stop(tmp_path):
     """TC_012_CS Remote Stop Charging Session: StopTransaction reason Remote, then Finishing."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        tx_id = await reach_charging(h)
+        tx_id = await charging(h)
         m = h.mark()
         reply = await h.cs.call("RemoteStopTransaction", transactionId=tx_id)
         assert reply == {"status": "Accepted"}
@@ -250,7 +191,7 @@ async def test_tc_013_hard_reset_keeps_charge_point_unavailable(tmp_path):
 async def _reset_with_transaction(tmp_path, kind: str) -> None:
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        tx_id = await reach_charging(h)
+        tx_id = await charging(h)
 
         async def slow_stop_conf(payload):  # the agent must wait for it before going down
             await asyncio.sleep(0.3)
@@ -313,7 +254,7 @@ async def test_tc_018_1_unlock_with_session(tmp_path):
     """TC_018_1_CS Unlock Connector - With Charging Session (Not fixed cable)."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        tx_id = await reach_charging(h)
+        tx_id = await charging(h)
         h.sim.connectors[0].lock.locked = True
         m = h.mark()
         assert await h.cs.call("UnlockConnector", connectorId=1) == {"status": "Unlocked"}
@@ -348,7 +289,7 @@ async def test_tc_026_remote_start_rejected_connector_occupied(tmp_path):
     """TC_026_CS Remote Start Charging Session – Rejected: a transaction runs on the connector."""
     async with AgentHarness(tmp_path, ocpp={"LocalPreAuthorize": False}) as h:
         await h.wait_status(1, "Available")
-        tx_id = await reach_charging(h)
+        tx_id = await charging(h)
         m = h.mark()
         reply = await h.cs.call("RemoteStartTransaction", connectorId=1, idTag="TAG-2")
         assert reply == {"status": "Rejected"}
@@ -394,7 +335,7 @@ async def test_tc_028_remote_stop_unknown_transaction_rejected(tmp_path):
     """TC_028_CS Remote Stop Transaction – Rejected: unknown transactionId."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        tx_id = await reach_charging(h)
+        tx_id = await charging(h)
         m = h.mark()
         reply = await h.cs.call("RemoteStopTransaction", transactionId=tx_id + 1)
         assert reply == {"status": "Rejected"}
@@ -468,14 +409,6 @@ async def test_tc_062_data_transfer_to_charge_point(tmp_path):
 
 # ---------------------------------------------------------------------- a real re-exec
 
-async def _wait_until(cond, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.02)
-
-
 async def test_tc_013_hard_reset_reexecutes_the_process(tmp_path):
     """TC_013_CS Hard Reset, end to end: ``ocpp-agent run`` answers Reset Hard by re-executing
     itself (same PID, os.execv) and boots again; SIGTERM then ends it cleanly."""
@@ -511,7 +444,7 @@ async def test_tc_013_hard_reset_reexecutes_the_process(tmp_path):
                 raise
             proc.terminate()
             assert await asyncio.wait_for(proc.wait(), 8) == 0
-            await _wait_until(lambda: not station.connected, 5, "station still connected")
+            await until(lambda: not station.connected, 5, "station still connected")
         finally:
             if proc.returncode is None:
                 proc.kill()

@@ -11,25 +11,20 @@ attempts fail until it listens again on the same port. The last tests exercise
 
 import asyncio
 import json
-import time
 from datetime import datetime, timezone
 
 import pytest
 
 from agent import model
 from agent.auth import AuthorizationCache, LocalAuthList
-from tests.harness import AgentHarness
-from tools.csms import IN, OUT, TestCentralSystem
+from tests.harness import (AgentHarness, assert_charging_hw, assert_no_power, calls_from_agent, hw, keys, quiet,
+                           reach_charging, replies_to_agent, statuses, until)
+from tools.csms import TestCentralSystem
 
 TAG = "TAG-1"
 TAG_2 = "TAG-2"
 TAG_3 = "TAG-3"
 START = 1_767_225_600.0  # the VirtualClock's start: 2026-01-01T00:00:00Z
-
-
-def keys(**values) -> dict:
-    """Initial OCPP configuration keys; websocket pings off (they would only add noise)."""
-    return dict({"WebSocketPingInterval": 0}, **values)
 
 
 def iso(ts: float) -> str:
@@ -38,67 +33,6 @@ def iso(ts: float) -> str:
 
 def accepted(tag: str, **info) -> dict:
     return {"idTag": tag, "idTagInfo": dict({"status": "Accepted"}, **info)}
-
-
-async def until(predicate, timeout_s: float = 5) -> None:
-    """Wait (real time) until ``predicate()`` holds: I/O on loopback takes real time."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached within %s s" % timeout_s)
-        await asyncio.sleep(0.005)
-
-
-async def quiet(h: AgentHarness) -> None:
-    """Give the agent time to send whatever it would send now."""
-    await h.clock.settle()
-    await h.settle(0.1)
-
-
-def calls_from_agent(h: AgentHarness, start: int = 0) -> list:
-    """Actions of the requests the agent sent since ``start``."""
-    return [m.action for m in h.cs.messages[start:] if m.direction == IN and "." not in m.action]
-
-
-def replies_to_agent(h: AgentHarness, action: str, start: int = 0) -> list:
-    return [m.payload for m in h.cs.messages[start:] if m.direction == OUT and m.action == action + ".conf"]
-
-
-def statuses(h: AgentHarness, connector_id: int = 1, start: int = 0) -> list:
-    return [p["status"] for p in h.received("StatusNotification", start) if p["connectorId"] == connector_id]
-
-
-def hw(h: AgentHarness, connector_id: int = 1) -> dict:
-    return h.sim.status()["connectors"][connector_id - 1]
-
-
-def assert_no_energy_offered(h: AgentHarness, connector_id: int = 1) -> None:
-    status = hw(h, connector_id)
-    assert not status["contactor_closed"], status
-    assert status["current_limit_a"] == 0 and not status["pwm_on"] and status["power_w"] == 0, status
-
-
-def assert_charging_hw(h: AgentHarness, connector_id: int = 1) -> None:
-    status = hw(h, connector_id)
-    assert status["contactor_closed"] and status["cp_state"] == "C" and status["power_w"] > 0, status
-
-
-async def go_offline(h: AgentHarness) -> int:
-    """Stop the central system (connections closed, nothing listening); returns its port."""
-    port = h.cs_server.port
-    await h.cs_server.stop()
-    await until(lambda: not h.agent.client.online)
-    return port
-
-
-async def go_online(h: AgentHarness, port: int) -> None:
-    """Listen again on ``port`` and let the agent's backoff run (virtual time) until it is back."""
-    await h.cs_server.start(port=port)
-    deadline = time.monotonic() + 10
-    while not (h.agent.client.online and h.cs.connected):
-        assert time.monotonic() < deadline, "the agent did not reconnect"
-        await h.clock.advance(1)
-        await asyncio.sleep(0.01)
 
 
 async def cache_by_authorize(h: AgentHarness, tag: str) -> None:
@@ -113,6 +47,14 @@ async def cache_by_authorize(h: AgentHarness, tag: str) -> None:
     await h.wait_status(1, "Available", m)
 
 
+async def plug_and_swipe_starts_nothing(h: AgentHarness, tag: str) -> None:
+    """The EV plugged in and ``tag`` swiped: no transaction starts."""
+    h.sim.plug(1)
+    h.sim.swipe(tag)
+    await quiet(h)
+    assert h.station.connector(1).transaction is None
+
+
 async def local_list_version(h: AgentHarness) -> int:
     return (await h.cs.call("GetLocalListVersion"))["listVersion"]
 
@@ -122,22 +64,6 @@ async def send_local_list(h: AgentHarness, version: int, update_type: str, entri
     if entries is not None:
         payload["localAuthorizationList"] = entries
     return (await h.cs.call("SendLocalList", **payload))["status"]
-
-
-async def remote_start_charging(h: AgentHarness, tag: str, m: int) -> dict:
-    """Plug in (Preparing), RemoteStartTransaction (Accepted), StartTransaction and Charging.
-    Returns the StartTransaction.req payload."""
-    h.sim.plug(1)
-    await h.wait_status(1, "Preparing", m)
-    assert_no_energy_offered(h)
-    assert await h.cs.call("RemoteStartTransaction", connectorId=1, idTag=tag) == {"status": "Accepted"}
-    start = await h.cs.wait_for("StartTransaction", start_index=m)
-    assert start["connectorId"] == 1 and start["idTag"] == tag
-    await h.wait_status(1, "Charging", m)
-    await until(lambda: replies_to_agent(h, "StartTransaction", m))
-    assert replies_to_agent(h, "StartTransaction", m)[0]["idTagInfo"]["status"] == "Accepted"
-    assert_charging_hw(h)
-    return start
 
 
 # ---------------------------------------------------------------------------- cache
@@ -161,7 +87,7 @@ async def test_tc_007_cached_id_local_pre_authorize(tmp_path):
         h.cs.handlers["Authorize"] = no_answer
         m = h.mark()
         # Steps 1-8: Preparing, RemoteStartTransaction Accepted, StartTransaction, Charging.
-        await remote_start_charging(h, TAG, m)
+        await reach_charging(h, 1, TAG, start=m)
         assert "Authorize" not in calls_from_agent(h, m)
         assert statuses(h, 1, m) == ["Preparing", "Charging"]
         never.set()
@@ -176,19 +102,16 @@ async def test_tc_007_cached_id_local_authorize_offline(tmp_path):
     async with AgentHarness(tmp_path, ocpp=cfg) as h:
         await h.wait_status(1, "Available")
         await cache_by_authorize(h, TAG)
-        port = await go_offline(h)
-        h.sim.plug(1)
-        h.sim.swipe(TAG_2)  # unknown: AllowOfflineTxForUnknownId is false
-        await quiet(h)
-        assert h.station.connector(1).transaction is None
-        assert_no_energy_offered(h)
+        port = await h.go_offline()
+        await plug_and_swipe_starts_nothing(h, TAG_2)  # unknown: AllowOfflineTxForUnknownId is false
+        assert_no_power(h)
         h.sim.swipe(TAG)
         await until(lambda: h.station.connector(1).transaction is not None)
         await quiet(h)
         assert_charging_hw(h)
         assert h.station.connector(1).status == "Charging"
         m = h.mark()
-        await go_online(h, port)
+        await h.go_online(port)
         start = await h.cs.wait_for("StartTransaction", start_index=m)
         assert start["idTag"] == TAG and start["connectorId"] == 1
         assert "Authorize" not in calls_from_agent(h, m)
@@ -201,12 +124,9 @@ async def test_tc_007_local_authorize_offline_false(tmp_path):
     async with AgentHarness(tmp_path, ocpp=cfg) as h:
         await h.wait_status(1, "Available")
         await cache_by_authorize(h, TAG)
-        await go_offline(h)
-        h.sim.plug(1)
-        h.sim.swipe(TAG)
-        await quiet(h)
-        assert h.station.connector(1).transaction is None
-        assert_no_energy_offered(h)
+        await h.go_offline()
+        await plug_and_swipe_starts_nothing(h, TAG)
+        assert_no_power(h)
 
 
 async def test_tc_061_clear_cache(tmp_path):
@@ -246,12 +166,9 @@ async def test_tc_061_cleared_tag_unknown_offline(tmp_path):
         await h.wait_status(1, "Available")
         await cache_by_authorize(h, TAG)
         assert await h.cs.call("ClearCache") == {"status": "Accepted"}
-        await go_offline(h)
-        h.sim.plug(1)
-        h.sim.swipe(TAG)
-        await quiet(h)
-        assert h.station.connector(1).transaction is None
-        assert_no_energy_offered(h)
+        await h.go_offline()
+        await plug_and_swipe_starts_nothing(h, TAG)
+        assert_no_power(h)
     # The clearing is durable.
     assert json.loads((tmp_path / "data" / "auth-cache.json").read_text()) == {"entries": []}
 
@@ -285,7 +202,7 @@ async def test_expired_cache_entry_not_used_offline(tmp_path):
         await h.wait_status(1, "Available")
         await cache_by_authorize(h, TAG)
         assert h.station.auth_cache.get(TAG).expiry_date == iso(START + 3600)
-        await go_offline(h)
+        await h.go_offline()
         # Within the hour: authorized offline (Preparing, no EV), then lapses.
         h.sim.swipe(TAG)
         await until(lambda: h.station.connector(1).pending_auth is not None)
@@ -294,12 +211,9 @@ async def test_expired_cache_entry_not_used_offline(tmp_path):
         # After the expiry date: rejected, nothing starts.
         await h.clock.advance(3600)
         assert h.clock.time() > START + 3600
-        h.sim.plug(1)
-        h.sim.swipe(TAG)
-        await quiet(h)
-        assert h.station.connector(1).transaction is None
+        await plug_and_swipe_starts_nothing(h, TAG)
         assert h.station.connector(1).pending_auth is None
-        assert_no_energy_offered(h)
+        assert_no_power(h)
         assert (await h.station.authorize(TAG)).status == "Expired"
 
 
@@ -311,23 +225,20 @@ async def test_allow_offline_tx_for_unknown_id(tmp_path):
         await h.wait_status(1, "Available")
         assert await send_local_list(h, 1, "Full", [{"idTag": TAG_2, "idTagInfo": {"status": "Blocked"}}]) \
             == "Accepted"
-        port = await go_offline(h)
-        h.sim.plug(1)
-        h.sim.swipe(TAG)
-        await quiet(h)
-        assert h.station.connector(1).transaction is None
+        port = await h.go_offline()
+        await plug_and_swipe_starts_nothing(h, TAG)
         # Switch it on (locally: the central system is away) and try again.
         assert h.station.keys.change("AllowOfflineTxForUnknownId", "true") == "Accepted"
         h.sim.swipe(TAG_2)  # blocked in the list: rejected even now
         await quiet(h)
         assert h.station.connector(1).transaction is None
-        assert_no_energy_offered(h)
+        assert_no_power(h)
         h.sim.swipe(TAG)
         await until(lambda: h.station.connector(1).transaction is not None)
         await quiet(h)
         assert_charging_hw(h)
         m = h.mark()
-        await go_online(h, port)
+        await h.go_online(port)
         start = await h.cs.wait_for("StartTransaction", start_index=m)
         assert start["idTag"] == TAG
 
@@ -346,7 +257,7 @@ async def test_cache_and_list_survive_a_reboot(tmp_path):
         await h.wait_status(1, "Available", m)
         assert await local_list_version(h) == 3
         assert h.station.auth_cache.get(TAG).status == "Accepted"
-        await go_offline(h)
+        await h.go_offline()
         for tag in (TAG_2, TAG):  # from the list, then from the cache
             h.sim.swipe(tag)
             await until(lambda: h.station.connector(1).pending_auth is not None)
@@ -366,7 +277,7 @@ async def test_cache_updated_from_start_and_stop_transaction_conf(tmp_path):
         await h.wait_status(1, "Available")
         h.cs.handlers["StopTransaction"] = lambda p: {"idTagInfo": {"status": "Blocked"}}
         m = h.mark()
-        await remote_start_charging(h, TAG, m)  # AuthorizeRemoteTxRequests false: no Authorize
+        await reach_charging(h, 1, TAG, start=m)  # AuthorizeRemoteTxRequests false: no Authorize
         assert h.station.auth_cache.get(TAG).status == "Accepted"  # from StartTransaction.conf
         h.sim.swipe(TAG)  # stops it
         await h.cs.wait_for("StopTransaction", start_index=m)
@@ -376,7 +287,7 @@ async def test_cache_updated_from_start_and_stop_transaction_conf(tmp_path):
         h.sim.unplug(1)
         await h.wait_status(1, "Available", m)
         m = h.mark()
-        await remote_start_charging(h, TAG_2, m)
+        await reach_charging(h, 1, TAG_2, start=m)
         assert h.station.auth_cache.get(TAG_2) is None
 
 
@@ -395,7 +306,7 @@ async def test_tc_008_id_in_local_authorization_list(tmp_path):
         assert await send_local_list(h, 1, "Full", [accepted(TAG)]) == "Accepted"
         # Steps 5-12.
         m = h.mark()
-        await remote_start_charging(h, TAG, m)
+        await reach_charging(h, 1, TAG, start=m)
         assert "Authorize" not in calls_from_agent(h, m)
         assert statuses(h, 1, m) == ["Preparing", "Charging"]
 
@@ -409,11 +320,8 @@ async def test_tc_008_local_list_authorizes_offline_and_has_priority(tmp_path):
         await cache_by_authorize(h, TAG_2)
         assert await send_local_list(h, 7, "Full", [accepted(TAG), {"idTag": TAG_2,
                                                                     "idTagInfo": {"status": "Blocked"}}]) == "Accepted"
-        await go_offline(h)
-        h.sim.plug(1)
-        h.sim.swipe(TAG_2)
-        await quiet(h)
-        assert h.station.connector(1).transaction is None
+        await h.go_offline()
+        await plug_and_swipe_starts_nothing(h, TAG_2)
         h.sim.swipe(TAG.lower())  # IdTokens are case-insensitive
         await until(lambda: h.station.connector(1).transaction is not None)
         await quiet(h)
@@ -483,11 +391,8 @@ async def test_tc_043_1_send_local_list_not_supported(tmp_path):
         await h.wait_status(1, "Available")
         assert await send_local_list(h, 1, "Full", [accepted(TAG)]) == "NotSupported"
         assert len(h.station.local_list) == 0
-        await go_offline(h)
-        h.sim.plug(1)
-        h.sim.swipe(TAG)
-        await quiet(h)
-        assert h.station.connector(1).transaction is None
+        await h.go_offline()
+        await plug_and_swipe_starts_nothing(h, TAG)
 
 
 async def test_tc_043_2_send_local_list_version_mismatch(tmp_path):
@@ -555,7 +460,7 @@ async def test_invalid_id_stops_energy_when_not_stopping_transaction(tmp_path):
         await h.cs.wait_for("StartTransaction", start_index=m)
         await h.wait_status(1, "SuspendedEVSE", m)
         await quiet(h)
-        assert_no_energy_offered(h)
+        assert_no_power(h)
         assert h.station.connector(1).transaction is not None
         assert "StopTransaction" not in calls_from_agent(h, m)
         assert h.station.auth_cache.get(TAG).status == "Invalid"
@@ -588,7 +493,7 @@ async def test_max_energy_on_invalid_id(tmp_path):
         await h.clock.advance(30)
         await h.wait_status(1, "SuspendedEVSE", m)
         await quiet(h)
-        assert_no_energy_offered(h)
+        assert_no_power(h)
         delivered = hw(h)["energy_wh"]
         assert 500 <= delivered <= 500 + 22080 / 3600 * 1.01  # at most one poll (1 s) over
         await h.clock.advance(600)

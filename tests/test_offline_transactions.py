@@ -24,15 +24,15 @@ import logging
 import os
 import sqlite3
 import sys
-import time
-from datetime import datetime
 from math import nextafter
 
 from pytest import approx
 
 from agent.journal import TransactionJournal
 from agent.ocpp16 import iso_time
-from tests.harness import AgentHarness
+from tests.harness import (AgentHarness, assert_charging_hw, assert_no_power, epoch, hw, index_of, quiet,
+                           reach_charging, statuses, until)
+from tests.harness import keys as base_keys
 from tools.csms import IN, OUT, TestCentralSystem
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,8 +47,8 @@ FAST_RECONNECT = {"reconnect_initial_s": 1.0, "reconnect_max_s": 1.0}
 # ---------------------------------------------------------------------- helpers
 
 def keys(**values) -> dict:
-    """Initial OCPP configuration keys; websocket pings off (they would only add noise)."""
-    return dict({"WebSocketPingInterval": 0, "MeterValueSampleInterval": INTERVAL_S}, **values)
+    """Initial OCPP configuration keys: websocket pings off, MeterValueSampleInterval of these tests."""
+    return base_keys(**dict({"MeterValueSampleInterval": INTERVAL_S}, **values))
 
 
 def harness(tmp_path, ocpp: dict | None = None, **kwargs) -> AgentHarness:
@@ -56,63 +56,11 @@ def harness(tmp_path, ocpp: dict | None = None, **kwargs) -> AgentHarness:
     return AgentHarness(tmp_path, ocpp=keys(**(ocpp or {})), **kwargs)
 
 
-def epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
-async def until(predicate, timeout_s: float = 5) -> None:
-    """Wait (real time) until ``predicate()`` holds: I/O on loopback takes real time."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached within %s s" % timeout_s)
-        await asyncio.sleep(0.005)
-
-
-async def quiet(h: AgentHarness, seconds: float = 0.1) -> None:
-    """Give the agent time to send whatever it would send now."""
-    await h.clock.settle()
-    await h.settle(seconds)
-
-
-def index_of(h, action: str, start: int = 0, direction: str = IN, pred=None) -> int:
-    """Index in the peer's record of the first matching message at or after ``start``; -1 if none."""
-    for i in range(start, len(h.cs.messages)):
-        m = h.cs.messages[i]
-        if m.direction == direction and m.action == action and (pred is None or pred(m.payload)):
-            return i
-    return -1
-
-
-def calls_from_agent(h, start: int = 0) -> list:
-    """(action, payload) of the requests the agent sent since ``start``."""
-    return [(m.action, m.payload) for m in h.cs.messages[start:] if m.direction == IN and "." not in m.action]
-
-
 def tx_calls(h, start: int = 0) -> list:
     """The transaction messages the agent sent since ``start``, in order."""
-    return [(a, p) for a, p in calls_from_agent(h, start)
-            if a in ("StartTransaction", "StopTransaction") or (a == "MeterValues" and "transactionId" in p)]
-
-
-def statuses(h, connector_id: int, start: int = 0) -> list:
-    return [p["status"] for p in h.received("StatusNotification", start) if p["connectorId"] == connector_id]
-
-
-def hw(h, connector_id: int = 1) -> dict:
-    return h.sim.status()["connectors"][connector_id - 1]
-
-
-def assert_no_power(h, connector_id: int = 1) -> None:
-    """Hardware safety: no current offered, contactor open, nothing flowing."""
-    s = hw(h, connector_id)
-    assert not s["contactor_closed"], s
-    assert s["current_limit_a"] == 0 and not s["pwm_on"] and s["power_w"] == 0, s
-
-
-def assert_charging_hw(h, connector_id: int = 1) -> None:
-    s = hw(h, connector_id)
-    assert s["contactor_closed"] and s["cp_state"] == "C" and s["power_w"] > 0, s
+    return [(m.action, m.payload) for m in h.cs.messages[start:]
+            if m.direction == IN and (m.action in ("StartTransaction", "StopTransaction")
+                                      or (m.action == "MeterValues" and "transactionId" in m.payload))]
 
 
 def energy_of(meter_values_payload: dict) -> list:
@@ -140,36 +88,7 @@ async def charging(h, id_tag: str = TAG, connector_id: int = 1) -> int:
     if "StartTransaction" not in h.cs.handlers:
         assign_ids(h)
     await h.wait_status(connector_id, "Available")
-    m = h.mark()
-    h.sim.plug(connector_id)
-    await h.wait_status(connector_id, "Preparing", m)
-    assert await h.cs.call("RemoteStartTransaction", connectorId=connector_id, idTag=id_tag) == {"status": "Accepted"}
-    start = await h.cs.wait_for("StartTransaction", start_index=m)
-    assert start["connectorId"] == connector_id and start["idTag"] == id_tag
-    await h.wait_status(connector_id, "Charging", m)
-    await until(lambda: h.station.connector(connector_id).transaction.transaction_id is not None)
-    assert_charging_hw(h, connector_id)
-    return h.station.connector(connector_id).transaction.transaction_id
-
-
-async def offline(h) -> int:
-    """Remove the connectivity: the central system drops the websocket and stops listening.
-    Returns its port, for ``online``."""
-    port = h.cs_server.port
-    await h.cs_server.stop()
-    await until(lambda: not h.agent.client.online and not h.cs.connected)
-    return port
-
-
-async def online(h, port: int) -> None:
-    """Restore the connectivity; the agent reconnects after its backoff (virtual time,
-    at most ``FAST_RECONNECT`` seconds per attempt)."""
-    await h.cs_server.start(port=port)
-    deadline = time.monotonic() + 5
-    while not (h.cs.connected and h.agent.client.online):
-        assert time.monotonic() < deadline, "the agent did not reconnect"
-        await h.clock.advance(0.25)
-        await asyncio.sleep(0.01)
+    return (await reach_charging(h, connector_id, id_tag))["transactionId"]
 
 
 async def power_cut(h) -> None:
@@ -335,14 +254,6 @@ async def test_clean_stop_during_transaction_ends_it_with_reason_reboot(tmp_path
         assert len(h.received("StopTransaction")) == 1
 
 
-async def _wait_until(cond, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.02)
-
-
 async def _sim_command(data_dir, command: str, *args) -> dict:
     reader, writer = await asyncio.open_unix_connection(os.path.join(str(data_dir), "sim.sock"))
     try:
@@ -397,10 +308,10 @@ async def test_tc_032_2_kill_9_of_the_agent_process(tmp_path):
                 await station.wait_for("StatusNotification",
                                        lambda p: p["connectorId"] == 1 and p["status"] == "Charging")
                 # A few sampled meter values, then the plug is pulled on the controller.
-                await _wait_until(lambda: len(_received(station, "MeterValues")) >= 2, 8, "no MeterValues")
+                await until(lambda: len(_received(station, "MeterValues")) >= 2, 8, "no MeterValues")
                 proc.kill()
                 assert await asyncio.wait_for(proc.wait(), 5) == -9
-                await _wait_until(lambda: not station.connected, 5, "station still connected")
+                await until(lambda: not station.connected, 5, "station still connected")
                 reported = [e for p in _received(station, "MeterValues") for e in energy_of(p)]
                 assert _received(station, "StopTransaction") == []
 
@@ -488,13 +399,13 @@ async def test_tc_036_connection_loss_during_transaction(tmp_path):
         tx_id = await charging(h)
         start = h.received("StartTransaction")[-1]
         # [Remove the connectivity.] [Wait till the charge point samples a few (at least 3).]
-        port = await offline(h)
+        port = await h.go_offline()
         await h.clock.advance(4 * INTERVAL_S)
         assert len(h.station.outbox) == 4
         assert_charging_hw(h)  # charging goes on offline
         m = h.mark()
         # [Restore the connectivity.] Steps 1-2: all queued meter values.
-        await online(h, port)
+        await h.go_online(port, step_s=0.25, timeout_s=5)
         await until(lambda: len(h.received("MeterValues", m)) >= 4)
         assert h.received("BootNotification", m) == []  # a reconnect is not a boot
         queued = h.received("MeterValues", m)
@@ -519,7 +430,7 @@ async def test_tc_038_offline_stop_transaction(tmp_path):
     connection is back, StopTransaction (reason Local) and Finishing."""
     async with harness(tmp_path) as h:
         tx_id = await charging(h)
-        port = await offline(h)
+        port = await h.go_offline()
         await h.clock.advance(30)
         energy = hw(h)["energy_wh"]
         # [The EV driver stops the transaction while offline.]
@@ -528,7 +439,7 @@ async def test_tc_038_offline_stop_transaction(tmp_path):
         assert_no_power(h)
         m = h.mark()
         # [Restore the connectivity.] Steps 1-4 (1 and 3 in either order).
-        await online(h, port)
+        await h.go_online(port, step_s=0.25, timeout_s=5)
         stop = await h.cs.wait_for("StopTransaction", start_index=m)
         assert stop["transactionId"] == tx_id and stop.get("reason", "Local") == "Local"
         assert stop["idTag"] == TAG and stop["meterStop"] == round(energy)
@@ -551,23 +462,30 @@ async def _offline_start(h, id_tag: str) -> None:
     assert_charging_hw(h)
 
 
+LISTED_OFFLINE = {"LocalAuthorizeOffline": True, "LocalAuthListEnabled": True, "AuthorizationCacheEnabled": True,
+                  "AllowOfflineTxForUnknownId": False}  # TAG in the Local Authorization List starts offline
+
+
+async def listed_then_offline(h) -> int:
+    """Memory state IdTagLocalAuthList for ``TAG`` (Available), then the connectivity removed.
+    Returns the central system's port, for ``go_online``."""
+    await h.wait_status(1, "Available")
+    reply = await h.cs.call("SendLocalList", listVersion=1, updateType="Full",
+                            localAuthorizationList=[{"idTag": TAG, "idTagInfo": {"status": "Accepted"}}])
+    assert reply == {"status": "Accepted"}
+    return await h.go_offline()
+
+
 async def test_tc_037_1_offline_start_transaction_valid_id_tag(tmp_path):
     """TC_037_1_CS Offline Start Transaction - Valid IdTag: a tag in the Local
     Authorization List starts a transaction offline (LocalAuthorizeOffline); after the
     connection is back StartTransaction (Accepted) and Charging."""
-    ocpp = {"LocalAuthorizeOffline": True, "LocalAuthListEnabled": True, "AuthorizationCacheEnabled": True,
-            "AllowOfflineTxForUnknownId": False}
-    async with harness(tmp_path, ocpp=ocpp) as h:
+    async with harness(tmp_path, ocpp=LISTED_OFFLINE) as h:
         given = assign_ids(h)
-        await h.wait_status(1, "Available")
-        # Memory state IdTagLocalAuthList for the valid tag.
-        reply = await h.cs.call("SendLocalList", listVersion=1, updateType="Full",
-                                localAuthorizationList=[{"idTag": TAG, "idTagInfo": {"status": "Accepted"}}])
-        assert reply == {"status": "Accepted"}
-        port = await offline(h)
+        port = await listed_then_offline(h)
         await _offline_start(h, TAG)
         m = h.mark()
-        await online(h, port)
+        await h.go_online(port, step_s=0.25, timeout_s=5)
         # Steps 1-2: StartTransaction, Accepted.
         start = await h.cs.wait_for("StartTransaction", start_index=m)
         assert start["idTag"] == TAG and start["connectorId"] == 1
@@ -585,13 +503,13 @@ async def _offline_start_invalid(tmp_path, stop_on_invalid: bool) -> None:
     async with harness(tmp_path, ocpp=ocpp) as h:
         given = assign_ids(h, reject=(OTHER_TAG,))
         await h.wait_status(1, "Available")
-        port = await offline(h)
+        port = await h.go_offline()
         await h.clock.advance(5)
         # [EV driver starts offline a transaction with an invalid idTag]: unknown here, allowed offline.
         await _offline_start(h, OTHER_TAG)
         await h.clock.advance(INTERVAL_S)  # one sample queued behind the StartTransaction
         m = h.mark()
-        await online(h, port)
+        await h.go_online(port, step_s=0.25, timeout_s=5)
         # Steps 1-2: StartTransaction, answered Invalid.
         start = await h.cs.wait_for("StartTransaction", start_index=m)
         assert start["idTag"] == OTHER_TAG
@@ -636,15 +554,9 @@ async def test_tc_039_offline_transaction(tmp_path):
     """TC_039_CS Offline Transaction: start, stop and unplug while offline; after the
     connection is back StartTransaction, then the queued MeterValues and StopTransaction
     with the transactionId StartTransaction.conf assigned (never -1 or a local number)."""
-    ocpp = {"LocalAuthorizeOffline": True, "LocalAuthListEnabled": True, "AuthorizationCacheEnabled": True,
-            "AllowOfflineTxForUnknownId": False}
-    async with harness(tmp_path, ocpp=ocpp) as h:
+    async with harness(tmp_path, ocpp=LISTED_OFFLINE) as h:
         given = assign_ids(h, first_id=90001)
-        await h.wait_status(1, "Available")
-        reply = await h.cs.call("SendLocalList", listVersion=1, updateType="Full",
-                                localAuthorizationList=[{"idTag": TAG, "idTagInfo": {"status": "Accepted"}}])
-        assert reply == {"status": "Accepted"}
-        port = await offline(h)
+        port = await listed_then_offline(h)
         # [Start offline] [stop offline] [unplug].
         await _offline_start(h, TAG)
         local_id = h.station.connector(1).transaction.local_id
@@ -655,7 +567,7 @@ async def test_tc_039_offline_transaction(tmp_path):
         await h.clock.settle()
         assert [e.kind for e in h.station.outbox.entries()] == ["start", "meter", "meter", "meter", "stop"]
         m = h.mark()
-        await online(h, port)
+        await h.go_online(port, step_s=0.25, timeout_s=5)
         # Steps 1-4, all in order.
         await h.cs.wait_for("StopTransaction", start_index=m)
         sent = tx_calls(h, m)
@@ -681,7 +593,7 @@ async def test_offline_stop_then_reboot_sends_stop_exactly_once(tmp_path):
     reason, and never again."""
     async with harness(tmp_path) as h:
         tx_id = await charging(h)
-        port = await offline(h)
+        port = await h.go_offline()
         h.sim.swipe(TAG)
         await until(lambda: h.station.connector(1).transaction is None)
         # Reboot while still offline: the queued StopTransaction survives.
@@ -689,7 +601,7 @@ async def test_offline_stop_then_reboot_sends_stop_exactly_once(tmp_path):
         assert [e.kind for e in h.station.outbox.entries()] == ["stop"]
         assert h.station.recovered == []  # already stopped: not closed a second time
         m = h.mark()
-        await online(h, port)
+        await h.go_online(port, step_s=0.25, timeout_s=5)
         stop = await h.cs.wait_for("StopTransaction", start_index=m)
         assert stop["transactionId"] == tx_id and stop["reason"] == "Local"
         await until(lambda: len(h.station.outbox) == 0)
@@ -715,7 +627,7 @@ async def test_offline_started_transaction_survives_power_cut_with_real_id(tmp_p
     async with harness(tmp_path, ocpp=ocpp) as h:
         given = assign_ids(h, first_id=777)
         await h.wait_status(1, "Available")
-        port = await offline(h)
+        port = await h.go_offline()
         await _offline_start(h, OTHER_TAG)
         local_id = h.station.connector(1).transaction.local_id
         await h.clock.advance(3 * INTERVAL_S)
@@ -749,7 +661,7 @@ async def test_bounded_journal_drops_oldest_meter_values_never_start_or_stop(tmp
     async with harness(tmp_path, ocpp=ocpp, station={"journal_max_entries": 5}) as h:
         given = assign_ids(h)
         await h.wait_status(1, "Available")
-        port = await offline(h)
+        port = await h.go_offline()
         await _offline_start(h, OTHER_TAG)
         start_time = h.clock.time()
         with caplog.at_level(logging.WARNING, logger="agent.journal"):
@@ -813,7 +725,7 @@ async def test_journal_write_failure_loses_nothing_durable(tmp_path, caplog):
     writes work again, and after a power cut everything reaches the central system once."""
     async with harness(tmp_path) as h:
         tx_id = await charging(h)
-        port = await offline(h)
+        port = await h.go_offline()
         flaky = h.agent.journal._db = FlakyDb(h.agent.journal._db)
         flaky.failing = True
         with caplog.at_level(logging.WARNING):
@@ -887,7 +799,7 @@ async def _damaged_journal(tmp_path, caplog, which: str) -> tuple:
     h = harness(tmp_path)
     async with h:
         tx_id = await charging(h)
-        port = await offline(h)
+        port = await h.go_offline()
         await h.clock.advance(40 * INTERVAL_S)  # enough meter values for several pages
         h.sim.swipe(TAG)
         await until(lambda: h.station.connector(1).transaction is None)

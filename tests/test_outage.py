@@ -11,24 +11,15 @@ it again on the same port.
 
 import asyncio
 import random
-import time
 
 from agent.ocpp16 import iso_time
 from agent.outbox import METER, START, STOP
-from tests.harness import AgentHarness
+from tests.harness import AgentHarness, until
 from tools.csms import TestCentralSystem
 from tools.soak import Ledger, analyze, parse_time
 
 HOURS_6_S = 6 * 3600
 SAMPLE_S = 10
-
-
-async def until(predicate, timeout_s: float = 5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached within %s s" % timeout_s)
-        await asyncio.sleep(0.005)
 
 
 class HeldStart:
@@ -88,13 +79,7 @@ class OutageHarness(AgentHarness):
     async def cs_back(self, timeout_s: float = 10) -> None:
         """Start the central system on the same port (if it is away); advance time until the agent is back."""
         self.held.holding = False
-        if self.cs_server._server is None:
-            await self.cs_server.start(port=self.port)
-        deadline = time.monotonic() + timeout_s
-        while not (self.cs.connected and self.agent.client.online):
-            assert time.monotonic() < deadline, "the agent did not reconnect"
-            await self.clock.advance(5)
-            await asyncio.sleep(0.01)
+        await self.go_online(self.port, step_s=5, timeout_s=timeout_s)
 
     async def drain(self, timeout_s: float = 15) -> None:
         await asyncio.wait_for(self.station.outbox.emptied.wait(), timeout_s)
@@ -113,6 +98,18 @@ def kinds(entries) -> list:
     return [e.kind for e in entries]
 
 
+async def charged_six_hours(h: OutageHarness) -> tuple:
+    """Six hours of charging with the central system away, then the EV unplugged.
+    Returns (the queued entries: Start, the MeterValues, Stop; the MeterValues)."""
+    await h.clock.advance(HOURS_6_S)
+    h.sim.unplug(1)
+    await h.clock.settle()
+    queued = h.station.outbox.entries()
+    meters = [e for e in queued if e.kind == METER]
+    assert kinds(queued) == [START] + [METER] * len(meters) + [STOP]
+    return queued, meters
+
+
 async def test_six_hour_outage_queues_thousands_and_replays_in_order_exactly_once(tmp_path):
     """An offline-started transaction (its StartTransaction unanswered when the
     central system went away) charges for 6 h with MeterValueSampleInterval 10:
@@ -122,12 +119,7 @@ async def test_six_hour_outage_queues_thousands_and_replays_in_order_exactly_onc
         await h.start_held("TAG-OUT")
         tx = h.station.connectors[0].transaction
         assert tx is not None and tx.transaction_id is None  # a local reference only
-        await h.clock.advance(HOURS_6_S)
-        h.sim.unplug(1)
-        await h.clock.settle()
-        queued = h.station.outbox.entries()
-        meters = [e for e in queued if e.kind == METER]
-        assert kinds(queued) == [START] + [METER] * len(meters) + [STOP]
+        queued, meters = await charged_six_hours(h)
         assert len(meters) >= HOURS_6_S // SAMPLE_S - 1 >= 2000
         assert len(h.agent.journal) == len(queued)  # all of it durable
         sample_times = [s.timestamp for e in meters for s in e.samples]
@@ -157,12 +149,7 @@ async def test_full_journal_drops_oldest_meter_values_never_start_or_stop(tmp_pa
     StopTransaction stay; the newest meter values arrive, in order."""
     async with OutageHarness(tmp_path, journal_max_entries=50) as h:
         await h.start_held("TAG-CAP")
-        await h.clock.advance(HOURS_6_S)
-        h.sim.unplug(1)
-        await h.clock.settle()
-        queued = h.station.outbox.entries()
-        meters = [e for e in queued if e.kind == METER]
-        assert kinds(queued) == [START] + [METER] * len(meters) + [STOP]
+        queued, meters = await charged_six_hours(h)
         assert len(queued) <= 50 + 1  # full of meter values, then a Stop that is never refused
         dropped = h.agent.journal.dropped_meter_entries
         assert dropped >= HOURS_6_S // SAMPLE_S - 1 - 50

@@ -20,10 +20,8 @@ from ocpp.exceptions import PropertyConstraintViolationError
 
 from agent.ocpp_time import format_datetime, parse_datetime
 from hal.sim_control import send_command
-from tests.harness import AgentHarness
+from tests.harness import TAG, TX_ID, AgentHarness, fixed_transaction_id, hw, reach_charging, statuses
 
-TAG = "TAG-1"
-TX_ID = 4711  # the transactionId the central system assigns
 VOLTAGE_V = 230.0
 PHASES = 3
 LOCAL_LIMIT_A = 32.0  # the simulated board's rating
@@ -83,10 +81,6 @@ def periods_of(conf: dict, scale: int = 1) -> list:
     return [(p["startPeriod"], p["limit"] / scale) for p in conf["chargingSchedule"]["chargingSchedulePeriod"]]
 
 
-def hw(h, connector_id: int = 1) -> dict:
-    return h.sim.status()["connectors"][connector_id - 1]
-
-
 def power_at(current_a: float) -> float:
     return round(current_a * VOLTAGE_V * PHASES, 3)
 
@@ -96,33 +90,11 @@ def amps(limit: float, unit: str) -> float:
     return limit if unit == "A" else limit * 1000 / (VOLTAGE_V * PHASES)
 
 
-def statuses(h, connector_id: int, start: int = 0) -> list:
-    return [p["status"] for p in h.received("StatusNotification", start) if p["connectorId"] == connector_id]
-
-
-def fixed_transaction_id(h, tx_id: int = TX_ID) -> None:
-    h.cs.handlers["StartTransaction"] = lambda p: {"transactionId": tx_id, "idTagInfo": {"status": "Accepted"}}
-
-
-async def reach_charging(h, connector_id: int = 1, charging_profile: dict | None = None,
-                         tx_id: int = TX_ID) -> int:
+async def charging(h, connector_id: int = 1, charging_profile: dict | None = None, tx_id: int = TX_ID) -> int:
     """The OCTT reusable state Charging: plug in, RemoteStartTransaction (optionally
-    with a chargingProfile), StartTransaction, Charging. Returns the transactionId."""
+    with a chargingProfile), StartTransaction answered with ``tx_id``, Charging. Returns the transactionId."""
     fixed_transaction_id(h, tx_id)
-    m = h.mark()
-    h.sim.plug(connector_id)
-    await h.wait_status(connector_id, "Preparing", m)
-    req = {"connectorId": connector_id, "idTag": TAG}
-    if charging_profile is not None:
-        req["chargingProfile"] = charging_profile
-    assert await h.cs.call("RemoteStartTransaction", **req) == {"status": "Accepted"}
-    await h.cs.wait_for("StartTransaction", lambda p: p["connectorId"] == connector_id, start_index=m)
-    await h.wait_status(connector_id, "Charging", m)
-    for _ in range(100):  # the agent has the id once it processed StartTransaction.conf
-        tx = h.station.connector(connector_id).transaction
-        if tx is not None and tx.transaction_id == tx_id:
-            break
-        await h.settle(0.01)
+    await reach_charging(h, connector_id, charging_profile=charging_profile)
     return tx_id
 
 
@@ -164,7 +136,7 @@ async def test_tc_057_tx_profile(tmp_path, unit, scale):
     """TC_057_CS Central Smart Charging - TxProfile."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        tx_id = await reach_charging(h)  # reusable state Charging
+        tx_id = await charging(h)  # reusable state Charging
         assert hw(h)["current_limit_a"] == LOCAL_LIMIT_A
         now = h.clock.time()
         await set_profile(h, 1, profile(2, "TxProfile", 0, [(0, 6)], unit=unit, start=now, duration=300,
@@ -188,7 +160,7 @@ async def test_tc_058_2_tx_profile_for_another_transaction(tmp_path):
     """TC_058_2_CS Central Smart Charging - Wrong transactionId: Rejected."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        tx_id = await reach_charging(h)
+        tx_id = await charging(h)
         await set_profile(h, 1, profile(4, "TxProfile", 0, [(0, 6)], start=h.clock.time(),
                                         transaction_id=tx_id + 1), expect="Rejected")
         assert len(h.station.charging_profiles) == 0
@@ -200,7 +172,7 @@ async def test_tc_082_tx_default_profile_with_ongoing_transaction(tmp_path, unit
     """TC_082_CS Central Smart Charging - TxDefaultProfile - with ongoing transaction."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        await reach_charging(h)
+        await charging(h)
         await set_profile(h, 1, profile(5, "TxDefaultProfile", 0, [(0, 6)], unit=unit, start=h.clock.time(),
                                         duration=300))
         conf = await composite(h, 1, 300, unit)
@@ -216,7 +188,7 @@ async def test_tc_066_get_composite_schedule(tmp_path, unit, scale):
     """TC_066_CS Get Composite Schedule: ChargePointMax, TxDefault and TxProfile combined."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        await reach_charging(h)  # "The reusable state Charging is executed before the memory states"
+        await charging(h)  # "The reusable state Charging is executed before the memory states"
         now = h.clock.time()
         valid = (now, now + 401)
         await set_profile(h, 0, profile(1, "ChargePointMaxProfile", 0, [(0, 10)], unit=unit, start=now,
@@ -284,7 +256,7 @@ async def test_tc_059_remote_start_with_charging_profile(tmp_path):
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
         cp = profile(7, "TxProfile", 0, [(0, 6), (120, 10)], kind="Relative", duration=300)
-        tx_id = await reach_charging(h, charging_profile=cp)  # step 1: Charging with a TxProfile
+        tx_id = await charging(h, charging_profile=cp)  # step 1: Charging with a TxProfile
         s = hw(h)
         assert s["current_limit_a"] == 6 and s["power_w"] == power_at(6), s
         # The profile belongs to the transaction: bound to its id once StartTransaction.conf brought it.
@@ -365,7 +337,7 @@ async def test_peer_sets_a_profile_and_the_ev_power_follows(tmp_path):
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
         sock = os.path.join(h.agent.config.data_dir, "sim.sock")
-        await reach_charging(h)
+        await charging(h)
         [c] = (await send_command(sock, "status", []))["result"]["connectors"]
         assert c["current_limit_a"] == LOCAL_LIMIT_A and c["power_w"] == power_at(LOCAL_LIMIT_A)
         calls = record_limits(h)
@@ -386,7 +358,7 @@ async def test_peer_sets_a_profile_and_the_ev_power_follows(tmp_path):
 async def test_local_limit_caps_the_profiles(tmp_path):
     async with AgentHarness(tmp_path, limits={"max_current_a": 13.0}) as h:
         await h.wait_status(1, "Available")
-        await reach_charging(h)
+        await charging(h)
         assert hw(h)["current_limit_a"] == 13
         await set_profile(h, 1, profile(1, "TxDefaultProfile", 0, [(0, 20)], start=h.clock.time()))
         assert hw(h)["current_limit_a"] == 13
@@ -400,7 +372,7 @@ async def test_limit_changes_exactly_at_the_period_boundary(tmp_path):
     """A timer armed for the next boundary on the injected clock, not polling."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        await reach_charging(h)
+        await charging(h)
         calls = record_limits(h)
         t0 = h.clock.time()
         await set_profile(h, 1, profile(1, "TxProfile", 0, [(0, 16), (60, 10), (3600, 20)], start=t0,
@@ -425,7 +397,7 @@ async def test_a_stepped_wall_clock_re_evaluates_the_limit(tmp_path):
     """A board without an RTC sets its clock by NTP after boot: the limit follows within a minute."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        await reach_charging(h)
+        await charging(h)
         calls = record_limits(h)
         t0 = h.clock.time()
         await set_profile(h, 1, profile(1, "TxProfile", 0, [(0, 16), (7200, 10), (14400, 12)], start=t0))
@@ -445,7 +417,7 @@ async def test_below_the_minimum_suspends_without_ending_the_transaction_and_res
     plugged in and the transaction running; then Charging again."""
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        tx_id = await reach_charging(h)
+        tx_id = await charging(h)
         t0 = h.clock.time()
         m = h.mark()
         await set_profile(h, 1, profile(1, "TxProfile", 0, [(0, 0), (60, 4), (120, 12)], start=t0,
@@ -477,7 +449,7 @@ async def test_below_the_minimum_suspends_without_ending_the_transaction_and_res
 async def test_profiles_survive_a_restart_and_tx_profiles_end_with_the_transaction(tmp_path):
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")
-        await reach_charging(h)
+        await charging(h)
         now = h.clock.time()
         await set_profile(h, 0, profile(1, "ChargePointMaxProfile", 0, [(0, 20)], start=now))
         await set_profile(h, 1, profile(2, "TxDefaultProfile", 0, [(0, 12), (600, 8)], start=now, duration=1200))
@@ -498,7 +470,7 @@ async def test_profiles_survive_a_restart_and_tx_profiles_end_with_the_transacti
         # A new transaction follows the restored TxDefaultProfile.
         h.sim.unplug(1)
         await h.wait_status(1, "Available", m)
-        await reach_charging(h, tx_id=TX_ID + 1)
+        await charging(h, tx_id=TX_ID + 1)
         assert hw(h)["current_limit_a"] == 12
 
 
@@ -507,9 +479,9 @@ async def test_charge_point_max_is_shared_by_the_charging_connectors(tmp_path):
         await h.wait_status(1, "Available")
         await h.wait_status(2, "Available")
         await set_profile(h, 0, profile(1, "ChargePointMaxProfile", 0, [(0, 20)], start=h.clock.time()))
-        await reach_charging(h, 1, tx_id=1)
+        await charging(h, 1, tx_id=1)
         assert hw(h, 1)["current_limit_a"] == 20
-        await reach_charging(h, 2, tx_id=2)
+        await charging(h, 2, tx_id=2)
         await h.settle(0.05)
         assert hw(h, 1)["current_limit_a"] == 10 and hw(h, 2)["current_limit_a"] == 10
         m = h.mark()

@@ -32,13 +32,13 @@ the map allows reading across gaps (``max_gap``) or ``strict=False``, and
 refuses writes.
 """
 
-import argparse
 import asyncio
 import logging
 import sys
 import time
 
 from hal.modbus_meter import QUANTITIES, RegisterMap, load_register_map, plan_blocks
+from tools import sim_cli
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _three(v) -> list:
     return v
 
 
-class ModbusMeterSim:
+class ModbusMeterSim(sim_cli.StopOnExit):
     """A simulated meter serving ``meter``'s register map. See the module doc."""
 
     def __init__(self, meter: str | RegisterMap = "sdm630", *, device_id: int | None = None,
@@ -240,20 +240,15 @@ class ModbusMeterSim:
         driver's port, to be opened without parity: ptys refuse it). ``pace``: the wire
         runs at ``baudrate`` (bench timing)."""
         from hal.modbus import bits_per_char
-        from tools.pty_link import PtyLink
 
         d = self.map.defaults
         baudrate = baudrate or d.get("baudrate", 9600)
         if char_bits is None:
             char_bits = bits_per_char(8, d.get("parity", "N"), d.get("stopbits", 1))
-        link = PtyLink(baudrate=baudrate if pace else None, char_bits=char_bits)
-        await link.open()
-        try:  # a pty cannot do parity (tcsetattr refuses PARENB): 8E1 meters run 8N1 on it,
-            # and the link's char_bits keeps the 11-bit character timing
-            await self.start_rtu(link.b_path, baudrate=baudrate, parity="N")
-        except BaseException:
-            await link.close()
-            raise
+        # A pty cannot do parity (tcsetattr refuses PARENB): 8E1 meters run 8N1 on it,
+        # and the link's char_bits keeps the 11-bit character timing.
+        link = await sim_cli.start_on_pty(lambda path: self.start_rtu(path, baudrate=baudrate, parity="N"),
+                                          baudrate=baudrate if pace else None, char_bits=char_bits)
         self._link = link
         return link
 
@@ -266,23 +261,14 @@ class ModbusMeterSim:
         if link is not None:
             await link.close()
 
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
-
 
 def _parse(argv):
     from hal.modbus_meter import meter_names
 
-    p = argparse.ArgumentParser(prog="python -m tools.modbus_meter_sim", description=__doc__.split("\n\n")[0])
+    p = sim_cli.new_parser("tools.modbus_meter_sim", __doc__)
     p.add_argument("--meter", default="sdm630", help="meter map: %s, or a .toml path" % ", ".join(meter_names()))
     p.add_argument("--device-id", type=int, default=None, help="Modbus device id (default: the map's)")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--tcp-port", type=int, help="serve Modbus TCP on this port (0: any free port)")
-    where.add_argument("--pty", action="store_true", help="serve Modbus RTU on a pseudo-terminal pair")
-    where.add_argument("--serial", metavar="PORT", help="serve Modbus RTU on a serial port")
+    sim_cli.add_transports(p, tcp="Modbus TCP", pty="Modbus RTU", serial="Modbus RTU")
     p.add_argument("--host", default="127.0.0.1", help="TCP address to bind (default 127.0.0.1)")
     p.add_argument("--baud", type=int, default=None, help="RTU baud rate (default: the map's)")
     p.add_argument("--parity", choices="NEO", default=None, help="RTU parity (default: the map's)")
@@ -291,8 +277,7 @@ def _parse(argv):
     p.add_argument("--voltage", type=float, default=230.0, help="phase voltage, V (default 230)")
     p.add_argument("--energy-kwh", type=float, default=0.0, help="initial import register, kWh")
     p.add_argument("--speed", type=float, default=1.0, help="energy time compression (60: a minute per second)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    return sim_cli.parse(p, argv)
 
 
 async def _main(args) -> None:
@@ -310,22 +295,17 @@ async def _main(args) -> None:
         where = "Modbus RTU on %s" % args.serial
     print("%s simulator, device id %d: %s (%.1f W, Ctrl-C to stop)"
           % (sim.map.model, sim.device_id, where, sim.load.power_w), flush=True)
-    try:
-        while True:
-            await asyncio.sleep(10)
-            log.info("energy %.3f kWh, %d requests", sim.energy_wh / 1000, sim.frames)
-    finally:
-        await sim.stop()
+    await sim_cli.until_stopped(sim, _log_progress(sim))
+
+
+async def _log_progress(sim) -> None:
+    while True:
+        await asyncio.sleep(10)
+        log.info("energy %.3f kWh, %d requests", sim.energy_wh / 1000, sim.frames)
 
 
 def main(argv=None) -> int:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        asyncio.run(_main(args))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return sim_cli.run(argv, _parse, _main)
 
 
 if __name__ == "__main__":

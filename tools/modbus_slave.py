@@ -24,6 +24,8 @@ import asyncio
 import logging
 import struct
 
+from tools import sim_cli
+
 log = logging.getLogger(__name__)
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE, DEVICE_FAILURE = 1, 2, 3, 4
@@ -174,15 +176,8 @@ class ModbusSlave:
 
     async def start_pty(self, *, baudrate: int = 9600, pace: bool = False):
         """Serve RTU on a ``PtyLink``; returns it (the driver opens ``link.a_path``)."""
-        from tools.pty_link import PtyLink
-
-        link = PtyLink(baudrate=baudrate if pace else None)
-        await link.open()
-        try:
-            await self.start_serial(link.b_path, baudrate=baudrate)
-        except BaseException:
-            await link.close()
-            raise
+        link = await sim_cli.start_on_pty(lambda path: self.start_serial(path, baudrate=baudrate),
+                                          baudrate=baudrate if pace else None)
         self._link = link
         return link
 
@@ -241,17 +236,38 @@ class ModbusSlave:
             self.drop_connections()
             await server.wait_closed()
         tasks, self._tasks = self._tasks + list(self._clients), []
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await sim_cli.cancel_all(tasks)
         port, self._port = self._port, None
-        if port is not None:
-            await port.close()
         link, self._link = self._link, None
-        if link is not None:
-            await link.close()
+        await sim_cli.close_each(port, link)
         await asyncio.sleep(0)
+
+
+class SlaveDevice(sim_cli.StopOnExit):
+    """Base of a simulated device that is the model of its own ``ModbusSlave``
+    (``self.slave``, made by the subclass): serving, ``silent`` and ``stop()`` go to it."""
+
+    slave: ModbusSlave
+
+    @property
+    def silent(self) -> bool:
+        return self.slave.silent
+
+    @silent.setter
+    def silent(self, value: bool) -> None:
+        self.slave.silent = bool(value)
+
+    async def start_pty(self, *, baudrate: int = 9600, pace: bool = False):
+        return await self.slave.start_pty(baudrate=baudrate, pace=pace)
+
+    async def start_serial(self, port: str, *, baudrate: int = 9600, parity: str = "N") -> None:
+        await self.slave.start_serial(port, baudrate=baudrate, parity=parity)
+
+    async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        return await self.slave.start_tcp(host, port)
+
+    def drop_connections(self) -> None:
+        self.slave.drop_connections()
+
+    async def stop(self) -> None:
+        await self.slave.stop()

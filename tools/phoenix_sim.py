@@ -19,14 +19,13 @@ Command line::
     python -m tools.phoenix_sim --tcp-port 5502   # then type help
 """
 
-import argparse
-import asyncio
 import logging
 import sys
 import time
 
 from hal.sim import SimEv
-from tools.modbus_slave import ILLEGAL_ADDRESS, ILLEGAL_FUNCTION, ILLEGAL_VALUE, ModbusSlave
+from tools import sim_cli
+from tools.modbus_slave import ILLEGAL_ADDRESS, ILLEGAL_FUNCTION, ILLEGAL_VALUE, ModbusSlave, SlaveDevice
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ def _u32_le(value: int) -> list:
     return [value & 0xFFFF, value >> 16]
 
 
-class PhoenixSim:
+class PhoenixSim(SlaveDevice):
     """The simulated controller and its EV. See the module doc."""
 
     def __init__(self, *, device_id: int = UNIT, clock=time.monotonic, voltage_v: float = 230.0, phases: int = 3,
@@ -130,14 +129,6 @@ class PhoenixSim:
         self._integrate()
         self.fault_kind = None
 
-    @property
-    def silent(self) -> bool:
-        return self.slave.silent
-
-    @silent.setter
-    def silent(self, value: bool) -> None:
-        self.slave.silent = bool(value)
-
     def status(self) -> dict:
         self._integrate()
         return {"cp": self.cp_state, "enabled": self.enabled, "max_current_a": self.max_current_a,
@@ -179,54 +170,24 @@ class PhoenixSim:
             return None
         return ILLEGAL_FUNCTION
 
-    # -- serving --------------------------------------------------------------------------
-
-    async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        return await self.slave.start_tcp(host, port)
-
-    def drop_connections(self) -> None:
-        self.slave.drop_connections()
-
-    async def stop(self) -> None:
-        await self.slave.stop()
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
-
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m tools.phoenix_sim", description=__doc__.split("\n\n")[0])
+    p = sim_cli.new_parser("tools.phoenix_sim", __doc__)
     p.add_argument("--tcp-port", type=int, default=5502, help="Modbus TCP port (0: any free port)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--unit", type=int, default=UNIT)
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    return sim_cli.parse(p, argv)
 
 
 async def _main(args) -> None:
-    from tools.simpleevse_sim import console_commands
-    from tools.sim_console import run_console
-
     sim = PhoenixSim(device_id=args.unit)
     port = await sim.start_tcp(args.host, args.tcp_port)
     print("EM-CP-PP-ETH simulator, unit %d: Modbus TCP %s:%d (type help)" % (args.unit, args.host, port), flush=True)
-    try:
-        await run_console(console_commands(sim))
-    finally:
-        await sim.stop()
+    await sim_cli.serve_console(sim)
 
 
 def main(argv=None) -> int:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        asyncio.run(_main(args))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return sim_cli.run(argv, _parse, _main)
 
 
 if __name__ == "__main__":

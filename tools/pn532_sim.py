@@ -33,20 +33,20 @@ In-process (tests)::
 CPython only (a tool): pyserial, the event loop's ``add_reader``.
 """
 
-import argparse
 import asyncio
 import logging
 import sys
 
 from hal.pn532 import (ACK, GET_FIRMWARE_VERSION, IN_LIST_PASSIVE_TARGET, IN_RELEASE, RF_CFG_MAX_RETRIES,
                        RF_CONFIGURATION, SAM_CONFIGURATION, TFI_HOST, TFI_PN532, FrameParser, build_frame)
+from tools import sim_cli
 
 log = logging.getLogger(__name__)
 
 ERROR_FRAME = b"\x00\x00\xff\x01\xff\x7f\x81\x00"
 
 
-class Pn532Sim:
+class Pn532Sim(sim_cli.StopOnExit):
     """A simulated PN532 (see the module doc)."""
 
     def __init__(self, *, firmware=(0x32, 1, 6, 0x07), require_wakeup: bool = True) -> None:
@@ -98,15 +98,7 @@ class Pn532Sim:
 
     async def start_pty(self, baudrate: int = 115200):
         """Serve on a ``PtyLink``; returns it (the reader opens ``link.a_path``)."""
-        from tools.pty_link import PtyLink
-
-        link = PtyLink()
-        await link.open()
-        try:
-            await self.start(link.b_path, baudrate)
-        except BaseException:
-            await link.close()
-            raise
+        link = await sim_cli.start_on_pty(lambda path: self.start(path, baudrate))
         self._link = link
         return link
 
@@ -118,12 +110,6 @@ class Pn532Sim:
         link, self._link = self._link, None
         if link is not None:
             await link.close()
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
 
     def _write(self, data: bytes) -> None:
         if self._serial is not None and not self.silent:
@@ -203,14 +189,11 @@ class Pn532Sim:
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m tools.pn532_sim", description=__doc__.split("\n\n")[0])
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--pty", action="store_true", help="serve on a pseudo-terminal pair")
-    where.add_argument("--serial", metavar="PORT", help="serve on a serial port")
+    p = sim_cli.new_parser("tools.pn532_sim", __doc__)
+    sim_cli.add_transports(p, pty="", serial="")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--uid", help="a card in the field from the start (hex)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    return sim_cli.parse(p, argv)
 
 
 async def _main(args) -> None:
@@ -259,13 +242,7 @@ async def _main(args) -> None:
 
 
 def main(argv=None) -> int:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
-    try:
-        asyncio.run(_main(args))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return sim_cli.run(argv, _parse, _main, verbose_level=logging.DEBUG)
 
 
 if __name__ == "__main__":

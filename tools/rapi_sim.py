@@ -39,15 +39,16 @@ In-process::
     await sim.stop()
 """
 
-import argparse
 import asyncio
 import logging
 import sys
 
+from agent.clock import Clock
 from hal.evse_rapi import (HS_ACK_COOKIE, STATE_A, STATE_B, STATE_C, STATE_DISABLED, STATE_SLEEPING, STATE_UNKNOWN,
                            VFLAG_AUTH_LOCKED, VFLAG_EV_CONNECTED, VFLAG_HARD_FAULT, VFLAG_RELAY_CLOSED, RapiError,
                            decode_line, encode_line)
 from hal.sim import SimEv
+from tools import sim_cli
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +57,7 @@ FAULT_NAMES = {"diode": 0x05, "gfci": 0x06, "ground": 0x07, "stuck_relay": 0x08,
 HS_NONE, HS_ACKED, HS_MISSED = 0, 1, 2
 
 
-class _RealClock:
-    def monotonic(self) -> float:
-        import time
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
-
-
-class RapiSim:
+class RapiSim(sim_cli.StopOnExit):
     """The simulated controller and its EV. See the module doc."""
 
     def __init__(self, *, clock=None, auto_start: bool = True, firmware: str = "8.2.2",
@@ -73,7 +65,7 @@ class RapiSim:
                  current_a: int = 32, voltage_mv: int = 230000, ammeter: bool = True,
                  stock_heartbeat: bool = False, sequence_ids: bool = True, speed: float = 1.0,
                  ev: SimEv | None = None) -> None:
-        self.clock = clock or _RealClock()
+        self.clock = clock or Clock()
         self.auto_start = auto_start
         self.firmware = firmware
         self.min_current_a = min_current_a
@@ -442,22 +434,19 @@ class RapiSim:
         if not self._tasks:
             self._tasks.append(asyncio.create_task(self._hs_loop()))
 
-    async def start_pty(self, *, baudrate: int = 115200):
-        """Serve RAPI on a ``PtyLink``; returns it (the driver opens ``link.a_path``)."""
+    async def start_serial(self, port: str, *, baudrate: int = 115200) -> None:
+        """Serve RAPI on a serial port."""
         from hal.serial_port import SerialPort
-        from tools.pty_link import PtyLink
 
-        link = PtyLink()
-        await link.open()
-        try:
-            self._port = SerialPort(link.b_path, baudrate=baudrate)
-            reader, writer = await self._port.open()
-        except BaseException:
-            await link.close()
-            raise
-        self._link = link
+        self._port = SerialPort(port, baudrate=baudrate)
+        reader, writer = await self._port.open()
         self._start_tasks()
         self._tasks.append(asyncio.create_task(self.serve(reader, writer)))
+
+    async def start_pty(self, *, baudrate: int = 115200):
+        """Serve RAPI on a ``PtyLink``; returns it (the driver opens ``link.a_path``)."""
+        link = await sim_cli.start_on_pty(lambda path: self.start_serial(path, baudrate=baudrate))
+        self._link = link
         return link
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -485,47 +474,26 @@ class RapiSim:
         if self._writer is not None and server is not None:
             self._writer.close()
         tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await sim_cli.cancel_all(tasks)
         if server is not None:
             await server.wait_closed()
         port, self._port = self._port, None
-        if port is not None:
-            await port.close()
         link, self._link = self._link, None
-        if link is not None:
-            await link.close()
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
+        await sim_cli.close_each(port, link)
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m tools.rapi_sim", description=__doc__.split("\n\n")[0])
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--pty", action="store_true", help="serve RAPI on a pseudo-terminal pair")
-    where.add_argument("--tcp-port", type=int, help="serve RAPI over TCP on this port (0: any free port)")
+    p = sim_cli.new_parser("tools.rapi_sim", __doc__)
+    sim_cli.add_transports(p, pty="RAPI", tcp="RAPI over TCP")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--no-auto-start", action="store_true", help="boot sleeping instead of enabled")
     p.add_argument("--stock-heartbeat", action="store_true",
                    help="heartbeat fallback as stock firmware (clamped to 6 A, keeps charging)")
     p.add_argument("--speed", type=float, default=1.0, help="energy time compression")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    return sim_cli.parse(p, argv)
 
 
 async def _main(args) -> None:
-    from tools.simpleevse_sim import console_commands
-    from tools.sim_console import run_console
-
     sim = RapiSim(auto_start=not args.no_auto_start, stock_heartbeat=args.stock_heartbeat, speed=args.speed)
     if args.pty:
         link = await sim.start_pty()
@@ -535,20 +503,11 @@ async def _main(args) -> None:
         where = "RAPI over TCP socket://%s:%d" % (args.host, port)
     print("OpenEVSE RAPI simulator: %s (type help; fault takes a state: gfci, ground, "
           "temperature, overcurrent, 06…)" % where, flush=True)
-    try:
-        await run_console(console_commands(sim))
-    finally:
-        await sim.stop()
+    await sim_cli.serve_console(sim)
 
 
 def main(argv=None) -> int:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        asyncio.run(_main(args))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return sim_cli.run(argv, _parse, _main)
 
 
 if __name__ == "__main__":

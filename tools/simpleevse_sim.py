@@ -30,13 +30,13 @@ In-process::
     await sim.stop()
 """
 
-import argparse
-import asyncio
 import logging
 import sys
 
 from hal.sim import SimEv
-from tools.modbus_slave import DEVICE_FAILURE, ILLEGAL_ADDRESS, ILLEGAL_FUNCTION, ILLEGAL_VALUE, ModbusSlave
+from tools import sim_cli
+from tools.modbus_slave import (DEVICE_FAILURE, ILLEGAL_ADDRESS, ILLEGAL_FUNCTION, ILLEGAL_VALUE, ModbusSlave,
+                                SlaveDevice)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ FIRMWARE = 17
 FAULTS = ("rcd", "diode")
 
 
-class SimpleEvseSim:
+class SimpleEvseSim(SlaveDevice):
     """The simulated controller and its EV. See the module doc."""
 
     def __init__(self, *, device_id: int = 1, boot_current_a: int = 16, min_current_a: int = 5,
@@ -138,14 +138,6 @@ class SimpleEvseSim:
     def clear(self) -> None:
         self.fault_kind = None
 
-    @property
-    def silent(self) -> bool:
-        return self.slave.silent
-
-    @silent.setter
-    def silent(self, value: bool) -> None:
-        self.slave.silent = bool(value)
-
     def status(self) -> dict:
         return {"cp": self.ev.cp_state(self.pwm_on), "vehicle_state": self.vehicle_state,
                 "configured_a": self.configured_a, "pwm_on": self.pwm_on, "delivering": self.delivering,
@@ -192,56 +184,18 @@ class SimpleEvseSim:
                 self.settings[a - 2000] = value
         return None
 
-    # -- serving --------------------------------------------------------------------------
-
-    async def start_pty(self, *, baudrate: int = 9600, pace: bool = False):
-        return await self.slave.start_pty(baudrate=baudrate, pace=pace)
-
-    async def start_serial(self, port: str, *, baudrate: int = 9600, parity: str = "N") -> None:
-        await self.slave.start_serial(port, baudrate=baudrate, parity=parity)
-
-    async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        return await self.slave.start_tcp(host, port)
-
-    async def stop(self) -> None:
-        await self.slave.stop()
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.stop()
-
-
-def console_commands(sim) -> dict:
-    """Console commands shared by the EVSE simulators' command lines."""
-    def silent(on="on"):
-        sim.silent = on.lower() in ("on", "1", "true", "yes")
-
-    def full(on="on"):
-        sim.ev_full(on.lower() in ("on", "1", "true", "yes"))
-
-    return {"plug": sim.plug, "unplug": sim.unplug, "full": full, "fault": sim.fault, "clear": sim.clear,
-            "silent": silent, "reboot": sim.reboot, "status": sim.status}
-
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m tools.simpleevse_sim", description=__doc__.split("\n\n")[0])
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--pty", action="store_true", help="serve Modbus RTU on a pseudo-terminal pair")
-    where.add_argument("--serial", metavar="PORT", help="serve Modbus RTU on a serial port")
-    where.add_argument("--tcp-port", type=int, help="serve Modbus TCP on this port (0: any free port)")
+    p = sim_cli.new_parser("tools.simpleevse_sim", __doc__)
+    sim_cli.add_transports(p, pty="Modbus RTU", serial="Modbus RTU", tcp="Modbus TCP")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--device-id", type=int, default=1)
     p.add_argument("--baud", type=int, default=9600)
     p.add_argument("--boot-current", type=int, default=16, help="register 2000, A (0: no charge on plug)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    return sim_cli.parse(p, argv)
 
 
 async def _main(args) -> None:
-    from tools.sim_console import run_console
-
     sim = SimpleEvseSim(device_id=args.device_id, boot_current_a=args.boot_current)
     if args.pty:
         link = await sim.start_pty(baudrate=args.baud)
@@ -253,20 +207,11 @@ async def _main(args) -> None:
         port = await sim.start_tcp(args.host, args.tcp_port)
         where = "Modbus TCP %s:%d" % (args.host, port)
     print("SimpleEVSE-WB simulator, device id %d: %s (type help)" % (args.device_id, where), flush=True)
-    try:
-        await run_console(console_commands(sim))
-    finally:
-        await sim.stop()
+    await sim_cli.serve_console(sim)
 
 
 def main(argv=None) -> int:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        asyncio.run(_main(args))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return sim_cli.run(argv, _parse, _main)
 
 
 if __name__ == "__main__":
