@@ -381,6 +381,13 @@ class Ocpp16Client(CentralSystemLink):
         self._status_queue.append((self.station.outbox.next_seq(), payload))
         self._wake.set()
 
+    def local_list_conflict(self, id_tag: str) -> None:
+        if self.online:
+            status = self.station.status_of(0)[0]
+            self._notify(call.StatusNotification(
+                connector_id=0, error_code="LocalListConflict", status=status,
+                info=("idTag %s" % id_tag)[:50], timestamp=iso_time(self.clock.time())))
+
     def _status_payload(self, connector_id: int):
         status, error, info, vendor_error = self.station.status_of(connector_id)
         return call.StatusNotification(

@@ -64,6 +64,10 @@ class CentralSystemLink:
     def meter_values(self, connector_id: int, sample) -> None:
         """Meter values outside a transaction (sent when online, else dropped)."""
 
+    def local_list_conflict(self, id_tag: str) -> None:
+        """The central system's answer about ``id_tag`` contradicts the Local
+        Authorization List (reported, the charger's status unchanged)."""
+
 
 class Station:
     """A self-contained charger: one object per station, no shared state."""
@@ -728,6 +732,12 @@ class Station:
         if not id_tag or info is None or not self._opt_key("AuthorizationCacheEnabled", False):
             return
         if self._local_list_enabled() and id_tag in self.local_list:
+            listed = self.local_list.get(id_tag)
+            if listed is not None and listed.status != info.status:
+                # §3.5.3: the list is out of date; the central system should update it.
+                log.warning("tag %s: the central system says %s, the local list %s (LocalListConflict)",
+                            id_tag, info.status, listed.status)
+                self.link.local_list_conflict(id_tag)
             return
         self.auth_cache.update(id_tag, info, self.clock.time())
 

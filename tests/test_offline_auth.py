@@ -553,3 +553,23 @@ def test_corrupt_files_start_empty(tmp_path, content):
         path.write_bytes(content)
         store = cls(str(path))
         assert len(store) == 0
+
+
+async def test_local_list_conflict_is_reported_on_connector_0(tmp_path):
+    """§3.5.3: the central system answers Blocked for a tag the local list holds as
+    Accepted: StatusNotification on connector 0 with errorCode LocalListConflict; the
+    charger's status is unchanged and the list is not altered by the agent."""
+    cfg = keys(LocalPreAuthorize=False, LocalAuthListEnabled=True)
+    async with AgentHarness(tmp_path, ocpp=cfg) as h:
+        await h.wait_status(0, "Available")
+        assert await send_local_list(h, 3, "Full", [accepted(TAG)]) == "Accepted"
+        h.cs.handlers["Authorize"] = lambda p: {"idTagInfo": {"status": "Blocked"}}
+        m = h.mark()
+        h.sim.plug(1)
+        h.sim.swipe(TAG)
+        conflict = await h.cs.wait_for("StatusNotification", lambda p: p["connectorId"] == 0, start_index=m)
+        assert conflict["errorCode"] == "LocalListConflict" and conflict["status"] == "Available"
+        await quiet(h)
+        assert h.station.connector(1).transaction is None
+        assert h.station.local_list.get(TAG).status == "Accepted"
+        assert h.station.status_of(0)[:2] == ("Available", "NoError")
