@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+def _put_tx(db, tx: dict) -> None:
+    """Write (insert or replace) a transaction's row."""
+    db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)", (tx["local_id"], json.dumps(tx)))
+
+
 class JournalError(Exception):
     """The journal could not be written."""
 
@@ -123,7 +128,7 @@ class TransactionJournal:
         def write(db):
             db.execute("UPDATE msg SET backend = ? WHERE backend = ''", (self.default_backend,))
             for t in old:
-                db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)", (t["local_id"], json.dumps(t)))
+                _put_tx(db, t)
         self._commit(write, durable=True)
         log.info("journal: rows without a central system assigned to the current one (%d transactions)", len(old))
 
@@ -178,7 +183,7 @@ class TransactionJournal:
     def _rewrite(self, txs: list, msgs: list) -> None:
         def write(db):
             for t in txs:
-                db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)", (t["local_id"], json.dumps(t)))
+                _put_tx(db, t)
             for m in sorted(msgs, key=lambda m: m["jseq"]):
                 db.execute("INSERT INTO msg (jseq, kind, local_id, connector_id, samples, attempts, backend) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)", (m["jseq"], m["kind"], m["local_id"],
@@ -236,18 +241,18 @@ class TransactionJournal:
         return True
 
     def save_transaction(self, tx: dict, durable: bool = True) -> None:
-        self._commit(lambda db: db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)",
-                                           (tx["local_id"], json.dumps(tx))), durable)
+        self._commit(lambda db: _put_tx(db, tx), durable)
 
     def append(self, kind: str, local_id: int, connector_id: int, samples: list,
-               tx: dict | None = None, remove: tuple = (), durable: bool = True, backend: str = "") -> int:
+               tx: dict | None = None, remove: tuple = (), durable: bool = True, backend: str = "") -> tuple:
         """Queue a message (optionally saving its transaction and removing confirmed
-        entries in the same commit); returns its journal sequence number."""
+        entries in the same commit); returns (its journal sequence number, the jseqs of
+        the meter values dropped because the journal was full)."""
         def work(db):
             for jseq in remove:
                 db.execute("DELETE FROM msg WHERE jseq = ?", (jseq,))
             if tx is not None:
-                db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)", (tx["local_id"], json.dumps(tx)))
+                _put_tx(db, tx)
             dropped = []
             if kind == "meter" and self._msg_count - len(remove) >= self.max_entries:
                 dropped = [j for (j,) in db.execute(
@@ -273,7 +278,7 @@ class TransactionJournal:
             for jseq in jseqs:
                 db.execute("DELETE FROM msg WHERE jseq = ?", (jseq,))
             if tx is not None:
-                db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)", (tx["local_id"], json.dumps(tx)))
+                _put_tx(db, tx)
             if delete_tx is not None:
                 db.execute("DELETE FROM tx WHERE local_id = ?", (delete_tx,))
         self._commit(work, durable)
@@ -302,12 +307,8 @@ class TransactionJournal:
             for jseq in jseqs:
                 db.execute("UPDATE msg SET backend = ? WHERE jseq = ?", (backend, jseq))
             for t in txs:
-                db.execute("INSERT OR REPLACE INTO tx VALUES (?, ?)", (t["local_id"], json.dumps(t)))
+                _put_tx(db, t)
         self._commit(work, durable=True)
-
-    def set_attempts(self, jseq: int, attempts: int) -> None:
-        self._commit(lambda db: db.execute("UPDATE msg SET attempts = ? WHERE jseq = ?", (attempts, jseq)),
-                     durable=False)
 
     def __len__(self) -> int:
         return self._msg_count

@@ -132,6 +132,26 @@ def _profile_error(e: ProfileFormatError) -> OCPPError:
         description=str(e)[:200])
 
 
+async def _first_done(a, b) -> None:
+    """Until task ``a`` or task ``b`` is done."""
+    done = asyncio.Event()
+    for t in (a, b):
+        t.add_done_callback(lambda _t: done.set())
+    await done.wait()
+
+
+async def sleep_or_event(clock, event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` passed on ``clock``, whichever comes first."""
+    sleeper = asyncio.create_task(clock.sleep(seconds))
+    waiter = asyncio.create_task(event.wait())
+    try:
+        await _first_done(sleeper, waiter)
+    finally:
+        sleeper.cancel()
+        waiter.cancel()
+        await asyncio.gather(sleeper, waiter, return_exceptions=True)
+
+
 class Ocpp16Session(ChargePoint):
     """One websocket connection's OCPP 1.6 protocol handling."""
 
@@ -451,10 +471,7 @@ class Ocpp16Client(CentralSystemLink):
             await asyncio.gather(*workers, reader, return_exceptions=True)
 
     async def _first_of(self, a, b) -> None:
-        done = asyncio.Event()
-        for t in (a, b):
-            t.add_done_callback(lambda _t: done.set())
-        await done.wait()
+        await _first_done(a, b)
         if b.done() and not b.cancelled() and b.exception() is not None:
             raise b.exception()
 
@@ -518,14 +535,7 @@ class Ocpp16Client(CentralSystemLink):
                 await self._wake.wait()
 
     async def _sleep_or_wake(self, seconds: float) -> None:
-        sleeper = asyncio.create_task(self.clock.sleep(seconds))
-        waiter = asyncio.create_task(self._wake.wait())
-        try:
-            await self._first_of(sleeper, waiter)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
-            await asyncio.gather(sleeper, waiter, return_exceptions=True)
+        await sleep_or_event(self.clock, self._wake, seconds)
 
     async def _send_entry(self, entry) -> None:
         outbox = self.station.outbox

@@ -166,6 +166,7 @@ class Station:
     def _spawn(self, coro, key=None):
         task = asyncio.create_task(coro)
         if key is None:
+            self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(task)
         else:
             old = self._conn_tasks.pop(key, None)
@@ -178,6 +179,17 @@ class Station:
         task = self._conn_tasks.pop(key, None)
         if task is not None:
             task.cancel()
+
+    def _spawn_once(self, key, start, *args) -> None:
+        """Start ``start(*args)`` under ``key`` unless a task under it still runs."""
+        task = self._conn_tasks.get(key)
+        if self._running and (task is None or task.done()):
+            self._spawn(start(*args), key=key)
+
+    def _release(self, key) -> None:
+        """A keyed task is ending: drop its entry, unless a newer task holds the key."""
+        if self._conn_tasks.get(key) is asyncio.current_task():
+            del self._conn_tasks[key]
 
     async def _safe_outputs(self, c: Connector) -> None:
         try:
@@ -458,7 +470,6 @@ class Station:
             return
         if limit_at(self.charging_profiles.profiles(), 0, self.clock.time())[0] is None:
             return  # no budget to share now (one that starts later: every connector's timer fires then)
-        self._tasks = [t for t in self._tasks if not t.done()]
         for o in self.connectors:
             if o is not c and self._drawing.get(o.id):
                 self._spawn(self._update(o))
@@ -503,8 +514,7 @@ class Station:
                 log.info("connector %d: the wall clock moved %+.0f s; charging limit re-evaluated", c.id, step_s)
             self._profile_timer_at[c.id] = None
             await self._update(c)  # re-arms through _arm_profile_timer
-        if self._conn_tasks.get(("profile", c.id)) is asyncio.current_task():
-            del self._conn_tasks[("profile", c.id)]
+        self._release(("profile", c.id))
 
     async def _update(self, c: Connector) -> None:
         """Re-evaluate one connector: hardware outputs first, then its status."""
@@ -593,7 +603,6 @@ class Station:
     def _reevaluate(self, c: Connector) -> None:
         """Re-evaluate ``c`` in a task of its own (callers may hold the connector's lock)."""
         if self._running:
-            self._tasks = [t for t in self._tasks if not t.done()]
             self._spawn(self._update(c))
 
     def _command_failed(self, c: Connector, e: HalError) -> None:
@@ -610,10 +619,7 @@ class Station:
         vendor = getattr(e, "vendor_error_code", "") or str(e)
         log.error("connector %d: hardware command failed: %s; made safe, retried in %.0f s", c.id, e, delay_s)
         self._set_fault(c, "command", (code, vendor[:50]))  # CiString50
-        key = ("command-retry", c.id)
-        task = self._conn_tasks.get(key)
-        if self._running and (task is None or task.done()):
-            self._spawn(self._command_retry(c), key=key)
+        self._spawn_once(("command-retry", c.id), self._command_retry, c)
 
     def _retry_commands_if_due(self, c: Connector) -> None:
         """Clear a failed command's fault once its retry is due and the controller reports
@@ -626,14 +632,12 @@ class Station:
     async def _command_retry(self, c: Connector) -> None:
         """Re-evaluate ``c`` when its failed command may be retried. A controller that is
         not healthy then is retried when it reports a healthy status (``_watch_evse``)."""
-        key = ("command-retry", c.id)
         while "command" in c.faults:
             wait_s = c.command_retry_at - self.clock.monotonic()
             if wait_s <= 0:
                 break
             await self.clock.sleep(wait_s)
-        if self._conn_tasks.get(key) is asyncio.current_task():
-            del self._conn_tasks[key]
+        self._release(("command-retry", c.id))
         await self._update(c)
 
     async def _contactor_grace(self, c: Connector, seconds: float) -> None:
@@ -797,10 +801,7 @@ class Station:
         energy = energy_wh_of(c.last_reading)
         if limit <= 0 or energy is None or energy - tx.meter_start_wh >= limit:
             return False
-        key = ("invalid-id", c.id)
-        task = self._conn_tasks.get(key)
-        if self._running and (task is None or task.done()):
-            self._spawn(self._watch_invalid_id_energy(c, tx), key=key)
+        self._spawn_once(("invalid-id", c.id), self._watch_invalid_id_energy, c, tx)
         return True
 
     async def _watch_invalid_id_energy(self, c: Connector, tx: model.Transaction) -> None:
@@ -812,8 +813,7 @@ class Station:
             if energy is not None and energy - tx.meter_start_wh >= self._opt_key("MaxEnergyOnInvalidId", 0):
                 log.info("connector %d: MaxEnergyOnInvalidId reached; energy delivery stops", c.id)
                 break
-        if self._conn_tasks.get(("invalid-id", c.id)) is asyncio.current_task():
-            del self._conn_tasks[("invalid-id", c.id)]
+        self._release(("invalid-id", c.id))
         await self._update(c)
 
     async def present_tag(self, id_tag: str) -> str:
@@ -1070,10 +1070,7 @@ class Station:
             log.warning("connector %d: meter read failed (%d in a row): %s", c.id,
                         health.consecutive_failures + 1, e)
             self._meter_health_changed(c, health.failed(str(e)))
-            key = ("meter-retry", c.id)
-            task = self._conn_tasks.get(key)
-            if self._running and (task is None or task.done()):
-                self._spawn(self._meter_retry(c), key=key)
+            self._spawn_once(("meter-retry", c.id), self._meter_retry, c)
             return MeterReading(timestamp=self.clock.time())
         self._meter_health_changed(c, c.meter_health.succeeded())
         reading = self._never_backwards(c, reading)
@@ -1119,7 +1116,6 @@ class Station:
         fault = c.contactor_check.observe(closed=self._power_may_flow(c), now_s=self.clock.monotonic(),
                                           reading=reading, feedback=feedback)
         if fault is not None and self._contactor_stuck(c, fault) and self._running:
-            self._tasks = [t for t in self._tasks if not t.done()]
             self._spawn(self._force_open(c))
 
     async def _meter_retry(self, c: Connector) -> None:
@@ -1131,8 +1127,7 @@ class Station:
             if not c.meter_health.consecutive_failures:
                 break
             await self._read_meter(c)
-        if self._conn_tasks.get(("meter-retry", c.id)) is asyncio.current_task():
-            del self._conn_tasks[("meter-retry", c.id)]
+        self._release(("meter-retry", c.id))
 
     async def _meter_watch(self, c: Connector) -> None:
         """Read the meter every METER_WATCH_S, idle or charging: a meter that stopped

@@ -43,7 +43,7 @@ from agent.config import validate_csms_url
 from agent.config_keys import ACCEPTED, REJECTED, KeyDef
 from agent.connection import CsmsConnection
 from agent.endpoint import EndpointSettings, EndpointState
-from agent.ocpp16 import SUBPROTOCOL, Ocpp16Client, iso_time
+from agent.ocpp16 import SUBPROTOCOL, Ocpp16Client, iso_time, sleep_or_event
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,6 @@ class EndpointManager:
         self.write_config = write_config  # callable(EndpointSettings) -> bool: the file follows a move
         self.state = EndpointState(EndpointState.path_in(config.data_dir))
         self.fallback_timeout_s = config.csms["fallback_timeout_s"]
-        self.last_registration: str | None = None  # the last BootNotification answer
         self.last_attempt_problem = ""
         self._lock = asyncio.Lock()
         self._conn_task = None
@@ -274,7 +273,7 @@ class EndpointManager:
         if old.key != new.key and self.client.online and outbox.head(old.key) is not None:
             log.info("delivering the queued messages of %s before moving (up to %.0f s)", old.url,
                      self.drain_timeout_s)
-            await self._wait_event_or(outbox.emptied, self.drain_timeout_s)
+            await sleep_or_event(self.clock, outbox.emptied, self.drain_timeout_s)
             left = outbox.head(old.key) is not None
             if left:
                 log.warning("%d messages for %s still queued: delivered over a connection of their own",
@@ -326,7 +325,6 @@ class EndpointManager:
 
     # ------------------------------------------------------------------ boot, timer, rollback
     def _on_boot(self, status: str) -> None:
-        self.last_registration = status
         if status != "Accepted":
             self.last_attempt_problem = "BootNotification answered %s" % status
             return
@@ -445,8 +443,7 @@ class EndpointManager:
                     except OSError as e:
                         log.error("cannot keep %s aside: %s", path, e)
             st.auth_stash = st.auth_backend
-            station.auth_cache.clear()
-            station.local_list.apply("Full", 0, [], max_length=1)
+            self._clear_auth()
             log.warning("authorization cache and local list cleared: they belong to %s", st.auth_backend)
         st.auth_backend = s.key
         self._save()
@@ -471,9 +468,13 @@ class EndpointManager:
             log.warning("authorization cache and local list of %s restored", s.url)
             st.auth_stash = None
         else:
-            station.auth_cache.clear()
-            station.local_list.apply("Full", 0, [], max_length=1)
+            self._clear_auth()
         st.auth_backend = s.key
+
+    def _clear_auth(self) -> None:
+        """Empty the authorization cache and the local list."""
+        self.station.auth_cache.clear()
+        self.station.local_list.apply("Full", 0, [], max_length=1)
 
     def _drop_auth_stash(self) -> None:
         st = self.state
@@ -549,28 +550,11 @@ class EndpointManager:
             await drain.close()
 
     # ------------------------------------------------------------------ helpers
-    async def _wait_event_or(self, event: asyncio.Event, seconds: float) -> None:
-        sleeper = asyncio.create_task(self.clock.sleep(seconds))
-        waiter = asyncio.create_task(event.wait())
-        try:
-            await _first_of(sleeper, waiter)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
-            await asyncio.gather(sleeper, waiter, return_exceptions=True)
-
     def _save(self) -> None:
         try:
             self.state.save()
         except OSError as e:
             log.error("cannot write %s: %s", self.state.path, e)
-
-
-async def _first_of(a, b) -> None:
-    done = asyncio.Event()
-    for t in (a, b):
-        t.add_done_callback(lambda _t: done.set())
-    await done.wait()
 
 
 class _Drain:
