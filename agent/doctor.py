@@ -504,9 +504,23 @@ async def diagnose(config, *, timeout_s: float = 1.0, csms_timeout_s: float = 5.
         rows.append(Check("board %s" % board, config.path, FAIL, _config_text(e)))
         definition = {}
     rows.extend(await probe_devices(definition, clock, timeout_s))
-    rows.extend(await probe_csms(config.csms["url"], config.station["id"], config.csms["password"],
-                                 config.csms["ca_file"], csms_timeout_s))
+    endpoint = endpoint_in_use(config)
+    rows.extend(await probe_csms(endpoint.url, endpoint.station_id, endpoint.password,
+                                 endpoint.ca_file, csms_timeout_s))
     return rows
+
+
+def endpoint_in_use(config):
+    """The central system settings the agent runs with: those in data_dir/endpoint.json
+    (a move made over OCPP or a rollback lives there), unless the configuration file was
+    edited since the agent last read it — then the file's, as the agent would switch to them."""
+    from agent.endpoint import EndpointSettings, EndpointState
+
+    from_file = EndpointSettings.from_config(config)
+    state = EndpointState(EndpointState.path_in(config.data_dir))
+    if state.load() and state.config_seen == from_file:
+        return state.current
+    return from_file
 
 
 async def run_doctor(config, *, out=None, timeout_s: float = 1.0, csms_timeout_s: float = 5.0) -> int:

@@ -3,6 +3,7 @@ simulator over TCP and over a pty pair, the SimpleEVSE simulator, the PN532
 simulator, a fake GPIO chip) and against tools/csms.py (401, accepted, refused,
 a TLS certificate that does not verify). Assertions are on the table's rows."""
 
+import os
 import sys
 
 import pytest
@@ -287,3 +288,28 @@ async def test_openevse_board_reads_energy_from_the_controller(tmp_path, closed_
         assert meter.result == OK and "kWh" in meter.details, table
     finally:
         await sim.stop()
+
+
+async def test_probes_the_central_system_the_agent_moved_to(tmp_path, closed_port):
+    """After a move made over OCPP (kept in data_dir/endpoint.json, the file unchanged), doctor
+    probes the endpoint the agent uses; once the file is edited, the file's (the agent would
+    switch to it)."""
+    from agent.endpoint import EndpointSettings, EndpointState
+
+    cs = TestCentralSystem(quiet=True)
+    await cs.start()
+    try:
+        cfg = config(tmp_path, "ws://127.0.0.1:%d/ocpp" % closed_port)
+        os.makedirs(cfg.data_dir)
+        state = EndpointState(EndpointState.path_in(cfg.data_dir))
+        state.config_seen = EndpointSettings.from_config(cfg)
+        state.current = state.last_accepted = EndpointSettings(cs.url, STATION)
+        state.save()
+        rows = await diagnose(cfg, timeout_s=0.3)
+        ws = row(rows, "csms websocket")
+        assert ws.result == OK and ws.where == cs.url + "/" + STATION
+        edited = config(tmp_path, "ws://127.0.0.1:%d/other" % closed_port)
+        rows = await diagnose(edited, timeout_s=0.3)
+        assert row(rows, "csms tcp").result == FAIL
+    finally:
+        await cs.stop()
