@@ -158,8 +158,16 @@ class Station:
         for c in self.connectors:
             await self._safe_outputs(c)
         for c in self.connectors:  # the last reading of a running transaction, for the restart
-            if c.transaction is not None:
-                self.outbox.save_transaction(c.transaction, durable=True)
+            tx = c.transaction
+            if tx is not None:
+                try:
+                    energy = energy_wh_of(await self._read_meter(c))
+                except Exception as e:  # stopping must go on whatever the meter does
+                    log.warning("connector %d: no final meter reading at stop: %s", c.id, e)
+                    energy = None
+                if energy is not None and energy >= tx.last_meter_wh:
+                    tx.last_meter_wh, tx.last_meter_time = int(round(energy)), self.clock.time()
+                self.outbox.save_transaction(tx, durable=True)
         self._clean_shutdown = True
         self._save()
 

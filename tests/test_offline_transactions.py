@@ -244,12 +244,15 @@ async def test_clean_stop_during_transaction_ends_it_with_reason_reboot(tmp_path
         tx_id = await charging(h)
         await h.clock.advance(INTERVAL_S + 5)
         energy = hw(h)["energy_wh"]
+        stopped_at = h.clock.time()
         m = h.mark()
         await h.restart_agent()
         await h.cs.wait_for("BootNotification", start_index=m)
         stop = await h.cs.wait_for("StopTransaction", start_index=m)
         assert stop["transactionId"] == tx_id and stop["reason"] == "Reboot"
         assert stop["meterStop"] == round(energy)
+        # Stamped when the agent stopped (its last reading), not at the last sample.
+        assert stop["timestamp"] == iso_time(stopped_at)
         await quiet(h)
         assert len(h.received("StopTransaction")) == 1
 
