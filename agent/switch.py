@@ -432,6 +432,11 @@ class EndpointManager:
         st = self.state
         if st.auth_backend == s.key:
             return
+        if st.auth_stash == s.key:  # back to the backend they were kept aside for
+            self._restore_auth(s)
+            log.info("authorization cache and local list of %s restored", s.key)
+            self._save()
+            return
         if st.auth_backend:
             station = self.station
             for obj in (station.auth_cache, station.local_list):

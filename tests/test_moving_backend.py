@@ -528,6 +528,16 @@ async def test_authorization_cache_and_local_list_are_cleared_on_a_move_and_rest
         assert rig.station.local_list.version == 3 and rig.station.auth_cache.get("TAG-CACHED") is not None
         assert (await (await rig.booted(cs1)).call("GetLocalListVersion"))["listVersion"] == 3
 
+        # A move to a dead backend undone by hand before the rollback: the lists come back too.
+        code, out, err = await run_cli("csms", "set", dead_url, "--config", rig.path)
+        assert code == 0, err
+        await until(lambda: rig.agent.endpoint.current.url == dead_url and len(rig.station.auth_cache) == 0,
+                    what="cleared for the new backend")
+        code, out, err = await run_cli("csms", "set", cs1.url, "--config", rig.path)
+        assert code == 0, err
+        await until(lambda: rig.agent.endpoint.current.url == cs1.url, what="back on the first backend")
+        assert rig.station.local_list.version == 3 and rig.station.auth_cache.get("TAG-CACHED") is not None
+
         # A move that works: the new central system starts with empty ones.
         code, out, err = await run_cli("csms", "set", cs2.url, "--config", rig.path)
         assert code == 0, err
