@@ -28,6 +28,7 @@ import ssl
 import time
 import urllib.parse
 
+from boards import NONE
 from hal.errors import CommunicationError, HalConfigurationError
 
 OK, FAIL, WARN, SKIP = "OK", "FAIL", "WARN", "SKIP"
@@ -208,7 +209,15 @@ async def probe_meter(table: dict, clock, timeout_s: float, label: str = "meter"
     if missing:
         return [Check(check, where, WARN, "answers, but the energy register is not available: " +
                       describe_reading(reading))]
-    return [Check(check, where, OK, describe_reading(reading))]
+    return [Check(check, where, OK, describe_reading(reading) + _unverified(meter))]
+
+
+def _unverified(meter) -> str:
+    """A note for a meter whose register map is marked ``verified = false``."""
+    register_map = getattr(meter, "register_map", None)
+    if register_map is None or register_map.verified:
+        return ""
+    return " (register map %s unverified: compare with the meter's own display)" % register_map.name
 
 
 async def _hint_alternatives(meter, table: dict, clock, timeout_s: float) -> str:
@@ -280,7 +289,7 @@ async def probe_evse(table: dict, clock, timeout_s: float, has_meter_section: bo
         if meter is not None:
             try:
                 reading = await asyncio.wait_for(meter.read(), PROBE_LIMIT_S)
-                rows.append(Check("meter (controller)", where, OK, describe_reading(reading)))
+                rows.append(Check("meter (controller)", where, OK, describe_reading(reading) + _unverified(meter)))
             except CommunicationError as e:
                 rows.append(Check("meter (controller)", where, FAIL, str(e)))
     except _NotAnswering as e:
@@ -373,7 +382,8 @@ async def probe_devices(definition: dict, clock, timeout_s: float) -> list:
         elif section == "meter":
             rows.extend(await probe_meter(table, clock, timeout_s))
         elif section == "evse":
-            rows.extend(await probe_evse(table, clock, timeout_s, "meter" in definition))
+            has_meter = definition.get("meter", {}).get("driver", NONE) != NONE
+            rows.extend(await probe_evse(table, clock, timeout_s, has_meter))
         elif section == "contactor":
             rows.extend(await probe_contactor(table, clock))
         elif section == "reader":

@@ -4,7 +4,8 @@ A board is named (``sim`` → ``boards/sim.toml``) or given as a path. Its
 sections each name a ``driver``:
 
 - ``[meter]``: ``sdm630``, ``sdm120``, ``sdm72``, ``abb_b23``, ``em340``,
-  ``orno_we516``, ``pro380`` (any map in ``hal/meters``; Modbus RTU or TCP);
+  ``orno_we516``, ``pro380``, ``phoenix_em_cp_pp_eth`` (any map in
+  ``hal/meters``; Modbus RTU or TCP);
 - ``[evse]``: ``sim``, ``simpleevse_wb``, ``openevse_rapi``,
   ``phoenix_em_cp_pp_eth`` (``hal/evse_drivers.py``);
 - ``[contactor]``: ``gpio`` (libgpiod v2, ``hal/gpio_relay.py``);

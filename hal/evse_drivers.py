@@ -3,7 +3,8 @@
 ``build_evse(section, registry, clock)`` builds the controller a board's
 ``[evse]`` section describes (no I/O: the board's ``open()`` does it);
 ``build_evse_meter(section, evse)`` the meter a controller offers from its
-own counters (OpenEVSE), for boards without a ``[meter]``.
+own counters (OpenEVSE) or from the meter wired to it (Phoenix EM-CP-PP-ETH,
+``hal/meters/phoenix_em_cp_pp_eth.toml``), for boards without a ``[meter]``.
 
 Section keys (unknown keys are an error, so that a typo cannot silently leave
 a default in place):
@@ -125,6 +126,12 @@ def build_evse_meter(section: dict, evse):
     """The meter ``evse`` provides from its own counters, or None if its driver has
     none. Used by the board loader when the board has no ``[meter]`` section."""
     driver = _check_keys(section)
+    if driver == "phoenix_em_cp_pp_eth":
+        # The meter wired to the controller, read through it: same endpoint and unit.
+        from hal.modbus_meter import ModbusMeter, load_register_map
+
+        return ModbusMeter(evse.bus, evse.device_id, load_register_map("phoenix_em_cp_pp_eth"),
+                           clock=evse.clock, name="%s meter" % evse.name)
     if driver != "openevse_rapi":
         return None
     from hal.evse_rapi import OpenEvseMeter

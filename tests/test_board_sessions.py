@@ -13,6 +13,9 @@ overrides → real drivers) runs against ``tools/csms.py`` on 127.0.0.1:
   contactor and the controller let through: the simulated load follows them.
 - ``openevse``: the RAPI simulator on a pty; energy from the controller's own
   counters (no ``[meter]``); sessions start with RemoteStartTransaction.
+- ``phoenix-em-cp-pp-eth``: the EM-CP-PP-ETH simulator over Modbus TCP on
+  loopback, its SDM630 removed (``[board.meter] driver = "none"``): energy from
+  the meter wired to the controller, read through it on the same connection.
 
 Every simulator starts in its factory state — delivering energy as soon as an
 EV is plugged in — and the EV is plugged in before the agent starts: the
@@ -32,6 +35,7 @@ from hal.evse_common import NOT_ANSWERING
 from hal.gpio_fake import FakeGpiod
 from tests.harness import AgentHarness
 from tools.modbus_meter_sim import ModbusMeterSim
+from tools.phoenix_sim import PhoenixSim
 from tools.pn532_sim import Pn532Sim
 from tools.pty_link import PtyLink
 from tools.rapi_sim import RapiSim
@@ -402,3 +406,61 @@ async def test_openevse_board_controller_stops_answering(tmp_path):
         back = h.mark()
         sim.silent = False
         await h.wait_status(1, "Charging", start=back, timeout_s=10)
+
+
+# ------------------------------------------------------------------ phoenix-em-cp-pp-eth
+
+
+async def test_phoenix_board_full_session_energy_from_the_meter_behind_the_controller(tmp_path):
+    clock = VirtualClock()
+    sim = PhoenixSim(clock=clock.monotonic)  # factory: charging enabled at 16 A
+    sim.energy_wh = 5_000_000.0
+    sim.plug()
+    assert sim.delivering
+    port = await sim.start_tcp()
+    pump = Pump(clock)
+    board = {"evse": {"host": "127.0.0.1", "tcp_port": port, "poll_interval_s": 1.0, "timeout_s": 0.3,
+                      "retries": 0},
+             "meter": {"driver": "none"}}
+    h = AgentHarness(tmp_path, clock=clock, board=board, ocpp=dict(OCPP), station={"board": "phoenix-em-cp-pp-eth"})
+    pump.start()
+    try:
+        async with h:
+            loaded = h.agent.loaded
+            hw = loaded.board.connectors[0]
+            assert hw.meter.register_map.name == "phoenix_em_cp_pp_eth"
+            assert hw.meter.bus is hw.evse.bus and len(loaded.buses.buses()) == 1, "one connection to the controller"
+            await h.wait_status(1, "Preparing")
+            assert not sim.delivering and sim.coil_writes[0] is False, "factory 'enabled' taken away first"
+
+            start = h.mark()
+            assert (await h.cs.call("RemoteStartTransaction", idTag=TAG, connectorId=1))["status"] == "Accepted"
+            started = await h.cs.wait_for("StartTransaction", start_index=start)
+            assert started["meterStart"] == 5_000_000  # the controller's register: ×0.01 kWh, low word first
+            await h.wait_status(1, "Charging", start=start)
+            assert sim.delivering and sim.max_current_a == 32
+            mark = h.mark()
+            await h.cs.wait_for("MeterValues", start_index=mark, timeout_s=8)
+            await h.cs.wait_for("MeterValues", start_index=h.mark(), timeout_s=8)
+            values = h.received("MeterValues", mark)
+            energy = energy_values(values)
+            assert energy == sorted(energy) and energy[-1] > energy[0]
+            assert {"Power.Active.Import", "Current.Import"} <= measurands(values[-1])
+            power = [float(sv["value"]) for sv in values[-1]["meterValue"][0]["sampledValue"]
+                     if sv.get("measurand") == "Power.Active.Import"]
+            assert power == [32 * 230.0 * 3]  # 22,080 W: the controller's meter, ×0.01 kW
+
+            tx_id = h.station.connector(1).transaction.transaction_id
+            stop_mark = h.mark()
+            assert (await h.cs.call("RemoteStopTransaction", transactionId=tx_id))["status"] == "Accepted"
+            stopped = await h.cs.wait_for("StopTransaction", start_index=stop_mark)
+            delivered_wh = stopped["meterStop"] - started["meterStart"]
+            # The register counts in 10 Wh steps: the StopTransaction is within one step of the truth.
+            assert delivered_wh > 0 and abs(stopped["meterStop"] - sim.energy_wh) <= 10
+            await h.wait_status(1, "Finishing", start=stop_mark)
+            assert not sim.delivering and sim.enabled is False
+            sim.unplug()
+            await h.wait_status(1, "Available", start=stop_mark)
+    finally:
+        await pump.stop()
+        await sim.stop()

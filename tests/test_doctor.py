@@ -290,6 +290,26 @@ async def test_openevse_board_reads_energy_from_the_controller(tmp_path, closed_
         await sim.stop()
 
 
+async def test_phoenix_board_without_its_meter_reads_the_meter_behind_the_controller(tmp_path, closed_port):
+    from tools.phoenix_sim import PhoenixSim
+
+    sim = PhoenixSim()
+    sim.energy_wh = 4321.0
+    port = await sim.start_tcp()
+    try:
+        board = {"evse": {"host": "127.0.0.1", "tcp_port": port}, "meter": {"driver": "none"}}
+        cfg = config(tmp_path, "ws://127.0.0.1:%d" % closed_port, board, board_name="phoenix-em-cp-pp-eth")
+        rows = await diagnose(cfg, timeout_s=0.5)
+        table = format_table(rows)
+        assert row(rows, "meter none").result == SKIP, table
+        assert row(rows, "evse phoenix_em_cp_pp_eth").result == OK, table
+        meter = row(rows, "meter (controller)")
+        assert meter.result == OK and "4.320 kWh" in meter.details, table  # 10 Wh steps
+        assert "phoenix_em_cp_pp_eth unverified" in meter.details, table
+    finally:
+        await sim.stop()
+
+
 async def test_probes_the_central_system_the_agent_moved_to(tmp_path, closed_port):
     """After a move made over OCPP (kept in data_dir/endpoint.json, the file unchanged), doctor
     probes the endpoint the agent uses; once the file is edited, the file's (the agent would

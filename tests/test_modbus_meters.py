@@ -19,7 +19,7 @@ from hal.modbus_meter import (QUANTITIES, TYPES, ModbusMeter, RegisterMap, build
 from tools.modbus_meter_sim import ModbusMeterSim
 from tools.pty_link import PtyLink
 
-METERS = ("sdm630", "sdm120", "sdm72", "abb_b23", "em340", "orno_we516", "pro380")
+METERS = ("sdm630", "sdm120", "sdm72", "abb_b23", "em340", "orno_we516", "pro380", "phoenix_em_cp_pp_eth")
 FAST = {"timeout_s": 0.2, "retries": 0}
 
 
