@@ -208,37 +208,21 @@ async def _main(args) -> None:
         where = args.serial
     print("PN532 simulator on %s (%d 8N1). Commands: present UID | remove | status" % (where, args.baud),
           flush=True)
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
+    from tools.sim_console import run_console
 
-    def on_stdin() -> None:
-        line = sys.stdin.readline()
-        if not line:
-            done.set()
-            return
-        words = line.split()
-        try:
-            if words[:1] == ["present"] and len(words) == 2:
-                sim.present(words[1])
-            elif words == ["remove"]:
-                sim.remove()
-            elif words == ["status"]:
-                pass
-            elif words:
-                print("unknown command: %s" % line.strip(), flush=True)
-                return
-        except ValueError as e:
-            print("error: %s" % e, flush=True)
-            return
-        print("card: %s, commands served: %d" % (sim.card.hex().upper() if sim.card else "none",
-                                                  len(sim.commands)), flush=True)
+    def status() -> str:
+        return "card: %s, commands served: %d" % (sim.card.hex().upper() if sim.card else "none",
+                                                 len(sim.commands))
 
-    loop.add_reader(sys.stdin.fileno(), on_stdin)
-    try:
-        await done.wait()
-    finally:
-        loop.remove_reader(sys.stdin.fileno())
-        await sim.stop()
+    def present(uid: str) -> str:
+        sim.present(uid)
+        return status()
+
+    def remove() -> str:
+        sim.remove()
+        return status()
+
+    await sim_cli.until_stopped(sim, run_console({"present": present, "remove": remove, "status": status}))
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ CPython only.
 import argparse
 import asyncio
 import logging
+import signal
 
 _TRANSPORT_HELP = {
     "pty": ("--pty", "on a pseudo-terminal pair"),
@@ -52,11 +53,16 @@ def parse(p: argparse.ArgumentParser, argv):
     return p.parse_args(argv)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(argv, parse_args, amain, verbose_level: int = logging.INFO) -> int:
     """Parse ``argv``, log at ``verbose_level`` with ``-v`` (else warnings only) and run
-    ``amain(args)`` until it returns or Ctrl-C."""
+    ``amain(args)`` until it returns, Ctrl-C or SIGTERM."""
     args = parse_args(argv)
     logging.basicConfig(level=verbose_level if args.verbose else logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager stops it like Ctrl-C: cleanly
     try:
         asyncio.run(amain(args))
     except KeyboardInterrupt:

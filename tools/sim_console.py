@@ -1,8 +1,13 @@
 """A line console on stdin for the EVSE simulators' command lines (HIL benches).
 
 Each line is ``command [args…]``; ``commands`` maps a command to a callable
-taking the argument strings and returning something to print (or None).
+taking the argument strings and returning something to print (None: ``ok``),
+so that every command line gets exactly one line of answer.
 ``help`` lists the commands, ``quit`` (or end of input) ends the console.
+
+A simulator started as a background service has no console: when stdin
+cannot be watched (``/dev/null``, a regular file) the console says so on
+stderr and waits until the process is interrupted (Ctrl-C, SIGTERM).
 CPython only.
 """
 
@@ -25,8 +30,14 @@ async def run_console(commands: dict, prompt: str = "> ") -> None:
             lines.append(line)
         ready.set()
 
-    fd = sys.stdin.fileno()
-    loop.add_reader(fd, on_stdin)
+    try:
+        fd = sys.stdin.fileno()
+        loop.add_reader(fd, on_stdin)
+    except (OSError, ValueError) as e:  # epoll refuses regular files and /dev/null (EPERM)
+        print("no console (stdin cannot be watched: %s): running until interrupted" % e, file=sys.stderr,
+              flush=True)
+        await asyncio.Event().wait()
+        return
     try:
         print(prompt, end="", flush=True)
         while True:
@@ -49,8 +60,7 @@ async def run_console(commands: dict, prompt: str = "> ") -> None:
                         out = commands[name](*args)
                     except (TypeError, ValueError) as e:
                         out = "error: %s" % e
-                    if out is not None:
-                        print(out)
+                    print("ok" if out is None else out)  # every command answers: benches script it
             print(prompt, end="", flush=True)
     finally:
         loop.remove_reader(fd)
