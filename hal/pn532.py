@@ -35,7 +35,10 @@ subset. The transport is a parameter with the shape of ``hal.serial_port``:
 ``async open() -> (reader, writer)`` and ``async close()``, the reader and
 writer shaped like asyncio's streams (``hal.serial_port.SerialPort`` on
 CPython; a UART wrapped in streams on MicroPython). Errors are ``Pn532Error``
-(a ``CommunicationError``); the station logs them and tries again.
+(a ``CommunicationError``). ``poll()`` raises them; ``read_tag()`` keeps
+waiting through them: a reader that stops answering (unplugged, browned out)
+is logged once, woken up again every ``retry_s`` (2 s) in the reader's own (real)
+time, and logged again when it answers.
 """
 
 import asyncio
@@ -53,6 +56,7 @@ TFI_PN532 = 0xD5
 ACK = b"\x00\x00\xff\x00\xff\x00"
 NACK = b"\x00\x00\xff\xff\x00\x00"
 WAKEUP = b"\x55\x55" + b"\x00" * 14  # HSU wake-up preamble (as libnfc sends it)
+RETRY_S = 2.0  # a failed reader is woken up again this often
 
 # Commands (UM0701 §7).
 GET_FIRMWARE_VERSION = 0x02
@@ -177,7 +181,7 @@ class Pn532Reader(IdReader):
 
     def __init__(self, transport, *, poll_interval_s: float = 0.25, release_s: float = 1.0,
                  timeout_s: float = 1.0, ack_timeout_s: float = 1.0, passive_retries: int = 1,
-                 clock=None, name: str = "pn532") -> None:
+                 retry_s: float = RETRY_S, clock=None, name: str = "pn532") -> None:
         super().__init__()
         if not 0 < poll_interval_s <= 10 or release_s < 0 or not 0 < timeout_s <= 10:
             raise HalConfigurationError("poll_interval_s must be 0..10 s, release_s >= 0, timeout_s 0..10 s")
@@ -190,6 +194,7 @@ class Pn532Reader(IdReader):
         self.timeout_s = timeout_s
         self.ack_timeout_s = ack_timeout_s
         self.passive_retries = passive_retries
+        self.retry_s = retry_s
         self.clock = clock or Clock()
         self.name = name
         self.firmware = None  # (ic, version, revision, support) after initialisation
@@ -365,8 +370,21 @@ class Pn532Reader(IdReader):
         return uid
 
     async def read_tag(self) -> str:
+        """Wait for a new presentation; a reader that fails is retried (see the module doc)."""
+        failing = False
         while True:
-            tag = self.observe(await self.poll(), self.clock.monotonic())
+            try:
+                uid = await self.poll()
+            except CommunicationError as e:
+                if not failing:
+                    log.error("%s: not answering: %s (trying again every %g s)", self.name, e, self.retry_s)
+                    failing = True
+                await self.clock.sleep(self.retry_s)
+                continue
+            if failing:
+                log.warning("%s: answering again", self.name)
+                failing = False
+            tag = self.observe(uid, self.clock.monotonic())
             if tag is not None:
                 log.info("%s: card %s", self.name, tag)
                 return tag

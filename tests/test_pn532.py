@@ -130,21 +130,28 @@ async def test_checksum_error_is_repaired_with_a_nack():
         await sim.stop()
 
 
-async def test_silent_reader_fails_then_recovers_with_a_new_wakeup():
-    sim, reader = await start()
+async def test_silent_reader_fails_then_recovers_with_a_new_wakeup(caplog):
+    sim, reader = await start(retry_s=0.05)
     try:
         await reader.open()
         sim.silent = True
         sim.awake = False  # it lost power: asleep again
         t = time.monotonic()
         with pytest.raises(Pn532Error, match="no ACK"):
-            await reader.read_tag()
+            await reader.poll()
         assert time.monotonic() - t < 1.0
         assert not reader.ready
+        # read_tag() waits through the outage: logged once, retried, logged again when it answers.
+        waiting = asyncio.create_task(reader.read_tag())
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        failures = [r for r in caplog.records if "not answering" in r.getMessage()]
+        assert len(failures) == 1 and failures[0].levelname == "ERROR"
         sim.silent = False
         sim.present(UID)
-        assert await asyncio.wait_for(reader.read_tag(), 2) == UID
+        assert await asyncio.wait_for(waiting, 2) == UID
         assert sim.wakeups == 2
+        assert any("answering again" in r.getMessage() for r in caplog.records)
     finally:
         await reader.close()
         await sim.stop()
@@ -170,7 +177,13 @@ async def test_missing_port_is_not_fatal_at_open(tmp_path):
     reader = build_reader({"driver": "pn532", "port": str(tmp_path / "ttyUSB9")})
     await reader.open()  # logged, not raised: the charger still works by remote start
     with pytest.raises(CommunicationError, match="does not exist"):
-        await reader.read_tag()
+        await reader.poll()
+    reader.retry_s = 0.01
+    waiting = asyncio.create_task(reader.read_tag())  # waits for the adapter to appear
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
     await reader.close()
 
 
@@ -186,6 +199,29 @@ def test_reader_section_is_checked():
 
 
 # ------------------------------------------------------------------ a swipe through the agent
+
+async def test_a_reader_that_drops_out_still_starts_a_transaction_when_it_answers_again(tmp_path):
+    """The station runs in virtual time that nobody advances here; the reader's retries are its own
+    (real) time, so a reader outage cannot leave the station waiting for a clock that stands still."""
+    sim = Pn532Sim()
+    link = await sim.start_pty()
+    try:
+        board = {"reader": {"driver": "pn532", "port": link.a_path, "poll_interval_s": 0.02, "timeout_s": 0.1,
+                            "ack_timeout_s": 0.1}}
+        async with AgentHarness(tmp_path, board=board) as h:
+            await h.wait_status(1, "Available")
+            wakeups = sim.wakeups
+            sim.silent = True
+            sim.awake = False
+            await asyncio.sleep(0.5)  # polls fail: the reader is closed and retried
+            sim.silent = False
+            h.sim.plug(1)
+            sim.present(UID)
+            start = await h.cs.wait_for("StartTransaction", timeout_s=8)
+            assert start["idTag"] == UID and sim.wakeups > wakeups
+    finally:
+        await sim.stop()
+
 
 async def test_a_card_on_the_pn532_starts_a_transaction(tmp_path):
     sim = Pn532Sim()
