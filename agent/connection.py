@@ -13,6 +13,8 @@ import ssl
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
 
+from hal.aio import wait_for
+
 log = logging.getLogger(__name__)
 
 
@@ -134,7 +136,7 @@ class CsmsConnection:
             await self.clock.sleep(interval)
             try:
                 pong = await ws.ping()
-                await asyncio.wait_for(pong, timeout=max(5.0, interval))
+                await wait_for(pong, max(5.0, interval))
             except asyncio.TimeoutError:
                 log.warning("no pong within %d s: closing the connection", max(5, interval))
                 await ws.close()

@@ -21,6 +21,8 @@ import os
 import socket
 import stat
 
+from hal.aio import wait_for
+
 log = logging.getLogger(__name__)
 
 CONTROL_SOCKET_FILE = "control.sock"
@@ -170,7 +172,7 @@ async def request(path: str, message: dict, timeout_s: float = 5.0) -> dict:
     """
     data_dir = os.path.dirname(path) or "."
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout_s)
+        reader, writer = await wait_for(asyncio.open_unix_connection(path), timeout_s)
     except (FileNotFoundError, ConnectionRefusedError) as e:
         raise ConnectionError("no agent running with data_dir %s (%s: %s)"
                               % (data_dir, path, e.strerror)) from e
@@ -178,7 +180,7 @@ async def request(path: str, message: dict, timeout_s: float = 5.0) -> dict:
         raise TimeoutError("no answer from the agent at %s within %.1f s" % (path, timeout_s)) from None
     try:
         writer.write(json.dumps(message).encode() + b"\n")
-        line = await asyncio.wait_for(_drain_and_readline(reader, writer), timeout_s)
+        line = await wait_for(_drain_and_readline(reader, writer), timeout_s)
     except asyncio.TimeoutError:
         raise TimeoutError("no answer from the agent at %s within %.1f s" % (path, timeout_s)) from None
     finally:

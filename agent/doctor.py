@@ -29,6 +29,7 @@ import time
 import urllib.parse
 
 from boards import NONE
+from hal.aio import wait_for
 from hal.errors import CommunicationError, HalConfigurationError
 
 OK, FAIL, WARN, SKIP = "OK", "FAIL", "WARN", "SKIP"
@@ -273,7 +274,7 @@ async def probe_evse(table: dict, clock, timeout_s: float, has_meter_section: bo
     where = _bus_where(bus, device_id) if bus is not None and device_id is not None else _table_where(table)
     rows = []
     try:
-        await asyncio.wait_for(evse.open(), PROBE_LIMIT_S)
+        await wait_for(evse.open(), PROBE_LIMIT_S)
         if getattr(evse, "online", True) is False:  # opened, but the controller never answered
             raise _NotAnswering(getattr(evse, "last_error", "") or "controller not answering")
         st = evse.status
@@ -288,7 +289,7 @@ async def probe_evse(table: dict, clock, timeout_s: float, has_meter_section: bo
         meter = None if has_meter_section else controller_meter(table, evse)
         if meter is not None:
             try:
-                reading = await asyncio.wait_for(meter.read(), PROBE_LIMIT_S)
+                reading = await wait_for(meter.read(), PROBE_LIMIT_S)
                 rows.append(Check("meter (controller)", where, OK, describe_reading(reading) + _unverified(meter)))
             except CommunicationError as e:
                 rows.append(Check("meter (controller)", where, FAIL, str(e)))
@@ -359,7 +360,7 @@ async def probe_reader(table: dict, clock) -> list:
     if reader is None:
         return [Check(check, "-", SKIP, "no reader (driver = \"none\")")]
     try:
-        uid = await asyncio.wait_for(reader.poll(), PROBE_LIMIT_S)
+        uid = await wait_for(reader.poll(), PROBE_LIMIT_S)
     except CommunicationError as e:
         return [Check(check, where, FAIL, str(e))]
     except asyncio.TimeoutError:
@@ -432,7 +433,7 @@ async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str
     where = "%s:%d" % (address, port)
     started = time.monotonic()
     try:
-        _r, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout_s)
+        _r, writer = await wait_for(asyncio.open_connection(address, port), timeout_s)
         writer.close()
         rows.append(Check("csms tcp", where, OK, "connected in %.0f ms" % ((time.monotonic() - started) * 1000)))
     except asyncio.TimeoutError:
@@ -449,7 +450,7 @@ async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str
     context = ssl_context(url, ca_file)
     if secure:
         try:
-            _r, writer = await asyncio.wait_for(
+            _r, writer = await wait_for(
                 asyncio.open_connection(address, port, ssl=context, server_hostname=host), timeout_s)
             tls = writer.get_extra_info("ssl_object")
             version = tls.version() if tls is not None else "TLS"

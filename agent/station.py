@@ -28,6 +28,7 @@ from agent.outbox import METER, START, STOP, JournalUnavailable, OutboxEntry, Tr
 from agent.smart_charging import (ACCEPTED, DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL,
                                   ChargingProfileStore, composite_schedule, limit_at)
 from agent.storage import read_json, write_json_atomic
+from hal.aio import wait_for
 from hal.contactor_check import POWER_SWITCH_FAILURE
 from hal.errors import DeviceFaultError, HalError
 from hal.interfaces import NO_ERROR, Board, MeterReading
@@ -980,7 +981,7 @@ class Station:
                 await self.stop_transaction(c.id, reason)
         if self.link.online:
             try:
-                await asyncio.wait_for(self.outbox.emptied.wait(), RESET_FLUSH_TIMEOUT_S)
+                await wait_for(self.outbox.emptied.wait(), RESET_FLUSH_TIMEOUT_S)
             except asyncio.TimeoutError:
                 log.warning("reset: %d transaction messages still queued", len(self.outbox))
         if self.on_restart is not None:
@@ -996,7 +997,7 @@ class Station:
                 await self.stop_transaction(c.id, model.REASON_POWER_LOSS)
         if self.link.online:
             try:
-                await asyncio.wait_for(self.outbox.emptied.wait(), flush_timeout_s)
+                await wait_for(self.outbox.emptied.wait(), flush_timeout_s)
             except asyncio.TimeoutError:
                 log.warning("power failure: %d transaction messages still queued", len(self.outbox))
 

@@ -39,6 +39,7 @@ from http import HTTPStatus
 import h11
 
 from agent.config import is_loopback_host
+from hal.aio import wait_for
 from hal.errors import HalError
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ class StatusPage:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise asyncio.TimeoutError
-            conn.receive_data(await asyncio.wait_for(reader.read(READ_CHUNK_BYTES), left))
+            conn.receive_data(await wait_for(reader.read(READ_CHUNK_BYTES), left))
 
     async def _respond(self, request: Request) -> Response:
         """Guard, route and run the handler (500 if it fails)."""
@@ -276,12 +277,12 @@ class StatusPage:
 
     async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         writer.write(data)
-        await asyncio.wait_for(writer.drain(), self.read_timeout_s)
+        await wait_for(writer.drain(), self.read_timeout_s)
 
     async def _hang_up(self, writer: asyncio.StreamWriter) -> None:
         writer.close()
         try:
-            await asyncio.wait_for(writer.wait_closed(), self.read_timeout_s)
+            await wait_for(writer.wait_closed(), self.read_timeout_s)
         except (OSError, asyncio.TimeoutError):  # the peer went first, or never read its response
             writer.transport.abort()
 

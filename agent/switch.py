@@ -44,6 +44,7 @@ from agent.config_keys import ACCEPTED, REJECTED, KeyDef
 from agent.connection import CsmsConnection
 from agent.endpoint import EndpointSettings, EndpointState
 from agent.ocpp16 import SUBPROTOCOL, Ocpp16Client, iso_time, sleep_or_event
+from hal.aio import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ class EndpointManager:
     async def _apply(self, old: EndpointSettings, new: EndpointSettings, answered) -> None:
         if answered is not None:
             try:
-                await asyncio.wait_for(answered.wait(), ANSWER_WAIT_S)
+                await wait_for(answered.wait(), ANSWER_WAIT_S)
             except asyncio.TimeoutError:
                 pass
         outbox = self.station.outbox

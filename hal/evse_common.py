@@ -45,6 +45,7 @@ import asyncio
 import logging
 
 from agent.clock import Clock
+from hal.aio import cancel_and_wait
 from hal.errors import CommunicationError, DeviceFaultError, HalConfigurationError, HalError
 from hal.interfaces import CP_A, CP_F, EvseController, EvseStatus
 
@@ -72,16 +73,6 @@ def device_fault_from_modbus(e: Exception, name: str) -> DeviceFaultError | None
                                 "modbus exception 4 (device failure)")
     return DeviceFaultError("%s: modbus exception %d: %s" % (name, code, e), "OtherError",
                             vendor_code("modbus exception %d" % code))
-
-
-async def cancel_and_wait(task) -> None:
-    """Cancel ``task`` (None: nothing to do) and wait for it to end."""
-    if task is not None:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
 
 
 def check_number(name: str, value, low: float, high: float) -> float:

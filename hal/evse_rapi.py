@@ -57,7 +57,8 @@ import asyncio
 import logging
 
 from hal.errors import CommunicationError, HalConfigurationError
-from hal.evse_common import NOT_ANSWERING, PolledEvseController, cancel_and_wait, check_number, vendor_code
+from hal.aio import cancel_and_wait, wait_for
+from hal.evse_common import NOT_ANSWERING, PolledEvseController, check_number, vendor_code
 from hal.interfaces import CP_A, CP_B, CP_C, CP_D, CP_F, NO_ERROR, EvseStatus, Meter, MeterReading
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ class RapiLink:
                 except (OSError, CommunicationError) as e:
                     raise RapiError("%s: cannot write: %s" % (self.name, e)) from None
                 try:
-                    await asyncio.wait_for(self._got.wait(), timeout_s)
+                    await wait_for(self._got.wait(), timeout_s)
                 except asyncio.TimeoutError:
                     self.stats.timeouts += 1
                     error = RapiTimeoutError("%s: no reply to $%s within %.3g s" % (self.name, kind, timeout_s))

@@ -46,6 +46,7 @@ import logging
 import time
 
 from agent.clock import Clock
+from hal.aio import wait_for
 from hal.errors import CommunicationError, HalConfigurationError
 from hal.interfaces import IdReader
 
@@ -272,7 +273,7 @@ class Pn532Reader(IdReader):
             if left <= 0:
                 return None
             try:
-                data = await asyncio.wait_for(self._reader.read(256), left)
+                data = await wait_for(self._reader.read(256), left)
             except asyncio.TimeoutError:
                 return None
             except OSError as e:
