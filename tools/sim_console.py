@@ -1,4 +1,4 @@
-"""A line console on stdin for the EVSE simulators' command lines (HIL benches).
+"""A line console on stdin for the simulators' command lines (HIL benches).
 
 Each line is ``command [args…]``; ``commands`` maps a command to a callable
 taking the argument strings and returning something to print (None: ``ok``),
