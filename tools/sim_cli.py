@@ -53,8 +53,12 @@ def parse(p: argparse.ArgumentParser, argv):
     return p.parse_args(argv)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+async def _stop_on_sigterm(main) -> None:
+    """Run ``main``; SIGTERM cancels it, like Ctrl-C. The loop's own signal handling (a wakeup
+    fd) is needed: a plain ``signal.signal`` handler only runs once the main thread wakes up,
+    and the kernel may hand the signal to an idle executor thread instead."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    await main
 
 
 def run(argv, parse_args, amain, verbose_level: int = logging.INFO) -> int:
@@ -62,10 +66,9 @@ def run(argv, parse_args, amain, verbose_level: int = logging.INFO) -> int:
     ``amain(args)`` until it returns, Ctrl-C or SIGTERM."""
     args = parse_args(argv)
     logging.basicConfig(level=verbose_level if args.verbose else logging.WARNING)
-    signal.signal(signal.SIGTERM, _interrupt)  # a service manager stops it like Ctrl-C: cleanly
     try:
-        asyncio.run(amain(args))
-    except KeyboardInterrupt:
+        asyncio.run(_stop_on_sigterm(amain(args)))  # a service manager stops it like Ctrl-C: cleanly
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     return 0
 
