@@ -28,7 +28,7 @@ import ssl
 import time
 import urllib.parse
 
-from boards import NONE
+from boards import NONE, build_device, controller_meter, read_definition
 from hal.aio import wait_for
 from hal.errors import CommunicationError, HalConfigurationError
 
@@ -178,7 +178,6 @@ async def _close_quietly(device) -> None:
 
 
 async def probe_meter(table: dict, clock, timeout_s: float, label: str = "meter") -> list:
-    from boards import build_device
     from hal.modbus import BusRegistry, ModbusTimeoutError
 
     check = "%s %s" % (label, table.get("driver", "?"))
@@ -223,7 +222,6 @@ def _unverified(meter) -> str:
 
 async def _hint_alternatives(meter, table: dict, clock, timeout_s: float) -> str:
     """After silence: does the meter answer at its factory address, or with another parity?"""
-    from boards import build_device
     from hal.modbus import BusRegistry
 
     tries = []
@@ -253,7 +251,6 @@ async def _hint_alternatives(meter, table: dict, clock, timeout_s: float) -> str
 
 
 async def probe_evse(table: dict, clock, timeout_s: float, has_meter_section: bool) -> list:
-    from boards import build_device
     from hal.modbus import BusRegistry
 
     driver = table.get("driver", "?")
@@ -284,7 +281,6 @@ async def probe_evse(table: dict, clock, timeout_s: float, has_meter_section: bo
         if st.vendor_error_code:
             details += " (%s)" % st.vendor_error_code
         rows.append(Check(check, where, OK if st.error_code == "NoError" else FAIL, details))
-        from boards import controller_meter
 
         meter = None if has_meter_section else controller_meter(table, evse)
         if meter is not None:
@@ -306,7 +302,6 @@ async def probe_evse(table: dict, clock, timeout_s: float, has_meter_section: bo
 
 
 async def probe_contactor(table: dict, clock) -> list:
-    from boards import build_device
 
     check = "contactor %s" % table.get("driver", "?")
     if table.get("driver") == "sim":
@@ -343,7 +338,6 @@ async def probe_contactor(table: dict, clock) -> list:
 
 
 async def probe_reader(table: dict, clock) -> list:
-    from boards import build_device
 
     check = "reader %s" % table.get("driver", "?")
     if table.get("driver") == "sim":
@@ -504,7 +498,6 @@ def _skipped(checks) -> list:
 async def diagnose(config, *, timeout_s: float = 1.0, csms_timeout_s: float = 5.0, clock=None) -> list:
     """Every check for ``config`` (an ``agent.config.Config``), in table order."""
     from agent.clock import Clock
-    from boards import read_definition
 
     clock = clock or Clock()
     board = config.station["board"]
