@@ -16,6 +16,7 @@ import logging
 import os
 
 from agent.storage import read_json, write_json_atomic
+from hal.aio import cancel_and_wait
 from hal.errors import HalConfigurationError
 from hal.interfaces import (CP_A, CP_B, CP_C, CP_F, ERROR_CODES, NO_ERROR, Board, ConnectorHardware,
                             ConnectorLock, EvseController, EvseStatus, IdReader, Meter, MeterReading,
@@ -334,10 +335,7 @@ class SimConnector:
         self._arm()
         stale, self._stale = self._stale, []
         for task in stale:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(task)
         if self.on_change is not None:
             self.advance()
             self.on_change(True)
