@@ -35,8 +35,8 @@ whose ``key`` is the station-config name of the setting at fault
 """
 
 import os
-import tomllib
 
+from hal.data_file import read_toml
 from hal.errors import HalConfigurationError
 
 BOARD_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -81,13 +81,7 @@ def board_name(name_or_path: str) -> str:
 def read_definition(name_or_path: str, overrides: dict | None = None) -> dict:
     """The board's sections after applying ``[board.<section>]`` overrides."""
     path = board_path(name_or_path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise HalConfigurationError("cannot read board file %s: %s" % (path, e.strerror or e)) from None
-    except tomllib.TOMLDecodeError as e:
-        raise HalConfigurationError("board file %s is not valid TOML: %s" % (path, e)) from None
+    data = read_toml(path, "board file")
     for section, table in data.items():
         if section not in SECTIONS or not isinstance(table, dict):
             raise HalConfigurationError("%s: unknown section [%s] (known: %s)" % (path, section, ", ".join(SECTIONS)))

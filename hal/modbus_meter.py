@@ -10,8 +10,9 @@ unused registers) go into one frame of at most ``max_registers``. Adding a
 meter is adding a data file.
 
 Portable core: decoding uses ``struct`` and plain integers only, and
-``tomllib`` is imported only by ``load_register_map`` (a MicroPython port
-ships the maps as JSON and calls ``RegisterMap.from_dict``). The bus is a
+``tomllib`` is used only by ``load_register_map``, through
+``hal.data_file`` (a MicroPython port ships the maps as JSON and calls
+``RegisterMap.from_dict``). The bus is a
 parameter: anything with ``read(function, device_id, address, count)``
 returning a list of register values (``hal.modbus.ModbusBus``, or a fake).
 
@@ -293,7 +294,7 @@ def meter_names() -> list:
 
 def load_register_map(name_or_path: str) -> RegisterMap:
     """The register map of a meter driver name (``sdm630``) or of a data file path."""
-    import tomllib  # CPython; a MicroPython port feeds RegisterMap.from_dict from JSON
+    from hal.data_file import read_toml  # CPython; a MicroPython port feeds RegisterMap.from_dict from JSON
 
     if os.sep in name_or_path or name_or_path.endswith(".toml"):
         path = name_or_path
@@ -303,14 +304,7 @@ def load_register_map(name_or_path: str) -> RegisterMap:
         name = name_or_path
         if not os.path.isfile(path):
             raise HalConfigurationError("unknown meter %r (known: %s)" % (name_or_path, ", ".join(meter_names())))
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise HalConfigurationError("cannot read meter map %s: %s" % (path, e.strerror or e)) from None
-    except tomllib.TOMLDecodeError as e:
-        raise HalConfigurationError("meter map %s is not valid TOML: %s" % (path, e)) from None
-    return RegisterMap.from_dict(data, name)
+    return RegisterMap.from_dict(read_toml(path, "meter map"), name)
 
 
 class ModbusMeter(Meter):

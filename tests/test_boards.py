@@ -205,3 +205,16 @@ def test_cli_reports_a_bad_board_key_as_a_config_error(tmp_path):
     result = run_cli("run", "--config", path)
     assert_one_clear_message(result, path, "board.meter.port", "missing key port")
     assert not os.path.exists(data_dir / "sim.sock")
+
+
+def test_unreadable_board_files_and_meter_maps_are_configuration_errors(tmp_path):
+    from hal.modbus_meter import load_register_map
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[evse\ndriver = 'sim'\n")
+    with pytest.raises(HalConfigurationError, match="board file .*broken.toml is not valid TOML"):
+        read_definition(str(broken))
+    with pytest.raises(HalConfigurationError, match="meter map .*broken.toml is not valid TOML"):
+        load_register_map(str(broken))
+    with pytest.raises(HalConfigurationError, match="cannot read meter map .*absent.toml: No such file"):
+        load_register_map(str(tmp_path / "absent.toml"))
