@@ -44,8 +44,8 @@ Portable core: Event, Lock, create_task, sleep (through the clock) only.
 import asyncio
 import logging
 
-from agent.clock import Clock
-from hal.aio import cancel_and_wait
+from hal.runtime.clock import Clock
+from hal.runtime.aio import cancel_and_wait
 from hal.errors import CommunicationError, DeviceFaultError, HalConfigurationError, HalError
 from hal.interfaces import CP_A, CP_F, EvseController, EvseStatus
 

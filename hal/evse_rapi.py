@@ -57,7 +57,7 @@ import asyncio
 import logging
 
 from hal.errors import CommunicationError, HalConfigurationError
-from hal.aio import cancel_and_wait, wait_for
+from hal.runtime.aio import cancel_and_wait, wait_for
 from hal.evse_common import NOT_ANSWERING, PolledEvseController, check_number, vendor_code
 from hal.interfaces import CP_A, CP_B, CP_C, CP_D, CP_F, NO_ERROR, EvseStatus, Meter, MeterReading
 

@@ -60,7 +60,7 @@ import errno
 import logging
 import os
 
-from agent.clock import Clock
+from hal.runtime.clock import Clock
 from hal.errors import CommunicationError, HalConfigurationError
 from hal.interfaces import Relay
 

@@ -45,8 +45,8 @@ import asyncio
 import logging
 import time
 
-from agent.clock import Clock
-from hal.aio import wait_for
+from hal.runtime.clock import Clock
+from hal.runtime.aio import wait_for
 from hal.errors import CommunicationError, HalConfigurationError
 from hal.interfaces import IdReader
 

@@ -15,8 +15,8 @@ import asyncio
 import logging
 import os
 
-from agent.storage import read_json, write_json_atomic
-from hal.aio import cancel_and_wait
+from hal.runtime.storage import read_json, write_json_atomic
+from hal.runtime.aio import cancel_and_wait
 from hal.errors import HalConfigurationError
 from hal.interfaces import (CP_A, CP_B, CP_C, CP_F, ERROR_CODES, NO_ERROR, Board, ConnectorHardware,
                             ConnectorLock, EvseController, EvseStatus, IdReader, Meter, MeterReading,

@@ -10,7 +10,7 @@ line per reply, ``{"ok": true, "result": {status}}`` or
 import json
 import logging
 
-from agent.control import MAX_LINE_BYTES, MAX_UNIX_PATH_BYTES, JsonLineServer, request  # noqa: F401
+from hal.runtime.jsonline import MAX_LINE_BYTES, MAX_UNIX_PATH_BYTES, JsonLineServer, request  # noqa: F401
 from hal.sim import SimHardware
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ COMMANDS = (
 
 class SimControlServer(JsonLineServer):
     """Serves the control protocol for ``sim`` on the unix socket ``path``
-    (the generic line server of agent/control.py).
+    (the generic line server of agent/app/control.py).
 
     ``extra_status(connector_id) -> dict`` (optional, from the station) adds
     keys such as ``ocpp_status`` to each connector's status.

@@ -24,9 +24,9 @@ from datetime import datetime
 
 import pytest
 
-from agent.clock import VirtualClock
-from agent.config import parse_config
-from agent.runner import Agent
+from hal.runtime.clock import VirtualClock
+from agent.app.config import parse_config
+from agent.app.runner import Agent
 from ocpp.messages import get_validator
 from tools.csms import IN, OUT, TestCentralSystem
 

@@ -6,7 +6,7 @@ measured in the same run, all on loopback 127.0.0.1.
     python -m tools.bench --json     # machine-readable results on stdout
 
 The bench starts a ``TestCentralSystem`` (tools/csms.py) in its own event loop
-and runs every charger as a subprocess: the agent (``python -m agent.cli run``
+and runs every charger as a subprocess: the agent (``python -m agent.app.cli run``
 on the simulated board, fresh temporary data directory), a bare process that
 only imports the agent's dependencies (``import ocpp, websockets, pymodbus``),
 and a stock ``ocpp.v16.ChargePoint`` written with the plain library API
@@ -51,8 +51,8 @@ if "--wait" in sys.argv:
 """
 
 # Every module the measured processes import (lazy ones included), compiled once before measuring.
-WARMUP_IMPORTS = ("import ocpp, websockets, pymodbus, ocpp.v16, websockets.asyncio.client, agent.cli, "
-                  "agent.runner, agent.status_page, hal.sim, hal.sim_control, tools.bench")
+WARMUP_IMPORTS = ("import ocpp, websockets, pymodbus, ocpp.v16, websockets.asyncio.client, agent.app.cli, "
+                  "agent.app.runner, agent.app.status_page, hal.sim, hal.sim_control, tools.bench")
 
 STOP_TIMEOUT_S = 10.0
 BOOT_TIMEOUT_S = 30.0
@@ -217,7 +217,7 @@ class Bench:
         """Start an agent; return (process, station handle, seconds from spawn to BootNotification)."""
         config = self._agent_config(station_id)
         t0 = time.monotonic()
-        proc = await self.procs.spawn("-m", "agent.cli", "run", "--config", config)
+        proc = await self.procs.spawn("-m", "agent.app.cli", "run", "--config", config)
         try:
             deadline = t0 + BOOT_TIMEOUT_S
             station = await self._wait_or_exit(
@@ -464,7 +464,7 @@ def render(r: dict) -> str:
                                for i, cell in enumerate(row)).rstrip())
     lines.append("")
     lines += [
-        "What each figure is (agent = `python -m agent.cli run` on the simulated board, fresh data dir,",
+        "What each figure is (agent = `python -m agent.app.cli run` on the simulated board, fresh data dir,",
         "connected to the bench's TestCentralSystem; baseline = `python -c \"%s\"`):" % BASELINE_IMPORTS,
         "1 VmRSS from /proc/PID/status, read %.0f s after the agent's first StatusNotification (boot" % s["settle_s"],
         "  done, idle), next to the bare import process alive at the same moment. After the %.0f s idle" % idle["window_s"],

@@ -38,10 +38,10 @@ import sys
 import tempfile
 import time
 
-from agent.clock import Clock
-from agent.config import parse_config
-from agent.ocpp_time import format_datetime
-from agent.runner import Agent
+from hal.runtime.clock import Clock
+from agent.app.config import parse_config
+from agent.core.isotime import format_datetime
+from agent.app.runner import Agent
 from tools import bench_smart_charging
 from tools.csms import TestCentralSystem
 

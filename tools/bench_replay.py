@@ -7,7 +7,7 @@ same run, and how many journal writes one charging hour costs.
 
 Everything runs in this one process on loopback 127.0.0.1: the central system
 (``TestCentralSystem``, tools/csms.py, with the soak's counting handlers), the
-agent (``agent.runner.Agent`` on the simulated board, ``VirtualClock``, a
+agent (``agent.app.runner.Agent`` on the simulated board, ``VirtualClock``, a
 temporary data_dir) and the baseline charge point, so both measurements pay
 for the same central system on the same event loop.
 
@@ -32,7 +32,7 @@ for the same central system on the same event loop.
    with synchronous=NORMAL: no fsync of their own (SQLite syncs the WAL at its
    checkpoints).
 
-``agent.ocpp16`` sets ``ocpp.messages.ASYNC_VALIDATION = False`` on import;
+``agent.ocpp16.codec`` sets ``ocpp.messages.ASYNC_VALIDATION = False`` on import;
 in this one process that holds for the baseline and the central system too.
 This is a measurement: it exits 0 whatever the figures (1 if it could not
 measure).
@@ -73,9 +73,9 @@ class InProcessAgent:
     """An Agent on the simulated board with a VirtualClock, against ``cs``."""
 
     def __init__(self, workdir: str, name: str, cs, ocpp_keys: dict, journal_max_entries: int = 20000) -> None:
-        from agent.clock import VirtualClock
-        from agent.config import parse_config
-        from agent.runner import Agent
+        from hal.runtime.clock import VirtualClock
+        from agent.app.config import parse_config
+        from agent.app.runner import Agent
 
         base = os.path.join(workdir, name)
         os.makedirs(base)

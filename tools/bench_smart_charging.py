@@ -1,4 +1,4 @@
-"""Cost of the smart-charging core (agent/smart_charging.py) at its limits:
+"""Cost of the smart-charging core (agent/core/smart_charging.py) at its limits:
 MaxChargingProfilesInstalled profiles of ChargingScheduleMaxPeriods periods
 each, installed through ``ChargingProfileStore`` (so every one is a valid
 combination of purpose, connector and stack level), with boundaries that never
@@ -23,8 +23,8 @@ import statistics
 import sys
 import time
 
-from agent import smart_charging
-from agent.smart_charging import (
+from agent.core import smart_charging
+from agent.core.smart_charging import (
     CHARGE_POINT_MAX, DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL, TX, TX_DEFAULT,
     ChargingProfileStore, compile_entry, composite_schedule, format_datetime, limit_at,
 )

@@ -43,7 +43,7 @@ import asyncio
 import logging
 import sys
 
-from agent.clock import Clock
+from hal.runtime.clock import Clock
 from hal.evse_rapi import (HS_ACK_COOKIE, STATE_A, STATE_B, STATE_C, STATE_DISABLED, STATE_SLEEPING, STATE_UNKNOWN,
                            VFLAG_AUTH_LOCKED, VFLAG_EV_CONNECTED, VFLAG_HARD_FAULT, VFLAG_RELAY_CLOSED, RapiError,
                            decode_line, encode_line)

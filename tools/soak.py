@@ -11,7 +11,7 @@ What runs, all on loopback 127.0.0.1 in a temporary directory:
   process, with handlers (``Ledger``) that record every StartTransaction,
   StopTransaction and MeterValues per station, in arrival order, with the
   number of the websocket connection it came over;
-* per station, the agent as a subprocess (``python -m agent.cli run --config F``)
+* per station, the agent as a subprocess (``python -m agent.app.cli run --config F``)
   on the simulated board (two connectors, ``speed`` 60: a real second charges a
   minute; MeterValueSampleInterval 1 s), always on the same ``data_dir``;
 * an EV driver that talks to the sim control socket (``plug``, ``swipe``,
@@ -455,7 +455,7 @@ class StationSoak:
         log_path = os.path.join(self.dir, "agent-%d.log" % self.lives)
         with open(log_path, "wb") as log_file:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agent.cli", "run", "--config", self.config, cwd=ROOT,
+                sys.executable, "-m", "agent.app.cli", "run", "--config", self.config, cwd=ROOT,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 preexec_fn=_die_with_parent())
         self.proc.log_path = log_path

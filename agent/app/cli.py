@@ -1,0 +1,160 @@
+"""The ``ocpp-agent`` command line."""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+from agent.app.config import ConfigError, load_config
+
+log = logging.getLogger("agent")
+
+EXIT_CONFIG = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Handshake headers (Basic auth) are logged by websockets at DEBUG: never show them.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+async def _run(config) -> str | None:
+    from agent.app.runner import Agent
+
+    agent = Agent(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stopped.set)
+    await agent.start()
+    log.info("agent %s running on board %s, central system %s", config.station["id"],
+             config.station["board"], config.csms["url"])
+    try:
+        restart = await agent.wait()
+    finally:
+        await agent.stop()
+    return restart
+
+
+def cmd_run(args) -> int:
+    config = _load(args.config)
+    _setup_logging(config.station["log_level"])
+    try:
+        restart = asyncio.run(_run(config))
+    except ConfigError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return EXIT_CONFIG
+    if restart:
+        # Re-execute ourselves: works with or without a service manager.
+        log.info("re-executing for %s reset", restart)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable] + sys.orig_argv[1:])
+    return 0
+
+
+def cmd_sim(args) -> int:
+    from hal.sim_control import send_command
+
+    config = _load(args.config, check_data_dir=False)
+    path = os.path.join(config.data_dir, "sim.sock")
+    try:
+        reply = asyncio.run(send_command(path, args.command, args.args))
+    except ConnectionError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print("error: %s" % reply.get("error"), file=sys.stderr)
+        return 1
+    print(json.dumps(reply.get("result"), indent=2))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    # The demo needs the test central system of tools/: run it as its own program
+    # (python -m tools.demo) so that the agent never imports tools.
+    argv = [sys.executable, "-m", "tools.demo", "--speed", str(args.speed)] + (["--keep"] if args.keep else [])
+    os.execv(sys.executable, argv)
+
+
+def cmd_doctor(args) -> int:
+    from agent.app.doctor import run_doctor
+
+    config = _load(args.config, check_data_dir=False)
+    logging.basicConfig(level=logging.CRITICAL)  # the table says it all; driver logs would repeat it
+    return asyncio.run(run_doctor(config, timeout_s=args.timeout))
+
+
+def _load(path: str, check_data_dir: bool = True):
+    try:
+        return load_config(path, check_data_dir=check_data_dir)
+    except ConfigError as e:
+        print("error: %s" % e, file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ocpp-agent", description="Open charger-side OCPP agent")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the agent")
+    r.add_argument("--config", required=True, help="configuration file (TOML)")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("sim", help="control the simulated board of a running agent")
+    s.add_argument("--config", required=True)
+    s.add_argument("command", choices=["plug", "unplug", "swipe", "ev-full", "fault", "clear", "status"])
+    s.add_argument("args", nargs="*")
+    s.set_defaults(func=cmd_sim)
+    d = sub.add_parser("demo", help="a full charging session against a local central system")
+    d.add_argument("--speed", type=float, default=600.0, help="time compression of the simulated EV")
+    d.add_argument("--keep", action="store_true", help="keep the demo's data directory")
+    d.set_defaults(func=cmd_demo)
+    dr = sub.add_parser("doctor", help="probe the configured devices and the central system (agent stopped)")
+    dr.add_argument("--config", required=True, help="configuration file (TOML)")
+    dr.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each device answer")
+    dr.set_defaults(func=cmd_doctor)
+    _add_settings_commands(sub)
+    return p
+
+
+def _add_settings_commands(sub) -> None:
+    """``csms show|set`` and ``config show|get|set`` (agent/app/cli_admin.py)."""
+    from agent.app import cli_admin
+
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", required=True, help="configuration file (TOML)")
+    c = sub.add_parser("csms", help="show or change the central system (a running agent moves at once)")
+    csub = c.add_subparsers(dest="csms_cmd", required=True)
+    show = csub.add_parser("show", parents=[config], help="endpoint, connection, last boot, switch and rollback")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=cli_admin.cmd_csms_show)
+    cset = csub.add_parser("set", parents=[config], help="move to another central system (with rollback)")
+    cset.add_argument("url", help="ws:// or wss:// URL of the central system, without the station id")
+    cset.add_argument("--id", help="the station id to use there (default: keep)")
+    cset.add_argument("--password-stdin", action="store_true",
+                      help="read the HTTP Basic auth password from standard input (empty: none)")
+    cset.add_argument("--ca-file", help="CA bundle for a wss:// server (\"\": the system's)")
+    cset.add_argument("--wait", action="store_true", help="wait until the move is accepted or rolled back")
+    cset.set_defaults(func=cli_admin.cmd_csms_set)
+    g = sub.add_parser("config", help="show, read or change configuration keys (section.key)")
+    gsub = g.add_subparsers(dest="config_cmd", required=True)
+    gsub.add_parser("show", parents=[config], help="every key with its value").set_defaults(
+        func=cli_admin.cmd_config_show)
+    get = gsub.add_parser("get", parents=[config], help="one key's value")
+    get.add_argument("key")
+    get.set_defaults(func=cli_admin.cmd_config_get)
+    gset = gsub.add_parser("set", parents=[config], help="change a key (a running agent applies it)")
+    gset.add_argument("key")
+    gset.add_argument("value", help="the value; - reads it from standard input (required for passwords)")
+    gset.set_defaults(func=cli_admin.cmd_config_set)
+
+
+def main(argv: list | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Assembles an agent from a configuration: board, station, OCPP client, connection.
+
+``Agent`` is self-contained (no module state), so a process can run many —
+tests run one per scenario, a fleet simulation hundreds.
+"""
+
+import asyncio
+import logging
+import os
+
+from agent.app.admin import Admin
+from agent.core.auth import AuthorizationCache, LocalAuthList
+from hal.runtime.clock import Clock
+from agent.app.config import Config, ConfigError
+from agent.ocpp16.config_keys import FEATURE_PROFILES, ConfigurationStore, InvalidKeyValue, core_keys
+from agent.link.connection import CsmsConnection
+from agent.ocpp16.client import Ocpp16Client
+from agent.ocpp16.codec import SUBPROTOCOL
+from agent.ocpp16.session import Ocpp16Session
+from agent.store.journal import TransactionJournal
+from agent.store.state_store import StationStateStore
+from agent.core.station import Station
+from agent.link.switch import EndpointManager
+from agent.link.traffic import TrafficLog
+from boards import load_board
+from hal.errors import HalConfigurationError
+
+log = logging.getLogger(__name__)
+
+CHARGING_PROFILES_FILE = "charging-profiles.json"
+
+
+class Agent:
+    """One charger: hardware, station model and its link to the central system."""
+
+    def __init__(self, config: Config, clock: Clock | None = None, rng=None, traffic_log=None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.rng = rng
+        self.traffic_log = traffic_log
+        self.traffic = TrafficLog(self.clock, forward=traffic_log)  # recent frames, for the status page
+        self.restart_requested: str | None = None  # "hard" / "soft" after a Reset
+        self.stopped = asyncio.Event()
+        self.loaded = None
+        self.station: Station | None = None
+        self.client: Ocpp16Client | None = None
+        self.connection: CsmsConnection | None = None
+        self.endpoint: EndpointManager | None = None  # which central system, switches, rollback
+        self.admin: Admin | None = None  # settings changes from the CLI and the status page
+        self.status_page = None
+        self._sim_server = None
+        self._control_server = None
+        self._build()
+
+    @property
+    def _conn_task(self):
+        """The main connection's task (owned by the endpoint manager)."""
+        return self.endpoint._conn_task if self.endpoint is not None else None
+
+    def _build(self) -> None:
+        cfg = self.config
+        try:
+            self.loaded = load_board(cfg.station["board"], cfg.board, cfg.data_dir, self.clock)
+        except HalConfigurationError as e:
+            raise ConfigError(cfg.path, getattr(e, "key", "") or "station.board", str(e)) from None
+        board = self.loaded.board
+        if cfg.station["vendor"]:
+            board.vendor = cfg.station["vendor"]
+        if cfg.station["model"]:
+            board.model = cfg.station["model"]
+        try:
+            keys = ConfigurationStore(core_keys(len(board.connectors), FEATURE_PROFILES),
+                                      ConfigurationStore.path_in(cfg.data_dir), initial=cfg.ocpp)
+        except KeyError as e:
+            raise ConfigError(cfg.path, "ocpp.%s" % e.args[0], "unknown OCPP configuration key") from None
+        except InvalidKeyValue as e:
+            raise ConfigError(cfg.path, "ocpp.%s" % e.name, e.problem) from None
+        except ValueError as e:
+            raise ConfigError(cfg.path, "ocpp", "invalid value: %s" % e) from None
+        self.journal = TransactionJournal(TransactionJournal.path_in(cfg.data_dir),
+                                          max_entries=cfg.station["journal_max_entries"])
+        self.station = Station(board, keys, self.clock, max_current_a=cfg.limits["max_current_a"],
+                               store=StationStateStore(cfg.data_dir), journal=self.journal,
+                               auth_cache=AuthorizationCache(os.path.join(cfg.data_dir, "auth-cache.json")),
+                               local_list=LocalAuthList(os.path.join(cfg.data_dir, "local-list.json")),
+                               # its ChargingProfileStore takes the SmartCharging keys' limits
+                               charging_profiles_path=os.path.join(cfg.data_dir, CHARGING_PROFILES_FILE))
+        self.station.on_restart = self._request_restart
+        self.client = Ocpp16Client(
+            self.station, cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],
+            serial_number=cfg.station["serial_number"], firmware_version=cfg.station["firmware_version"],
+            traffic_log=self.traffic.record)
+        settings = dict(cfg.csms)
+        settings.update(url=cfg.connect_url(), station_id=cfg.station["id"])
+        self.connection = CsmsConnection(
+            self.client, settings, self.clock, SUBPROTOCOL,
+            lambda sid, ws: Ocpp16Session(sid, ws, self.client, cfg.csms["response_timeout_s"]), rng=self.rng)
+        keys.on_change(self._on_key_changed)
+        self.admin = Admin(self)
+        self.endpoint = EndpointManager(config=cfg, client=self.client, connection=self.connection,
+                                        station=self.station, journal=self.journal, clock=self.clock,
+                                        traffic=self.traffic, rng=self.rng, write_config=self.admin.write_endpoint)
+        self.endpoint.register_keys(keys)
+        self.endpoint.load()  # before the journal opens: the backend its rows belong to
+
+    def _on_key_changed(self, name: str, value) -> None:
+        if name == "WebSocketPingInterval":
+            self.connection.restart_ping()
+
+    async def start(self) -> None:
+        """Open the hardware (safe state first), start the station and connect."""
+        await self.loaded.board.open()
+        try:
+            journal_data = self.journal.open()
+            await self.station.start(journal_data)
+            if self.loaded.sim is not None:
+                from hal.sim_control import SimControlServer
+
+                self._sim_server = SimControlServer(self.loaded.sim, os.path.join(self.config.data_dir, "sim.sock"),
+                                                    extra_status=self.station.sim_status)
+                await self._sim_server.start()
+        except BaseException:
+            if self._sim_server is not None:
+                await self._sim_server.close()
+                self._sim_server = None
+            await self.station.stop()
+            self.journal.close()
+            await self.loaded.board.close()
+            raise
+        await self._start_local_access()
+        await self.endpoint.start()
+
+    async def _start_local_access(self) -> None:
+        """The control socket (ocpp-agent csms/config) and the status page. The charger
+        works without them: a failure to open either is logged, not fatal."""
+        from agent.app.control import CONTROL_SOCKET_FILE, AgentControlServer
+
+        server = AgentControlServer(self.admin, os.path.join(self.config.data_dir, CONTROL_SOCKET_FILE))
+        try:
+            await server.start()
+            self._control_server = server
+        except OSError as e:
+            log.error("control socket not available (ocpp-agent csms/config cannot reach this agent): %s", e)
+        page_cfg = self.config.status_page
+        if page_cfg["enabled"]:
+            from agent.app.status_page import StatusPage
+
+            page = StatusPage(self, self.admin, host=page_cfg["host"], port=page_cfg["port"],
+                              password=page_cfg["password"])
+            try:
+                await page.start()
+                self.status_page = page
+            except OSError as e:
+                log.error("status page not started on %s:%d: %s", page_cfg["host"], page_cfg["port"], e)
+
+    async def stop(self) -> None:
+        """Disconnect, leave the hardware safe and close it."""
+        await self.endpoint.stop()
+        for name in ("status_page", "_control_server"):
+            server = getattr(self, name)
+            if server is not None:
+                setattr(self, name, None)
+                await server.close()
+        if self._sim_server is not None:
+            await self._sim_server.close()
+            self._sim_server = None
+        await self.station.stop()
+        self.journal.close()
+        await self.loaded.board.close()
+        if self.loaded.sim is not None and hasattr(self.loaded.sim, "stop"):
+            await self.loaded.sim.stop()
+        self.stopped.set()
+
+    def _request_restart(self, hard: bool) -> None:
+        self.restart_requested = "hard" if hard else "soft"
+        log.info("%s reset requested: restarting", self.restart_requested)
+        self.stopped.set()
+
+    async def wait(self) -> str | None:
+        """Wait until the agent should end; returns the restart kind, if any."""
+        await self.stopped.wait()
+        return self.restart_requested

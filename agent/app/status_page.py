@@ -1,0 +1,546 @@
+"""The local status and setup page, served by the agent (h11 over asyncio streams).
+
+It shows the connection (central system, station id, security profile,
+state, last boot, a switch in progress or the last rollback), the connectors
+with their meter readings, and the recent OCPP traffic; and it has a form to
+move the charger to another central system — the same validation and
+rollback as ``ocpp-agent csms set`` (agent/app/admin.py).
+
+Bound to ``127.0.0.1`` by default (``[status_page] host/port``). Bound to
+any other address it needs ``status_page.password`` (the configuration is
+refused without one) and asks for it with HTTP Basic auth (any user name).
+On loopback it accepts only loopback host names (``Host:`` header), which
+keeps DNS-rebinding pages out, and every form carries a per-process token
+(no cross-site form posts).
+
+HTTP is h11's state machine (no I/O of its own, a fraction of a web
+framework's memory) on ``asyncio.start_server``: one request per connection
+(every response says ``Connection: close``), the whole request within
+``read_timeout_s``, request line and headers up to ``MAX_HEADER_BYTES``, a
+body up to ``MAX_BODY_BYTES``, at most ``MAX_CLIENTS`` connections at once.
+``close()`` hangs up on every client and waits for its task.
+
+CPython only (h11).
+"""
+
+import asyncio
+import base64
+import binascii
+import email.utils
+import hmac
+import html
+import json
+import logging
+import secrets
+import time
+import urllib.parse
+from http import HTTPStatus
+
+import h11
+
+from agent.app.config import is_loopback_host
+from hal.runtime.aio import wait_for
+from hal.errors import HalError
+
+log = logging.getLogger(__name__)
+
+REFRESH_MS = 2000
+TRAFFIC_SHOWN = 40
+METER_CACHE_S = 2.0
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+READ_TIMEOUT_S = 10.0  # to receive a whole request (a slow client cannot hold a task); also per write
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers (h11: 431 beyond)
+MAX_BODY_BYTES = 64 * 1024  # 413 beyond
+MAX_CLIENTS = 16  # connections served at once; more are answered 503 and closed
+READ_CHUNK_BYTES = 8192
+
+TEXT = "text/plain; charset=utf-8"
+PAGE_HEADERS = (("Cache-Control", "no-store"), ("X-Frame-Options", "DENY"),
+                ("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; "
+                 "style-src 'unsafe-inline'; frame-ancestors 'none'"))
+# Path -> method -> handler name. HEAD is answered wherever GET is (headers only).
+ROUTES = {"/": {"GET": "_index"}, "/api/status": {"GET": "_api_status"}, "/csms": {"POST": "_post_csms"}}
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n")
+
+
+class Request:
+    """One request as the handlers see it: method, path (decoded), query and form as
+    {name: first value}, headers as {lower-case name: first value}, and the body."""
+
+    __slots__ = ("method", "path", "query", "headers", "body")
+
+    def __init__(self, event: h11.Request, body: bytes = b"") -> None:
+        self.method = event.method.decode("ascii")
+        target = event.target.decode("latin-1")
+        if target.startswith("/"):
+            path, _, query = target.partition("?")
+        else:  # absolute form (http://host/path?query), which a server must accept
+            parts = urllib.parse.urlsplit(target)
+            path, query = parts.path or "/", parts.query
+        self.path = urllib.parse.unquote(path)
+        self.query = _first_values(query)
+        self.headers: dict = {}
+        for name, value in event.headers:
+            self.headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        self.body = body
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("host", "")
+
+    def form(self) -> dict:
+        """The fields of an application/x-www-form-urlencoded body (what the page's form posts)."""
+        content_type = self.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            return {}
+        return _first_values(self.body.decode("utf-8", "replace"))
+
+
+class Response:
+    """What a handler returns; ``StatusPage._send`` adds Content-Length, Date and ``Connection: close``."""
+
+    __slots__ = ("status", "body", "content_type", "headers")
+
+    def __init__(self, status: int, body: bytes, content_type: str = TEXT, headers=()) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = list(headers)
+
+
+def _text(status: int, text: str, headers=()) -> Response:
+    return Response(status, text.encode(), TEXT, headers)
+
+
+class _Refused(Exception):
+    """A request answered before it was read whole (too large, too slow, malformed)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class StatusPage:
+    """The page of one running ``Agent``; ``start()`` listens, ``close()`` stops."""
+
+    def __init__(self, agent, admin, host: str = "127.0.0.1", port: int = 8080, password: str = "", *,
+                 read_timeout_s: float = READ_TIMEOUT_S) -> None:
+        self.agent = agent
+        self.admin = admin
+        self.host = host
+        self.port = port
+        self.password = password
+        self.read_timeout_s = read_timeout_s
+        self.token = secrets.token_urlsafe(24)
+        self._server = None
+        self._serving = False
+        self._clients: dict = {}  # connection task -> its StreamWriter
+        self._meter_cache: dict = {}  # connector id -> (monotonic time, reading)
+        if not is_loopback_host(host) and not password:
+            raise ValueError("the status page needs a password when bound to %s" % host)
+
+    @property
+    def url(self) -> str:
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "http://%s:%d/" % (host, self.port)
+
+    async def start(self) -> None:
+        self._serving = True
+        try:
+            self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
+        except BaseException:
+            self._serving = False
+            raise
+        if self.port == 0:
+            self.port = self._server.sockets[0].getsockname()[1]
+        log.info("status page at %s%s", self.url, " (password required)" if self.password else "")
+
+    async def close(self) -> None:
+        """Stop listening, hang up on every client and wait for their tasks. Safe to call twice."""
+        self._serving = False
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        # Hang up rather than cancel: the task's read returns at once, and a handler already
+        # running (a central system switch writing the configuration file) is never cut short.
+        clients, self._clients = self._clients, {}
+        for writer in clients.values():
+            writer.transport.abort()
+        for task in clients:
+            await task
+        if server is not None:
+            await server.wait_closed()  # after the hang-ups: from Python 3.12.1 it waits for every connection
+
+    # ------------------------------------------------------------------ HTTP
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """start_server's callback, a plain function: the connection's task is created and
+        recorded here, at once, so close() always sees it."""
+        if not self._serving or len(self._clients) >= MAX_CLIENTS:
+            writer.write(BUSY)
+            writer.close()
+            return
+        self._clients[asyncio.create_task(self._serve(reader, writer))] = writer
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        try:
+            try:
+                request = await self._read_request(conn, reader, writer)
+            except _Refused as e:
+                request, response = None, _text(e.status, str(e))
+            else:
+                response = None if request is None else await self._respond(request)
+            if response is not None and conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                await self._send(conn, writer, response, head=request is not None and request.method == "HEAD")
+        except (OSError, asyncio.TimeoutError):  # the client went away, or did not read its response
+            pass
+        except Exception:
+            log.exception("status page: connection failed")
+        finally:
+            await self._hang_up(writer)
+            self._clients.pop(asyncio.current_task(), None)
+
+    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> Request | None:
+        """The next request, read whole; None if the client left before sending one."""
+        deadline = time.monotonic() + self.read_timeout_s
+        try:
+            event = await self._next_event(conn, reader, deadline)
+            if not isinstance(event, h11.Request):  # ConnectionClosed
+                return None
+            length = dict(event.headers).get(b"content-length")
+            if length is not None and int(length) > MAX_BODY_BYTES:
+                raise _Refused(413, "request body larger than %d bytes\n" % MAX_BODY_BYTES)
+            if conn.they_are_waiting_for_100_continue:
+                go_on = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                await self._write(writer, conn.send(go_on))
+            body = bytearray()
+            while True:
+                part = await self._next_event(conn, reader, deadline)
+                if isinstance(part, h11.EndOfMessage):
+                    return Request(event, bytes(body))
+                if not isinstance(part, h11.Data):  # ConnectionClosed
+                    return None
+                body += part.data
+                if len(body) > MAX_BODY_BYTES:
+                    raise _Refused(413, "request body larger than %d bytes\n" % MAX_BODY_BYTES)
+        except h11.RemoteProtocolError as e:
+            raise _Refused(e.error_status_hint, "bad request: %s\n" % e) from None
+        except asyncio.TimeoutError:
+            if conn.our_state is h11.IDLE and not conn.trailing_data[0]:
+                return None  # an idle connection (a browser's preconnect): just close it
+            raise _Refused(408, "request not received within %g s\n" % self.read_timeout_s) from None
+
+    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader, deadline: float):
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise asyncio.TimeoutError
+            conn.receive_data(await wait_for(reader.read(READ_CHUNK_BYTES), left))
+
+    async def _respond(self, request: Request) -> Response:
+        """Guard, route and run the handler (500 if it fails)."""
+        refused = self._guard(request)
+        if refused is not None:
+            return refused
+        methods = ROUTES.get(request.path)
+        if methods is None:
+            return _text(404, "404: Not Found\n")
+        name = methods.get("GET" if request.method == "HEAD" else request.method)
+        if name is None:
+            allowed = ",".join(sorted(methods) + (["HEAD"] if "GET" in methods else []))
+            return _text(405, "405: Method Not Allowed\n", [("Allow", allowed)])
+        try:
+            return await getattr(self, name)(request)
+        except Exception:
+            log.exception("status page: %s %s failed", request.method, request.path)
+            return _text(500, "500: Internal Server Error\n")
+
+    async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter, response: Response,
+                    head: bool = False) -> None:
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
+                   ("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close")] + response.headers
+        try:
+            reason = HTTPStatus(response.status).phrase.encode()
+        except ValueError:
+            reason = b""
+        data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
+        if response.body and not head:
+            data += conn.send(h11.Data(data=response.body))
+        data += conn.send(h11.EndOfMessage())
+        await self._write(writer, data)
+
+    async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        await wait_for(writer.drain(), self.read_timeout_s)
+
+    async def _hang_up(self, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        try:
+            await wait_for(writer.wait_closed(), self.read_timeout_s)
+        except (OSError, asyncio.TimeoutError):  # the peer went first, or never read its response
+            writer.transport.abort()
+
+    # ------------------------------------------------------------------ access
+    def _guard(self, request: Request) -> Response | None:
+        if is_loopback_host(self.host):
+            host = request.host.rsplit(":", 1)[0] if not request.host.startswith("[") else \
+                request.host.split("]")[0] + "]"
+            if host not in LOOPBACK_NAMES:
+                return _text(403, "this page answers only to 127.0.0.1 / localhost\n")
+        if self.password and not self._authorized(request.headers.get("authorization", "")):
+            return _text(401, "password required\n",
+                         [("WWW-Authenticate", 'Basic realm="ocpp-agent", charset="UTF-8"')])
+        return None
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(decoded.partition(":")[2].encode(), self.password.encode())
+
+    # ------------------------------------------------------------------ data
+    async def status(self) -> dict:
+        agent = self.agent
+        station = agent.station
+        connectors = []
+        for c in station.connectors:
+            reading = await self._reading(c)
+            tx = c.transaction
+            connectors.append({
+                "id": c.id, "status": c.status, "error_code": c.status_error_code,
+                "cp_state": c.evse.cp_state, "offered_current_a": c.offered_current_a,
+                "contactor_closed": c.contactor_closed,
+                "energy_wh": reading.energy_wh if reading is not None else None,
+                "power_w": reading.power_w if reading is not None else None,
+                "current_a": list(reading.current_a) if reading is not None and reading.current_a else None,
+                "voltage_v": list(reading.voltage_v) if reading is not None and reading.voltage_v else None,
+                "transaction": None if tx is None else {
+                    "id": tx.transaction_id, "id_tag": tx.id_tag, "meter_start_wh": tx.meter_start_wh,
+                    "started": _iso(tx.start_time), "central_system": tx.backend},
+            })
+        traffic = [{"time": _iso(t), "clock": _hms(t), "direction": d, "via": via, "text": text}
+                   for t, d, via, text in agent.traffic.recent(TRAFFIC_SHOWN)]
+        return {"csms": self.admin.csms_show(), "station": {"status": station.charger_status,
+                                                            "error_code": station.charger_error_code},
+                "connectors": connectors, "traffic": traffic}
+
+    async def _reading(self, c):
+        meter = c.hw.meter
+        if meter is None:
+            return c.last_reading
+        now = time.monotonic()
+        cached = self._meter_cache.get(c.id)
+        if cached is not None and now - cached[0] < METER_CACHE_S:
+            return cached[1]
+        try:
+            reading = await meter.read()
+        except HalError:
+            reading = c.last_reading
+        self._meter_cache[c.id] = (now, reading)
+        return reading
+
+    # ------------------------------------------------------------------ handlers
+    async def _api_status(self, request: Request) -> Response:
+        data = await self.status()
+        if request.query.get("html"):
+            data["html"] = _status_html(data)
+        return Response(200, json.dumps(data).encode(), "application/json; charset=utf-8",
+                        [("Cache-Control", "no-store")])
+
+    async def _index(self, request: Request) -> Response:
+        message = request.query.get("message", "")
+        return self._page(await self.status(), message=message)
+
+    async def _post_csms(self, request: Request) -> Response:
+        form = request.form()
+        origin = request.headers.get("origin")
+        if origin not in (None, "null") and origin.split("://", 1)[-1] != request.host:
+            return _text(403, "cross-site request refused\n")
+        if not hmac.compare_digest(form.get("token", "").encode(), self.token.encode()):
+            return _text(403, "stale or missing form token: reload the page\n")
+        url = form.get("url", "").strip()
+        station_id = form.get("station_id", "").strip() or None
+        password = form.get("password", "") or None
+        if form.get("clear_password"):
+            password = ""
+        ca_file = form.get("ca_file", "").strip() or None
+        if form.get("clear_ca_file"):
+            ca_file = ""
+        fields = {"url": url, "station_id": station_id or "", "ca_file": ca_file or ""}
+        if not url:
+            return self._page(await self.status(), error="give the central system's URL", fields=fields,
+                              status=400)
+        try:
+            result = await self.admin.csms_set(url, station_id=station_id, password=password, ca_file=ca_file,
+                                               source="status page")
+        except ValueError as e:
+            return self._page(await self.status(), error=str(e), fields=fields, status=400)
+        message = "; ".join([result["message"]] + result["notes"])
+        return _text(303, "303: See Other\n", [("Location", "/?message=" + _quote(message))])
+
+    # ------------------------------------------------------------------ HTML
+    def _page(self, data: dict, message: str = "", error: str = "", fields: dict | None = None,
+              status: int = 200) -> Response:
+        cs = data["csms"]
+        f = fields or {"url": "", "station_id": "", "ca_file": ""}
+        e = html.escape
+        notice = ""
+        if message:
+            notice += '<p id="message" class="ok">%s</p>' % e(message)
+        if error:
+            notice += '<p id="error" class="bad">%s</p>' % e(error)
+        body = PAGE % {
+            "notice": notice,
+            "status": _status_html(data),
+            "token": e(self.token),
+            "url": e(f["url"]), "station_id": e(f["station_id"]), "ca_file": e(f["ca_file"]),
+            "current_url": e(cs["url"]), "current_id": e(cs["station_id"]),
+            "fallback": int(cs["fallback_timeout_s"]),
+            "refresh_ms": REFRESH_MS,
+        }
+        return Response(status, body.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
+
+
+def _iso(ts) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _hms(ts) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(ts)) if ts is not None else ""
+
+
+def _first_values(text: str) -> dict:
+    """{name: first value} of a query string or urlencoded form (blank values kept)."""
+    out: dict = {}
+    for name, value in urllib.parse.parse_qsl(text, keep_blank_values=True):
+        out.setdefault(name, value)
+    return out
+
+
+def _quote(text: str) -> str:
+    return urllib.parse.quote(text[:500], safe="")
+
+
+def _fmt(value, unit: str = "", digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, list):
+        return " / ".join(_fmt(v, "", digits) for v in value) + (" " + unit if unit else "")
+    return ("%.*f" % (digits, value)) + (" " + unit if unit else "")
+
+
+def _status_html(data: dict) -> str:
+    """The part of the page the script refreshes (same HTML as the first render)."""
+    e = html.escape
+    cs = data["csms"]
+    rows = [
+        ("Central system", '<span id="csms-url">%s</span>' % e(cs["url"])),
+        ("Station id", '<span id="csms-station-id">%s</span>' % e(cs["station_id"])),
+        ("Security profile", e(cs["security_profile"]) + (" · password set" if cs["password_set"] else "")),
+        ("Connection", '<span id="connection-state">%s</span>' % e(cs["connection"])),
+        ("Last accepted boot", e(cs["last_boot"] or "never")),
+    ]
+    if cs.get("pending"):
+        p = cs["pending"]
+        rows.append(("Switch in progress", '<span id="pending">trying since %s (%s); back to %s in %d s '
+                     'unless accepted</span>' % (e(p["since"]), e(p["source"]), e(p["fallback_to"]["url"]),
+                                                 p["seconds_left"])))
+    if cs.get("rollback"):
+        rb = cs["rollback"]
+        rows.append(("Last rollback", '<span id="rollback">%s: %s did not work (%s); returned to %s</span>' % (
+            e(rb["at"]), e(rb["from"]["url"]), e(rb["reason"]), e(rb["to"]["url"]))))
+    rows.append(("Queued transaction messages", str(cs["queued"])))
+    for h in cs["held"]:
+        rows.append(("Held for %s" % e(h["url"] or h["backend"]), "%d messages%s" % (
+            h["messages"], ", delivering" if h["connected"] else (", waiting: %s" % e(h["last_error"])
+                                                                  if h["last_error"] else ""))))
+    out = ['<table class="kv">']
+    out += ["<tr><th>%s</th><td>%s</td></tr>" % (k, v) for k, v in rows]
+    out.append("</table>")
+    out.append('<h2>Connectors</h2><table id="connectors"><tr><th>#</th><th>status</th><th>pilot</th>'
+               '<th>offered</th><th>energy</th><th>power</th><th>current</th><th>voltage</th>'
+               '<th>transaction</th></tr>')
+    for c in data["connectors"]:
+        tx = c["transaction"]
+        out.append("<tr><td>%d</td><td class=\"conn-status\">%s%s</td><td>%s</td><td>%s</td><td>%s</td>"
+                   "<td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
+                       c["id"], e(c["status"]), "" if c["error_code"] == "NoError" else " (%s)" % e(c["error_code"]),
+                       e(c["cp_state"] or ""), _fmt(c["offered_current_a"], "A", 1),
+                       _fmt(None if c["energy_wh"] is None else c["energy_wh"] / 1000, "kWh", 3),
+                       _fmt(c["power_w"], "W"), _fmt(c["current_a"], "A", 1), _fmt(c["voltage_v"], "V"),
+                       "–" if tx is None else e("%s (tag %s, since %s)" % (
+                           tx["id"] if tx["id"] is not None else "not yet confirmed", tx["id_tag"], tx["started"]))))
+    out.append("</table>")
+    out.append('<h2>Recent OCPP traffic</h2><table id="traffic"><tr><th>UTC</th><th></th><th>message</th></tr>')
+    for t in reversed(data["traffic"]):
+        arrow = "→" if t["direction"] == "out" else "←"
+        via = ' <span class="via">(to %s)</span>' % e(t["via"]) if t["via"] else ""
+        out.append('<tr><td title="%s">%s</td><td>%s</td><td><code>%s</code>%s</td></tr>' % (
+            e(t["time"] or ""), e(t["clock"]), arrow, e(t["text"][:400]), via))
+    out.append("</table>")
+    return "\n".join(out)
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ocpp-agent · %(current_id)s</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5em; max-width: 70em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1em; }
+th, td { text-align: left; padding: .2em .8em .2em 0; vertical-align: top; }
+table.kv th { font-weight: 600; white-space: nowrap; }
+#traffic code { font-size: .85em; word-break: break-all; }
+.ok { color: #155724; background: #d4edda; padding: .5em; }
+.bad { color: #721c24; background: #f8d7da; padding: .5em; }
+form label { display: block; margin: .4em 0 .1em; }
+input[type=text], input[type=password] { width: 32em; max-width: 100%%; }
+.via { color: #666; }
+</style></head>
+<body>
+<h1>ocpp-agent</h1>
+%(notice)s
+<div id="status">%(status)s</div>
+<h2>Move to another central system</h2>
+<p>The charger tries the new central system; if it does not accept the charger (BootNotification
+Accepted) within %(fallback)d s, the charger returns to <b>%(current_url)s</b> by itself.</p>
+<form id="csms-form" method="post" action="/csms">
+<input type="hidden" name="token" value="%(token)s">
+<label for="form-url">Central system URL (ws:// or wss://, without the station id)</label>
+<input type="text" id="form-url" name="url" value="%(url)s" placeholder="wss://csms.example.com/ocpp" required>
+<label for="form-station-id">Station id (empty: keep %(current_id)s)</label>
+<input type="text" id="form-station-id" name="station_id" value="%(station_id)s">
+<label for="form-password">Password for HTTP Basic auth (empty: keep it for the same server, none for another)</label>
+<input type="password" id="form-password" name="password" autocomplete="new-password">
+<label><input type="checkbox" name="clear_password" value="1"> no password</label>
+<label for="form-ca-file">CA file for wss:// (empty: keep)</label>
+<input type="text" id="form-ca-file" name="ca_file" value="%(ca_file)s">
+<label><input type="checkbox" name="clear_ca_file" value="1"> system CAs</label>
+<p><button type="submit" id="form-submit">Move the charger</button></p>
+</form>
+<script>
+async function refresh() {
+  try {
+    const r = await fetch("/api/status?html=1", {cache: "no-store", credentials: "same-origin"});
+    if (r.ok) {
+      const data = await r.json();
+      if (data.html) document.getElementById("status").innerHTML = data.html;
+    }
+  } catch (e) {}
+}
+setInterval(refresh, %(refresh_ms)d);
+</script>
+</body></html>
+"""

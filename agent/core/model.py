@@ -1,0 +1,151 @@
+"""Protocol-independent data of the station model.
+
+The names follow OCPP 1.6 where a value crosses the wire unchanged (connector
+statuses, error codes, stop reasons); the adapters translate them for other
+OCPP versions.
+"""
+
+# Connector statuses (OCPP 1.6 ChargePointStatus).
+AVAILABLE = "Available"
+PREPARING = "Preparing"
+CHARGING = "Charging"
+SUSPENDED_EV = "SuspendedEV"
+SUSPENDED_EVSE = "SuspendedEVSE"
+FINISHING = "Finishing"
+RESERVED = "Reserved"
+UNAVAILABLE = "Unavailable"
+FAULTED = "Faulted"
+
+# Authorization outcomes (OCPP 1.6 AuthorizationStatus).
+AUTH_ACCEPTED = "Accepted"
+AUTH_BLOCKED = "Blocked"
+AUTH_EXPIRED = "Expired"
+AUTH_INVALID = "Invalid"
+AUTH_CONCURRENT = "ConcurrentTx"
+
+# Stop reasons (OCPP 1.6 Reason).
+REASON_LOCAL = "Local"
+REASON_REMOTE = "Remote"
+REASON_EV_DISCONNECTED = "EVDisconnected"
+REASON_HARD_RESET = "HardReset"
+REASON_SOFT_RESET = "SoftReset"
+REASON_POWER_LOSS = "PowerLoss"
+REASON_REBOOT = "Reboot"
+REASON_DEAUTHORIZED = "DeAuthorized"
+REASON_UNLOCK = "UnlockCommand"
+REASON_EMERGENCY = "EmergencyStop"
+REASON_OTHER = "Other"
+
+OPERATIVE = "Operative"
+INOPERATIVE = "Inoperative"
+
+
+class IdTagInfo:
+    """The answer to an authorization: status, optional expiry and parent tag."""
+
+    __slots__ = ("status", "expiry_date", "parent_id_tag")
+
+    def __init__(self, status: str, expiry_date: str | None = None, parent_id_tag: str | None = None) -> None:
+        self.status = status
+        self.expiry_date = expiry_date
+        self.parent_id_tag = parent_id_tag
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == AUTH_ACCEPTED
+
+    def __repr__(self) -> str:
+        return "IdTagInfo(%r, parent=%r)" % (self.status, self.parent_id_tag)
+
+
+class Sample:
+    """One sampled value: measurand, value in ``unit``, optional phase."""
+
+    __slots__ = ("measurand", "value", "unit", "phase", "context", "location")
+
+    def __init__(self, measurand: str, value: float, unit: str, phase: str | None = None,
+                 context: str = "Sample.Periodic", location: str = "Outlet") -> None:
+        self.measurand = measurand
+        self.value = value
+        self.unit = unit
+        self.phase = phase
+        self.context = context
+        self.location = location
+
+
+class MeterSample:
+    """Sampled values taken at one moment (an OCPP MeterValue)."""
+
+    __slots__ = ("timestamp", "samples")
+
+    def __init__(self, timestamp: float, samples: list) -> None:
+        self.timestamp = timestamp
+        self.samples = samples
+
+
+class Transaction:
+    """A charging transaction on one connector.
+
+    ``local_id`` identifies it inside the agent from its first moment;
+    ``transaction_id`` is the central system's id, known once
+    StartTransaction is confirmed (None while offline).
+    """
+
+    def __init__(self, local_id: int, connector_id: int, id_tag: str, meter_start_wh: int,
+                 start_time: float, parent_id_tag: str | None = None, reservation_id: int | None = None) -> None:
+        self.local_id = local_id
+        self.connector_id = connector_id
+        self.id_tag = id_tag
+        self.parent_id_tag = parent_id_tag
+        self.meter_start_wh = meter_start_wh
+        self.start_time = start_time
+        self.reservation_id = reservation_id
+        self.transaction_id: int | None = None
+        self.authorized = True  # False after StartTransaction.conf said the tag is not valid
+        self.stop_data: list = []  # MeterSample list for StopTransaction transactionData
+        self.meter_stop_wh: int | None = None
+        self.stop_time: float | None = None
+        self.stop_reason: str | None = None
+        self.stop_id_tag: str | None = None
+        self.last_meter_wh: int = meter_start_wh  # the latest reading, kept for power-loss recovery
+        self.last_meter_time: float = start_time
+        self.backend = ""  # key of the central system it belongs to (agent/link/endpoint.py), set when queued
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_time is not None
+
+    def __repr__(self) -> str:
+        return "Transaction(local=%d, id=%r, connector=%d, tag=%r)" % (
+            self.local_id, self.transaction_id, self.connector_id, self.id_tag)
+
+
+def sample_to_dict(s: MeterSample) -> dict:
+    return {"t": s.timestamp, "v": [[x.measurand, x.value, x.unit, x.phase, x.context, x.location]
+                                    for x in s.samples]}
+
+
+def sample_from_dict(d: dict) -> MeterSample:
+    return MeterSample(d["t"], [Sample(m, v, u, p, c, loc) for m, v, u, p, c, loc in d["v"]])
+
+
+_TX_FIELDS = ("local_id", "connector_id", "id_tag", "parent_id_tag", "meter_start_wh", "start_time",
+              "reservation_id", "transaction_id", "authorized", "meter_stop_wh", "stop_time", "stop_reason",
+              "stop_id_tag", "last_meter_wh", "last_meter_time", "backend")
+
+
+def transaction_to_dict(tx: Transaction) -> dict:
+    """A Transaction as plain data for the journal."""
+    d = {name: getattr(tx, name) for name in _TX_FIELDS}
+    d["stop_data"] = [sample_to_dict(s) for s in tx.stop_data]
+    return d
+
+
+def transaction_from_dict(d: dict) -> Transaction:
+    tx = Transaction(d["local_id"], d["connector_id"], d["id_tag"], d["meter_start_wh"], d["start_time"],
+                     parent_id_tag=d.get("parent_id_tag"), reservation_id=d.get("reservation_id"))
+    for name in _TX_FIELDS[7:]:
+        if name in d:
+            setattr(tx, name, d[name])
+    tx.stop_data = [sample_from_dict(s) for s in d.get("stop_data", [])]
+    return tx

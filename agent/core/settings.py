@@ -1,0 +1,176 @@
+"""The station's settings: neutral names and types, persisted, with change listeners.
+
+The core reads typed values by neutral names (``settings.get("sample_interval_s")``).
+Each protocol adapter binds its own names to them: OCPP 1.6 configuration keys
+(agent/ocpp16/config_keys.py), 2.0.1 device-model variables. Values set over a
+protocol or by the agent are persisted in ``data_dir/settings.json`` (mode 0600);
+values from the configuration file are the starting point and are not written.
+
+Portable core: no I/O library (hal/runtime/storage.py writes the file).
+"""
+
+import logging
+
+from hal.runtime.storage import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+BOOL, INT, LIST, TEXT = "bool", "int", "list", "text"
+
+SETTINGS_FILE = "settings.json"
+MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage",
+              "Frequency", "Current.Offered")  # what our meters and controllers can deliver
+RATE_UNITS = ("A", "W")  # charging profile rates the station accepts (current, power)
+MAX_LIST_ITEMS = 8
+DEFAULT_MAX_STACK_LEVEL = 8
+DEFAULT_MAX_PERIODS = 24
+DEFAULT_MAX_PROFILES = 16
+LOCAL_LIST_MAX_ENTRIES = 10000  # identifiers in the local authorization list
+LOCAL_LIST_MAX_PER_MESSAGE = 1000  # identifiers in one list update
+
+
+class SettingDef:
+    """One setting: its kind (bool, int, list or text), default and limits."""
+
+    __slots__ = ("name", "kind", "default", "minimum", "maximum", "choices", "max_items")
+
+    def __init__(self, name: str, kind: str, default, minimum: int | None = None, maximum: int | None = None,
+                 choices: tuple | None = None, max_items: int = MAX_LIST_ITEMS) -> None:
+        self.name = name
+        self.kind = kind
+        self.default = default
+        self.minimum = minimum
+        self.maximum = maximum
+        self.choices = choices
+        self.max_items = max_items
+
+    def check(self, value):
+        """``value`` if it is valid for this setting, else ValueError."""
+        if self.kind == BOOL:
+            if not isinstance(value, bool):
+                raise ValueError("%s: expected true or false" % self.name)
+        elif self.kind == INT:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError("%s: expected an integer" % self.name)
+            if (self.minimum is not None and value < self.minimum) or (
+                    self.maximum is not None and value > self.maximum):
+                raise ValueError("%s: out of range" % self.name)
+        elif self.kind == LIST:
+            if not isinstance(value, list) or any(not isinstance(i, str) or not i for i in value):
+                raise ValueError("%s: expected a list of names" % self.name)
+            if len(value) > self.max_items:
+                raise ValueError("%s: too many items" % self.name)
+            if self.choices is not None and any(i not in self.choices for i in value):
+                raise ValueError("%s: unsupported item" % self.name)
+        elif not isinstance(value, str):
+            raise ValueError("%s: expected text" % self.name)
+        return list(value) if self.kind == LIST else value
+
+
+def station_settings(local_list: bool = True, smart_charging: bool = True) -> list:
+    """The settings of a station; ``local_list`` and ``smart_charging`` add those features' own."""
+    defs = [
+        # Authorization
+        SettingDef("auth_cache_enabled", BOOL, True),
+        SettingDef("local_authorize_offline", BOOL, True),  # known identifiers start while offline
+        SettingDef("local_pre_authorize", BOOL, False),  # known identifiers start without asking, online
+        SettingDef("offline_start_unknown_id", BOOL, False),  # unknown identifiers start while offline
+        SettingDef("authorize_remote_start", BOOL, False),  # remote starts are authorized first
+        SettingDef("max_energy_on_invalid_id_wh", INT, 0, minimum=0, maximum=1_000_000),
+        SettingDef("stop_on_invalid_id", BOOL, True),
+        # Sessions
+        SettingDef("ev_connect_timeout_s", INT, 60, minimum=1, maximum=3600),
+        SettingDef("stop_on_ev_disconnect", BOOL, True),
+        SettingDef("unlock_on_ev_disconnect", BOOL, True),
+        # Metering
+        SettingDef("sample_interval_s", INT, 60, minimum=0, maximum=86400),
+        SettingDef("sampled_measurands", LIST, ["Energy.Active.Import.Register", "Power.Active.Import"],
+                   choices=MEASURANDS),
+        SettingDef("sampled_end_measurands", LIST, [], choices=MEASURANDS),  # kept for the transaction's end
+        SettingDef("aligned_interval_s", INT, 0, minimum=0, maximum=86400),
+        SettingDef("aligned_measurands", LIST, ["Energy.Active.Import.Register"], choices=MEASURANDS),
+        SettingDef("aligned_end_measurands", LIST, [], choices=MEASURANDS),
+        # Link to the central system
+        SettingDef("heartbeat_interval_s", INT, 300, minimum=0, maximum=86400),
+        SettingDef("ws_ping_interval_s", INT, 60, minimum=0, maximum=86400),
+        SettingDef("tx_message_attempts", INT, 3, minimum=0, maximum=65535),
+        SettingDef("tx_message_retry_interval_s", INT, 60, minimum=0, maximum=86400),
+        SettingDef("reset_retries", INT, 1, minimum=0, maximum=100),
+    ]
+    if local_list:
+        defs += [
+            SettingDef("local_list_enabled", BOOL, True),
+            SettingDef("local_list_max_entries", INT, LOCAL_LIST_MAX_ENTRIES, minimum=1, maximum=1_000_000),
+            SettingDef("local_list_max_per_message", INT, LOCAL_LIST_MAX_PER_MESSAGE, minimum=1, maximum=100_000),
+        ]
+    if smart_charging:
+        defs += [
+            SettingDef("profile_max_stack_level", INT, DEFAULT_MAX_STACK_LEVEL, minimum=0, maximum=100),
+            SettingDef("profile_max_periods", INT, DEFAULT_MAX_PERIODS, minimum=1, maximum=1000),
+            SettingDef("profile_max_installed", INT, DEFAULT_MAX_PROFILES, minimum=1, maximum=1000),
+            SettingDef("profile_rate_units", LIST, list(RATE_UNITS), choices=RATE_UNITS, max_items=2),
+        ]
+    return defs
+
+
+class Settings:
+    """Typed setting values with persistence and change listeners."""
+
+    def __init__(self, defs: list, path: str | None = None, initial: dict | None = None) -> None:
+        self._defs = {d.name: d for d in defs}
+        self._values = {d.name: d.default for d in defs}
+        self._path = path
+        self._listeners: list = []
+        for name, value in (initial or {}).items():  # the configuration file: a starting point
+            self._values[name] = self.definition(name).check(value)
+        self._stored: dict = {}
+        data = read_json(path, {}) if path is not None else {}
+        for name, value in (data if isinstance(data, dict) else {}).items():
+            d = self._defs.get(name)
+            if d is None:
+                log.warning("%s: unknown setting %s ignored", path, name)
+                continue
+            try:
+                self._values[name] = d.check(value)
+            except ValueError as e:
+                log.warning("%s: ignoring stored value: %s", path, e)
+                continue
+            self._stored[name] = value
+
+    def definition(self, name: str) -> SettingDef:
+        d = self._defs.get(name)
+        if d is None:
+            raise KeyError(name)
+        return d
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._defs
+
+    def get(self, name: str, default=None):
+        """The value of ``name``; ``default`` for a setting this station does not have."""
+        if name not in self._defs:
+            return default
+        value = self._values[name]
+        return list(value) if isinstance(value, list) else value
+
+    def set(self, name: str, value, persist: bool = True) -> None:
+        """Set ``name`` (ValueError when invalid), persist it and tell the listeners."""
+        value = self.definition(name).check(value)
+        self._values[name] = value
+        if persist:
+            self._stored[name] = value
+            self._persist()
+        for cb in list(self._listeners):
+            cb(name, value)
+
+    def stored(self) -> dict:
+        """The values set at run time (persisted), by name."""
+        return dict(self._stored)
+
+    def on_change(self, callback) -> None:
+        """``callback(name, value)`` runs after each change."""
+        self._listeners.append(callback)
+
+    def _persist(self) -> None:
+        if self._path is not None:
+            write_json_atomic(self._path, self._stored)

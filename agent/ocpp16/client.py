@@ -1,0 +1,324 @@
+"""The station's link to an OCPP 1.6 central system: boot, heartbeats, status
+notifications and the transaction outbox, over whatever connection the link
+layer provides (``Ocpp16Client`` is the station's ``CentralSystemLink``).
+
+CPython-only (the ``ocpp`` library's messages).
+"""
+
+import asyncio
+import logging
+
+import ocpp.exceptions
+from ocpp.exceptions import OCPPError
+from ocpp.v16 import call
+
+from agent.core import model
+from agent.core.outbox import METER, START, STOP
+from agent.core.station import CentralSystemLink, Station
+from agent.ocpp16.codec import id_tag_info, iso_time, meter_value
+from agent.ocpp16.session import Ocpp16Session
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY_S = 3600  # Start/Stop are retried forever (never dropped), at least hourly
+
+
+async def _first_done(a, b) -> None:
+    """Until task ``a`` or task ``b`` is done."""
+    done = asyncio.Event()
+    for t in (a, b):
+        t.add_done_callback(lambda _t: done.set())
+    await done.wait()
+
+
+async def sleep_or_event(clock, event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` passed on ``clock``, whichever comes first."""
+    sleeper = asyncio.create_task(clock.sleep(seconds))
+    waiter = asyncio.create_task(event.wait())
+    try:
+        await _first_done(sleeper, waiter)
+    finally:
+        sleeper.cancel()
+        waiter.cancel()
+        await asyncio.gather(sleeper, waiter, return_exceptions=True)
+
+
+class Ocpp16Client(CentralSystemLink):
+    """The station's link to an OCPP 1.6J central system over one connection at a time."""
+
+    def __init__(self, station: Station, station_id: str, clock, response_timeout_s: float = 30.0,
+                 vendor: str = "", model_name: str = "", serial_number: str = "",
+                 firmware_version: str = "", traffic_log=None) -> None:
+        self.station = station
+        self.station_id = station_id
+        self.clock = clock
+        self.response_timeout_s = response_timeout_s
+        self.vendor = vendor or station.board.vendor
+        self.model_name = model_name or station.board.model
+        self.serial_number = serial_number
+        self.firmware_version = firmware_version
+        self.traffic_log = traffic_log  # callable(direction, text) for the status page and the demo
+        self.session: Ocpp16Session | None = None
+        self.registration = None  # None until the first BootNotification answer
+        self.boot_accepted = False
+        self.last_boot_time: float | None = None
+        self.on_boot = None  # callable(status) after each BootNotification answer (agent/link/switch.py)
+        self.messages_sent = 0
+        self.messages_received = 0
+        self._status_queue: list = []  # (seq, payload) of non-transaction messages
+        self._last_activity = 0.0
+        self._wake = station.outbox.changed
+        self._heartbeat_task = None
+        station.link = self
+        station.keys.on_change(self._on_key_changed)
+
+    # ------------------------------------------------------------------ CentralSystemLink
+    @property
+    def online(self) -> bool:
+        return self.session is not None and self.boot_accepted
+
+    async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
+        if not self.online:
+            return None
+        try:
+            result = await self._call(call.Authorize(id_tag=id_tag))
+        except (OCPPError, asyncio.TimeoutError, ConnectionError, ocpp.exceptions.ValidationError) as e:
+            log.warning("Authorize(%s) failed: %s", id_tag, e)
+            return None
+        return id_tag_info(result.id_tag_info)
+
+    async def data_transfer(self, vendor_id: str, message_id: str | None = None,
+                            data: str | None = None) -> tuple:
+        """Send a DataTransfer to the central system: (status, data); raises
+        ConnectionError when offline, OCPPError / TimeoutError on failure."""
+        if not self.online:
+            raise ConnectionError("not connected to the central system")
+        result = await self._call(call.DataTransfer(vendor_id=vendor_id, message_id=message_id, data=data))
+        return result.status, result.data
+
+    def status_changed(self, connector_id: int) -> None:
+        if not self.online:
+            return  # sent fresh from the model on the next (re)connection
+        self._notify(self._status_payload(connector_id))
+
+    def meter_values(self, connector_id: int, sample) -> None:
+        if self.online and sample.samples:
+            self._notify(call.MeterValues(connector_id=connector_id, meter_value=[meter_value(sample)]))
+
+    def _notify(self, payload) -> None:
+        """Queue a non-transaction message; sent in order with the outbox, not kept across reconnects."""
+        self._status_queue.append((self.station.outbox.next_seq(), payload))
+        self._wake.set()
+
+    def local_list_conflict(self, id_tag: str) -> None:
+        if self.online:
+            status = self.station.status_of(0)[0]
+            self._notify(call.StatusNotification(
+                connector_id=0, error_code="LocalListConflict", status=status,
+                info=("idTag %s" % id_tag)[:50], timestamp=iso_time(self.clock.time())))
+
+    def _status_payload(self, connector_id: int):
+        status, error, info, vendor_error = self.station.status_of(connector_id)
+        return call.StatusNotification(
+            connector_id=connector_id, error_code=error, status=status, info=info or None,
+            vendor_error_code=vendor_error or None, timestamp=iso_time(self.clock.time()))
+
+    # ------------------------------------------------------------------ plumbing
+    def mark_activity(self) -> None:
+        self._last_activity = self.clock.monotonic()
+
+    def record(self, direction: str, text: str) -> None:
+        if direction == "out":
+            self.messages_sent += 1
+        else:
+            self.messages_received += 1
+        if self.traffic_log is not None:
+            self.traffic_log(direction, text)
+
+    async def _call(self, payload):
+        session = self.session
+        if session is None:
+            raise ConnectionError("not connected")
+        return await session.call(payload, suppress=False)
+
+    async def _send_quietly(self, payload) -> None:
+        try:
+            await self._call(payload)
+        except Exception as e:  # a lost notification is replaced by the next one
+            log.warning("%s not delivered: %s", type(payload).__name__, e)
+
+    # ------------------------------------------------------------------ session
+    async def run_session(self, session: Ocpp16Session) -> None:
+        """Run the protocol over one open connection until it closes."""
+        self.session = session
+        reader = asyncio.create_task(session.start())
+        workers: list = []
+        try:
+            boot = asyncio.create_task(self._boot())
+            workers.append(boot)
+            await self._first_of(reader, boot)
+            if reader.done():
+                return
+            self._status_queue = [(self.station.outbox.next_seq(), self._status_payload(cid))
+                                  for cid in range(0, len(self.station.connectors) + 1)]
+            self._wake.set()
+            workers.append(asyncio.create_task(self._sender(session)))
+            self._heartbeat_task = asyncio.create_task(self._heartbeat(session))
+            await reader
+        except Exception as e:  # the connection ended: the caller reconnects
+            log.info("session ended: %s", e)
+        finally:
+            # Loops also check ``self.session`` and wake on ``_wake``: a cancellation
+            # can be swallowed inside asyncio.wait_for on Python 3.11 (bpo-42130).
+            self.session = None
+            if self._heartbeat_task is not None:
+                workers.append(self._heartbeat_task)
+                self._heartbeat_task = None
+            self._wake.set()
+            for t in workers + [reader]:
+                t.cancel()
+            await asyncio.gather(*workers, reader, return_exceptions=True)
+
+    async def _first_of(self, a, b) -> None:
+        await _first_done(a, b)
+        if b.done() and not b.cancelled() and b.exception() is not None:
+            raise b.exception()
+
+    async def _boot(self) -> None:
+        """BootNotification until Accepted (once per process life; a reconnect skips it)."""
+        if self.boot_accepted:
+            return
+        while True:
+            try:
+                result = await self._call(self._boot_payload())
+            except (OCPPError, asyncio.TimeoutError, ocpp.exceptions.ValidationError) as e:
+                log.warning("BootNotification failed: %s; retrying", e)
+                await self.clock.sleep(30)
+                continue
+            self.registration = result.status
+            interval = result.interval if result.interval and result.interval > 0 else 30
+            log.info("BootNotification: %s (interval %d s)", result.status, result.interval)
+            if result.status == "Accepted":
+                self.boot_accepted = True
+                self.last_boot_time = self.clock.time()
+                if result.interval > 0:
+                    self.station.keys.set("HeartbeatInterval", result.interval)
+                if self.on_boot is not None:
+                    self.on_boot(result.status)
+                return
+            if self.on_boot is not None:
+                self.on_boot(result.status)
+            await self.clock.sleep(interval)
+
+    def new_backend(self) -> None:
+        """The next session is with another central system or new credentials: boot again."""
+        self.boot_accepted = False
+        self.registration = None
+
+    def _boot_payload(self):
+        return call.BootNotification(
+            charge_point_vendor=self.vendor[:20], charge_point_model=self.model_name[:20],
+            charge_point_serial_number=self.serial_number[:25] or None,
+            firmware_version=self.firmware_version[:50] or None)
+
+    async def _sender(self, session) -> None:
+        """Send status notifications and the transaction outbox in the order they arose."""
+        outbox = self.station.outbox
+        while self.session is session:
+            self._wake.clear()
+            entry = outbox.head()
+            if entry is not None and entry.not_before > self.clock.monotonic():
+                entry_ready = False
+            else:
+                entry_ready = entry is not None
+            if self._status_queue and (not entry_ready or self._status_queue[0][0] < entry.seq):
+                _seq, payload = self._status_queue.pop(0)
+                await self._send_quietly(payload)
+                continue
+            if entry_ready:
+                await self._send_entry(entry)
+                continue
+            if entry is not None:
+                await self._sleep_or_wake(entry.not_before - self.clock.monotonic())
+            else:
+                await self._wake.wait()
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        await sleep_or_event(self.clock, self._wake, seconds)
+
+    async def _send_entry(self, entry) -> None:
+        outbox = self.station.outbox
+        tx = entry.tx
+        try:
+            if entry.kind == START:
+                result = await self._call(call.StartTransaction(
+                    connector_id=entry.connector_id, id_tag=tx.id_tag, meter_start=tx.meter_start_wh,
+                    timestamp=iso_time(tx.start_time), reservation_id=tx.reservation_id))
+                # The id first: removing the entry journals the transaction with it.
+                self.station.transaction_confirmed(tx, result.transaction_id, id_tag_info(result.id_tag_info))
+                outbox.remove(entry)
+            elif entry.kind == STOP:
+                result = await self._call(call.StopTransaction(
+                    meter_stop=tx.meter_stop_wh, timestamp=iso_time(tx.stop_time),
+                    transaction_id=tx.transaction_id, reason=tx.stop_reason, id_tag=tx.stop_id_tag,
+                    transaction_data=[meter_value(s) for s in tx.stop_data] or None))
+                outbox.remove(entry)
+                if result.id_tag_info:
+                    self.station.id_tag_info_received(tx.stop_id_tag, id_tag_info(result.id_tag_info))
+            elif entry.kind == METER:
+                await self._call(call.MeterValues(
+                    connector_id=entry.connector_id, transaction_id=tx.transaction_id,
+                    meter_value=[meter_value(s) for s in entry.samples]))
+                outbox.remove(entry)
+        except ConnectionError:
+            raise
+        except (OCPPError, asyncio.TimeoutError, ocpp.exceptions.ValidationError) as e:
+            entry.attempts += 1
+            limit = self.station.keys.get("TransactionMessageAttempts")
+            if entry.kind == METER and limit and entry.attempts >= limit:
+                log.error("dropping %r after %d attempts: %s", entry, entry.attempts, e)
+                outbox.remove(entry)
+                return
+            delay = min(self.station.keys.get("TransactionMessageRetryInterval") * entry.attempts, MAX_RETRY_DELAY_S)
+            log.warning("%r failed (%s); retry in %d s", entry, e, delay)
+            entry.not_before = self.clock.monotonic() + delay
+
+    async def _heartbeat(self, session) -> None:
+        while self.session is session:
+            interval = self.station.keys.get("HeartbeatInterval")
+            if interval <= 0:
+                await asyncio.Event().wait()  # disabled until the key changes (task is restarted)
+            due = self._last_activity + interval
+            now = self.clock.monotonic()
+            if now < due:
+                await self.clock.sleep(due - now)
+                continue
+            await self._send_quietly(call.Heartbeat())
+            self.mark_activity()
+
+    def _on_key_changed(self, name: str, value) -> None:
+        if name == "HeartbeatInterval" and self._heartbeat_task is not None and self.session is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = asyncio.create_task(self._heartbeat(self.session))
+
+    async def send_triggered(self, message: str, connector_id: int | None) -> None:
+        """Send the message a TriggerMessage asked for."""
+        if message == "BootNotification":
+            await self._send_quietly(self._boot_payload())
+        elif message == "Heartbeat":
+            await self._send_quietly(call.Heartbeat())
+        elif message == "StatusNotification":
+            ids = [connector_id] if connector_id is not None else range(0, len(self.station.connectors) + 1)
+            for cid in ids:
+                await self._send_quietly(self._status_payload(cid))
+        elif message == "MeterValues":
+            ids = [connector_id] if connector_id else range(1, len(self.station.connectors) + 1)
+            for cid in ids:
+                tx, sample = await self.station.meter_sample_now(cid)
+                await self._send_quietly(call.MeterValues(
+                    connector_id=cid, transaction_id=tx.transaction_id if tx else None,
+                    meter_value=[meter_value(sample)]))
+        elif message == "DiagnosticsStatusNotification":
+            await self._send_quietly(call.DiagnosticsStatusNotification(status="Idle"))
+        elif message == "FirmwareStatusNotification":
+            await self._send_quietly(call.FirmwareStatusNotification(status="Idle"))

@@ -1,0 +1,205 @@
+"""One websocket connection's OCPP 1.6 protocol handling: requests from the central
+system, translated to the station's methods (no charging logic here).
+
+CPython-only (the ``ocpp`` library's ChargePoint).
+"""
+
+import json
+import logging
+
+import ocpp.exceptions
+from ocpp.exceptions import OCPPError
+from ocpp.routing import after, on
+from ocpp.v16 import ChargePoint
+from ocpp.v16.enums import Action
+
+from agent.core.smart_charging import ProfileFormatError
+from agent.core.station import Station
+from agent.ocpp16.codec import (TRIGGERABLE, call_error, classify_schema_error, id_tag_info, ocpp_json,
+                                profile_error, validate_request)
+
+log = logging.getLogger(__name__)
+
+
+class Ocpp16Session(ChargePoint):
+    """One websocket connection's OCPP 1.6 protocol handling."""
+
+    def __init__(self, station_id: str, connection, client, response_timeout: float) -> None:
+        super().__init__(station_id, connection, response_timeout=response_timeout, logger=log)
+        self.client = client
+        self.station: Station = client.station
+
+    async def start(self) -> None:
+        """Read frames until the connection closes (raises ConnectionClosed)."""
+        while True:
+            await self.route_message(await self._connection.recv())
+
+    async def _send(self, message: str) -> None:
+        self.client.mark_activity()
+        self.client.record("out", message)
+        await self._connection.send(message)
+
+    async def route_message(self, raw_msg) -> None:
+        """Parse a frame and answer malformed ones with the OCPP-J 1.6 CALLERROR
+        (the library would only log them, leaving the central system waiting)."""
+        self.client.record("in", raw_msg)
+        try:
+            msg = json.loads(raw_msg)
+        except (ValueError, TypeError):
+            await self._send(call_error("-1", "FormationViolation", "Message is not valid JSON"))
+            return
+        if not isinstance(msg, list) or len(msg) < 3 or not isinstance(msg[1], str):
+            uid = msg[1] if isinstance(msg, list) and len(msg) > 1 and isinstance(msg[1], str) else "-1"
+            await self._send(call_error(uid, "FormationViolation", "Not an OCPP-J message array"))
+            return
+        type_id, uid = msg[0], msg[1]
+        if type_id == 2:
+            if len(msg) != 4 or not isinstance(msg[2], str) or not isinstance(msg[3], dict):
+                await self._send(call_error(uid, "FormationViolation", "CALL must be [2, id, action, {payload}]"))
+                return
+            action, payload = msg[2], msg[3]
+            if action not in self.route_map:
+                try:
+                    Action(action)
+                    code, text = "NotSupported", "%s is recognized but not supported" % action
+                except ValueError:
+                    code, text = "NotImplemented", "%s is not known" % action
+                await self._send(call_error(uid, code, text))
+                return
+            try:
+                validate_request(action, payload)
+            except ocpp.messages.SchemaValidationError as e:
+                await self._send(call_error(uid, classify_schema_error(e), e.message[:200]))
+                return
+            try:
+                await self._handle_call(ocpp.messages.Call(uid, action, payload))
+            except OCPPError as e:
+                await self._send(call_error(uid, e.code, str(e.description)))
+            except Exception:
+                log.exception("handling %s failed", action)
+                await self._send(call_error(uid, "InternalError", "An internal error occurred"))
+        elif type_id in (3, 4):
+            try:
+                self._response_queue.put_nowait(ocpp.messages.unpack(raw_msg))
+            except OCPPError as e:
+                log.warning("ignoring malformed response %s: %s", raw_msg[:200], e)
+        else:
+            await self._send(call_error(uid, "FormationViolation", "Unknown message type %r" % type_id))
+
+    # ---------------------------------------------------------------- Core, CS -> CP
+    @on(Action.change_availability)
+    async def on_change_availability(self, connector_id: int, type: str):
+        status = await self.station.change_availability(connector_id, type)
+        return self._call_result.ChangeAvailability(status=status)
+
+    @on(Action.change_configuration)
+    async def on_change_configuration(self, key: str, value: str):
+        return self._call_result.ChangeConfiguration(status=self.station.keys.change(key, value))
+
+    @after(Action.change_configuration)
+    async def after_change_configuration(self, key: str, value: str):
+        self.station.keys.answered(key)  # e.g. CentralSystemUrl: answer first, then move
+
+    @on(Action.get_configuration)
+    async def on_get_configuration(self, key: list | None = None):
+        known, unknown = self.station.keys.read(key)
+        return self._call_result.GetConfiguration(
+            configuration_key=[{"key": k, "readonly": ro, "value": v} for k, ro, v in known],
+            unknown_key=unknown or None)
+
+    @on(Action.clear_cache)
+    async def on_clear_cache(self):
+        return self._call_result.ClearCache(status="Accepted" if self.station.clear_cache() else "Rejected")
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, message_id: str | None = None, data: str | None = None):
+        return self._call_result.DataTransfer(status="UnknownVendorId")
+
+    @on(Action.remote_start_transaction)
+    async def on_remote_start_transaction(self, id_tag: str, connector_id: int | None = None,
+                                          charging_profile: dict | None = None):
+        try:
+            ok = await self.station.remote_start(id_tag, connector_id, ocpp_json(charging_profile))
+        except ProfileFormatError as e:
+            raise profile_error(e) from None
+        return self._call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.remote_stop_transaction)
+    async def on_remote_stop_transaction(self, transaction_id: int):
+        ok = await self.station.remote_stop(transaction_id)
+        return self._call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
+
+    @on(Action.reset)
+    async def on_reset(self, type: str):
+        return self._call_result.Reset(status="Accepted")
+
+    @after(Action.reset)
+    async def after_reset(self, type: str):
+        # A station task (not the library's untracked one): it ends with the station.
+        self.station.request_reset(hard=(type == "Hard"))
+
+    @on(Action.unlock_connector)
+    async def on_unlock_connector(self, connector_id: int):
+        return self._call_result.UnlockConnector(status=await self.station.unlock_connector(connector_id))
+
+    # ---------------------------------------------------------------- SmartCharging
+    @on(Action.set_charging_profile)
+    async def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict):
+        try:
+            status = await self.station.set_charging_profile(connector_id, ocpp_json(cs_charging_profiles))
+        except ProfileFormatError as e:
+            raise profile_error(e) from None
+        return self._call_result.SetChargingProfile(status=status)
+
+    @on(Action.clear_charging_profile)
+    async def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,
+                                        charging_profile_purpose: str | None = None, stack_level: int | None = None):
+        try:
+            status = await self.station.clear_charging_profile(id, connector_id, charging_profile_purpose, stack_level)
+        except ProfileFormatError as e:
+            raise profile_error(e) from None
+        return self._call_result.ClearChargingProfile(status=status)
+
+    @on(Action.get_composite_schedule)
+    async def on_get_composite_schedule(self, connector_id: int, duration: int,
+                                        charging_rate_unit: str | None = None):
+        try:
+            schedule = self.station.composite_schedule(connector_id, duration, charging_rate_unit)
+        except ProfileFormatError as e:
+            raise profile_error(e) from None
+        if schedule is None:
+            return self._call_result.GetCompositeSchedule(status="Rejected")
+        return self._call_result.GetCompositeSchedule(
+            status="Accepted", connector_id=connector_id, schedule_start=schedule["startSchedule"],
+            charging_schedule=schedule)
+
+    # ---------------------------------------------------------------- LocalAuthListManagement
+    @on(Action.get_local_list_version)
+    async def on_get_local_list_version(self):
+        return self._call_result.GetLocalListVersion(list_version=self.station.local_list_version())
+
+    @on(Action.send_local_list)
+    async def on_send_local_list(self, list_version: int, update_type: str,
+                                 local_authorization_list: list | None = None):
+        entries = [(e["id_tag"], id_tag_info(e["id_tag_info"]) if e.get("id_tag_info") is not None else None)
+                   for e in local_authorization_list or []]
+        return self._call_result.SendLocalList(
+            status=self.station.send_local_list(update_type, list_version, entries))
+
+    # ---------------------------------------------------------------- RemoteTrigger
+    @on(Action.trigger_message)
+    async def on_trigger_message(self, requested_message: str, connector_id: int | None = None):
+        ok = requested_message in TRIGGERABLE and (
+            connector_id is None or 0 <= connector_id <= len(self.station.connectors))
+        if requested_message == "MeterValues" and connector_id == 0:
+            ok = False  # no charger-level meter
+        return self._call_result.TriggerMessage(status="Accepted" if ok else "Rejected")
+
+    @after(Action.trigger_message)
+    async def after_trigger_message(self, requested_message: str, connector_id: int | None = None):
+        if requested_message not in TRIGGERABLE or (
+                connector_id is not None and not 0 <= connector_id <= len(self.station.connectors)):
+            return
+        await self.client.send_triggered(requested_message, connector_id)
+
+
