@@ -292,7 +292,7 @@ async def reach_charging(h: AgentHarness, connector_id: int = 1, id_tag: str = T
     conf = replies_to_agent(h, "StartTransaction", m)[0]
     assert conf["idTagInfo"]["status"] == "Accepted", conf
     connector = h.station.connector(connector_id)
-    await until(lambda: connector.transaction is not None and connector.transaction.transaction_id is not None)
+    await until(lambda: connector.transaction is not None and connector.transaction.backend_id is not None)
     assert_charging_hw(h, connector_id)
     assert hw(h, connector_id)["current_limit_a"] > 0
     return dict(payload, transactionId=conf["transactionId"])

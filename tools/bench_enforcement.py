@@ -102,7 +102,7 @@ async def measure(profiles: int, boundaries: int) -> dict:
         sim.plug(1)
         assert await st.call("RemoteStartTransaction", connectorId=1, idTag="BENCH") == {"status": "Accepted"}
         await st.wait_for("StatusNotification", lambda p: p["connectorId"] == 1 and p["status"] == "Charging")
-        await _wait(lambda: station.connector(1).transaction.transaction_id == TX_ID, 5, "the transaction id")
+        await _wait(lambda: station.connector(1).transaction.backend_id == TX_ID, 5, "the transaction id")
 
         calls: list = []  # (perf_counter, wall time, amperes) of each set_current_limit
         evse = sim.connectors[0].evse

@@ -86,21 +86,25 @@ class MeterSample:
 class Transaction:
     """A charging transaction on one connector.
 
-    ``local_id`` identifies it inside the agent from its first moment;
-    ``transaction_id`` is the central system's id, known once
-    StartTransaction is confirmed (None while offline).
+    ``id`` is the station's own identifier, a string made at the start (what a
+    2.0.1 central system knows it by); ``local_id`` is its sequence number in the
+    journal; ``backend_id`` is an identifier the central system assigned, if its
+    protocol has one (1.6: the transactionId of StartTransaction.conf; None until
+    confirmed, e.g. while offline).
     """
 
     def __init__(self, local_id: int, connector_id: int, id_tag: str, meter_start_wh: int,
-                 start_time: float, parent_id_tag: str | None = None, reservation_id: int | None = None) -> None:
+                 start_time: float, parent_id_tag: str | None = None, reservation_id: int | None = None,
+                 tx_id: str | None = None) -> None:
         self.local_id = local_id
+        self.id = tx_id or transaction_id_for(local_id, start_time)
         self.connector_id = connector_id
         self.id_tag = id_tag
         self.parent_id_tag = parent_id_tag
         self.meter_start_wh = meter_start_wh
         self.start_time = start_time
         self.reservation_id = reservation_id
-        self.transaction_id: int | None = None
+        self.backend_id = None  # the central system's identifier (1.6: an integer)
         self.authorized = True  # False after StartTransaction.conf said the tag is not valid
         self.stop_data: list = []  # MeterSample list for StopTransaction transactionData
         self.meter_stop_wh: int | None = None
@@ -116,8 +120,8 @@ class Transaction:
         return self.stop_time is not None
 
     def __repr__(self) -> str:
-        return "Transaction(local=%d, id=%r, connector=%d, tag=%r)" % (
-            self.local_id, self.transaction_id, self.connector_id, self.id_tag)
+        return "Transaction(%s, backend id=%r, connector=%d, tag=%r)" % (
+            self.id, self.backend_id, self.connector_id, self.id_tag)
 
 
 def sample_to_dict(s: MeterSample) -> dict:
@@ -129,21 +133,33 @@ def sample_from_dict(d: dict) -> MeterSample:
     return MeterSample(d["t"], [Sample(m, v, u, p, c, loc) for m, v, u, p, c, loc in d["v"]])
 
 
+def transaction_id_for(local_id: int, start_time: float) -> str:
+    """The station's identifier of a transaction: its start (epoch seconds) and journal
+    sequence number, unique on this charger (at most 36 characters, as 2.0.1 allows)."""
+    return "%d-%d" % (int(start_time), local_id)
+
+
 _TX_FIELDS = ("local_id", "connector_id", "id_tag", "parent_id_tag", "meter_start_wh", "start_time",
-              "reservation_id", "transaction_id", "authorized", "meter_stop_wh", "stop_time", "stop_reason",
+              "reservation_id", "backend_id", "authorized", "meter_stop_wh", "stop_time", "stop_reason",
               "stop_id_tag", "last_meter_wh", "last_meter_time", "backend")
 
 
 def transaction_to_dict(tx: Transaction) -> dict:
     """A Transaction as plain data for the journal."""
     d = {name: getattr(tx, name) for name in _TX_FIELDS}
+    d["id"] = tx.id
     d["stop_data"] = [sample_to_dict(s) for s in tx.stop_data]
     return d
 
 
 def transaction_from_dict(d: dict) -> Transaction:
+    """A journaled Transaction; rows of releases before 0.2 carry the central system's
+    id as ``transaction_id`` and no ``id`` (made the same way as at the start)."""
+    if "backend_id" not in d and "transaction_id" in d:
+        d = dict(d, backend_id=d["transaction_id"])
     tx = Transaction(d["local_id"], d["connector_id"], d["id_tag"], d["meter_start_wh"], d["start_time"],
-                     parent_id_tag=d.get("parent_id_tag"), reservation_id=d.get("reservation_id"))
+                     parent_id_tag=d.get("parent_id_tag"), reservation_id=d.get("reservation_id"),
+                     tx_id=d.get("id"))
     for name in _TX_FIELDS[7:]:
         if name in d:
             setattr(tx, name, d[name])

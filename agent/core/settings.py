@@ -11,6 +11,7 @@ Portable core: no I/O library (hal/runtime/storage.py writes the file).
 
 import logging
 
+from agent.core.smart_charging import DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL
 from hal.runtime.storage import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,6 @@ MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.I
               "Frequency", "Current.Offered")  # what our meters and controllers can deliver
 RATE_UNITS = ("A", "W")  # charging profile rates the station accepts (current, power)
 MAX_LIST_ITEMS = 8
-DEFAULT_MAX_STACK_LEVEL = 8
-DEFAULT_MAX_PERIODS = 24
-DEFAULT_MAX_PROFILES = 16
 LOCAL_LIST_MAX_ENTRIES = 10000  # identifiers in the local authorization list
 LOCAL_LIST_MAX_PER_MESSAGE = 1000  # identifiers in one list update
 
@@ -152,6 +150,13 @@ class Settings:
             return default
         value = self._values[name]
         return list(value) if isinstance(value, list) else value
+
+    def set_initial(self, name: str, value) -> None:
+        """A starting value (the configuration file): ValueError when invalid; a value
+        set at run time and persisted wins over it."""
+        value = self.definition(name).check(value)
+        if name not in self._stored:
+            self._values[name] = value
 
     def set(self, name: str, value, persist: bool = True) -> None:
         """Set ``name`` (ValueError when invalid), persist it and tell the listeners."""

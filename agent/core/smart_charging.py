@@ -102,7 +102,6 @@ _CPMAX, _TXDEFAULT, _TX = 0, 1, 2
 _KINDS = {"Absolute": 0, "Recurring": 1, "Relative": 2}
 _ABSOLUTE, _RECURRING, _RELATIVE = 0, 1, 2
 _RECURRENCE_S = {"Daily": 86400, "Weekly": 7 * 86400}
-_UNIT_KEY_VALUE = {"A": "Current", "W": "Power"}  # ChargingScheduleAllowedChargingRateUnit values
 _INF = float("inf")
 _NEG_INF = float("-inf")
 
@@ -194,7 +193,7 @@ def compile_entry(entry: dict) -> Profile:
     w += ".chargingSchedule"
     p.duration = _field(sch, "duration", int, False, w)
     p.start = _time(sch, "startSchedule", w) if p.kind != _RELATIVE else None
-    p.is_w = _enum(sch, "chargingRateUnit", _UNIT_KEY_VALUE, True, w) == "W"
+    p.is_w = _enum(sch, "chargingRateUnit", ("A", "W"), True, w) == "W"
     p.min_rate = _field(sch, "minChargingRate", (int, float), False, w)
     periods = sch.get("chargingSchedulePeriod")
     if not isinstance(periods, list):
@@ -477,12 +476,12 @@ class ChargingProfileStore:
     Limits (the read-only configuration keys of §9.4): ``max_stack_level``
     (ChargeProfileMaxStackLevel), ``max_periods`` (ChargingScheduleMaxPeriods),
     ``max_profiles`` (MaxChargingProfilesInstalled), ``allowed_units``
-    (ChargingScheduleAllowedChargingRateUnit: "Current", "Power").
+    (the rate units accepted: "A", "W").
     """
 
     def __init__(self, *, connector_count: int, max_stack_level: int = DEFAULT_MAX_STACK_LEVEL,
                  max_periods: int = DEFAULT_MAX_PERIODS, max_profiles: int = DEFAULT_MAX_PROFILES,
-                 allowed_units: tuple = ("Current", "Power")) -> None:
+                 allowed_units: tuple = ("A", "W")) -> None:
         self.connector_count = connector_count
         self.max_stack_level = max_stack_level
         self.max_periods = max_periods
@@ -525,7 +524,7 @@ class ChargingProfileStore:
         if len(p.starts) > self.max_periods:
             return "%d periods, more than ChargingScheduleMaxPeriods %d" % (len(p.starts), self.max_periods)
         unit = "W" if p.is_w else "A"
-        if _UNIT_KEY_VALUE[unit] not in self.allowed_units:
+        if unit not in self.allowed_units:
             return "chargingRateUnit %s is not in ChargingScheduleAllowedChargingRateUnit" % unit
         if p.starts[0] != 0:
             # errata 3.45: "The startPeriod of the first ChargingSchedulePeriod in a ChargingSchedule SHALL

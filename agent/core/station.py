@@ -21,7 +21,7 @@ import logging
 from agent.core import model
 from agent.core.auth import AuthorizationCache, LocalAuthList, effective, tag_key
 from hal.runtime.clock import Clock
-from agent.ocpp16.config_keys import ConfigurationStore
+from agent.core.settings import Settings
 from agent.core.connector import Connector
 from agent.core.metering import build_meter_sample, energy_wh_of
 from agent.core.outbox import METER, START, STOP, JournalUnavailable, OutboxEntry, TransactionOutbox
@@ -73,12 +73,12 @@ class CentralSystemLink:
 class Station:
     """A self-contained charger: one object per station, no shared state."""
 
-    def __init__(self, board: Board, keys: ConfigurationStore, clock: Clock | None = None,
+    def __init__(self, board: Board, settings: Settings, clock: Clock | None = None,
                  max_current_a: float = 0.0, store=None, journal=None, auth_cache=None,
                  local_list=None, charging_profiles: ChargingProfileStore | None = None,
                  charging_profiles_path: str | None = None) -> None:
         self.board = board
-        self.keys = keys
+        self.settings = settings
         self.clock = clock or Clock()
         self.link = CentralSystemLink()
         self.outbox = TransactionOutbox(journal)
@@ -105,7 +105,7 @@ class Station:
         self._profiles_saved = self.charging_profiles.revision
         self._profile_timer_at: dict = {}  # connector id -> epoch of the armed boundary timer
         self._drawing: dict = {}  # connector id -> True while it may offer current (shares the budget)
-        self.keys.on_change(self._on_key_changed)
+        self.settings.on_change(self._on_setting_changed)
         if store is not None:
             self._restore(store.load())
         if charging_profiles_path is not None:
@@ -236,14 +236,14 @@ class Station:
         })
 
     def _default_profile_store(self) -> ChargingProfileStore:
-        """A profile store with the limits of the SmartCharging configuration keys
-        (their defaults when the profile's keys are absent)."""
+        """A profile store with the limits of the smart charging settings
+        (their defaults when the station has no smart charging settings)."""
         return ChargingProfileStore(
             connector_count=len(self.connectors),
-            max_stack_level=self._opt_key("ChargeProfileMaxStackLevel", DEFAULT_MAX_STACK_LEVEL),
-            max_periods=self._opt_key("ChargingScheduleMaxPeriods", DEFAULT_MAX_PERIODS),
-            max_profiles=self._opt_key("MaxChargingProfilesInstalled", DEFAULT_MAX_PROFILES),
-            allowed_units=tuple(self._opt_key("ChargingScheduleAllowedChargingRateUnit", ("Current", "Power"))))
+            max_stack_level=self.settings.get("profile_max_stack_level", DEFAULT_MAX_STACK_LEVEL),
+            max_periods=self.settings.get("profile_max_periods", DEFAULT_MAX_PERIODS),
+            max_profiles=self.settings.get("profile_max_installed", DEFAULT_MAX_PROFILES),
+            allowed_units=tuple(self.settings.get("profile_rate_units", ("A", "W"))))
 
     def _load_profiles(self) -> None:
         data = read_json(self._profiles_path, None)
@@ -312,7 +312,7 @@ class Station:
             self.recovered.append(tx)
             c.finishing = c.ev_connected
             log.warning("connector %d: transaction %d (id %r) was left open by the last run: stopped (%s) at %d Wh",
-                        c.id, tx.local_id, tx.transaction_id, reason, tx.meter_stop_wh)
+                        c.id, tx.local_id, tx.backend_id, reason, tx.meter_stop_wh)
             await self._update(c)  # Finishing while the EV is still plugged in
         if repaired:  # give the requeued messages their rows in the journal
             self.outbox.resync_needed = True
@@ -331,7 +331,7 @@ class Station:
         repaired = False
         for tx in txs.values():
             queued = kinds.get(tx.local_id, set())
-            if tx.transaction_id is None and START not in queued:
+            if tx.backend_id is None and START not in queued:
                 at = next((i for i, e in enumerate(entries) if e.tx is tx), len(entries))
                 entries.insert(at, OutboxEntry(START, tx, tx.connector_id))
                 log.error("journal: StartTransaction of transaction %d was lost: queued again", tx.local_id)
@@ -339,7 +339,7 @@ class Station:
             if tx.stopped and STOP not in queued:
                 entries.append(OutboxEntry(STOP, tx, tx.connector_id))
                 log.error("journal: StopTransaction of transaction %d (id %r) was lost: queued again",
-                          tx.local_id, tx.transaction_id)
+                          tx.local_id, tx.backend_id)
                 repaired = True
         return repaired
 
@@ -366,9 +366,13 @@ class Station:
         vendor = c.effective_vendor_error_code if c.status_error_code == c.effective_error_code != NO_ERROR else ""
         return c.status, c.status_error_code, c.info, vendor
 
-    def find_transaction(self, transaction_id: int):
+    def find_transaction(self, tx_id: str | None = None, backend_id=None) -> Connector | None:
+        """The connector whose running transaction has the station's identifier ``tx_id``
+        or the central system's ``backend_id``; None when there is none."""
         for c in self.connectors:
-            if c.transaction is not None and c.transaction.transaction_id == transaction_id:
+            tx = c.transaction
+            if tx is not None and ((tx_id is not None and tx.id == tx_id)
+                                   or (backend_id is not None and tx.backend_id == backend_id)):
                 return c
         return None
 
@@ -376,7 +380,7 @@ class Station:
         """Extra fields for the simulator's status output."""
         c = self.connector(connector_id)
         tx = c.transaction
-        return {"ocpp_status": c.status, "transaction_id": tx.transaction_id if tx else None,
+        return {"ocpp_status": c.status, "transaction_id": tx.backend_id if tx else None,
                 "id_tag": tx.id_tag if tx else None,
                 "station_limit_a": round(self.current_limit_a(c), 3)}  # config and profiles, before the 6 A minimum
 
@@ -459,7 +463,7 @@ class Station:
         running = tx is not None and not tx.stopped
         hw = c.hw
         profile_a, next_change = limit_at(profiles, c.id, now, tx.start_time if running else None,
-                                          tx.transaction_id if running else None, hw.voltage_v, hw.phases)
+                                          tx.backend_id if running else None, hw.voltage_v, hw.phases)
         if profile_a is not None and profile_a < limit:
             limit = profile_a
         if len(self.connectors) > 1:
@@ -704,9 +708,9 @@ class Station:
         if c.finishing:
             c.finishing = False
         if tx is not None and not tx.stopped and c.evse.cp_state == "A":
-            if self.keys.get("StopTransactionOnEVSideDisconnect"):
+            if self.settings.get("stop_on_ev_disconnect"):
                 await self._end_transaction(c, model.REASON_EV_DISCONNECTED)
-            if self.keys.get("UnlockConnectorOnEVSideDisconnect") and c.hw.lock is not None:
+            if self.settings.get("unlock_on_ev_disconnect") and c.hw.lock is not None:
                 try:
                     await c.hw.lock.set_locked(False)
                 except HalError as e:
@@ -719,12 +723,8 @@ class Station:
             self.link.status_changed(c.id)
 
     # ------------------------------------------------------------------ authorization
-    def _opt_key(self, name: str, default):
-        """An optional configuration key's value (``default`` when the profile is absent)."""
-        return self.keys.get(name) if name in self.keys else default
-
     def _local_list_enabled(self) -> bool:
-        return bool(self._opt_key("LocalAuthListEnabled", False))
+        return bool(self.settings.get("local_list_enabled", False))
 
     def _local_info(self, id_tag: str) -> model.IdTagInfo | None:
         """What the Local Authorization List, else the Authorization Cache, knows of a tag,
@@ -734,7 +734,7 @@ class Station:
             info = self.local_list.get(id_tag)
             if info is not None:
                 return effective(info, now)
-        if self._opt_key("AuthorizationCacheEnabled", False):
+        if self.settings.get("auth_cache_enabled", False):
             return effective(self.auth_cache.get(id_tag), now)
         return None
 
@@ -742,7 +742,7 @@ class Station:
         """The central system answered about a tag (Authorize, StartTransaction or
         StopTransaction.conf): update the Authorization Cache, unless the tag is in
         the Local Authorization List (§3.5.3)."""
-        if not id_tag or info is None or not self._opt_key("AuthorizationCacheEnabled", False):
+        if not id_tag or info is None or not self.settings.get("auth_cache_enabled", False):
             return
         if self._local_list_enabled() and id_tag in self.local_list:
             listed = self.local_list.get(id_tag)
@@ -762,7 +762,7 @@ class Station:
         tag with AllowOfflineTxForUnknownId; otherwise Invalid."""
         local = self._local_info(id_tag)
         if self.link.online:
-            if local is not None and local.accepted and self._opt_key("LocalPreAuthorize", False):
+            if local is not None and local.accepted and self.settings.get("local_pre_authorize", False):
                 log.info("tag %s: pre-authorized locally", id_tag)
                 return local
             info = await self.link.authorize(id_tag)
@@ -775,10 +775,10 @@ class Station:
             if not local.accepted:
                 log.info("tag %s: %s in the local list or cache", id_tag, local.status)
                 return local  # known and not valid (or expired): never accepted offline (§3.5.4)
-            if self._opt_key("LocalAuthorizeOffline", False):
+            if self.settings.get("local_authorize_offline", False):
                 log.info("tag %s: authorized offline from the local list or cache", id_tag)
                 return local
-        if self._opt_key("AllowOfflineTxForUnknownId", False):
+        if self.settings.get("offline_start_unknown_id", False):
             log.info("tag %s: accepted offline (AllowOfflineTxForUnknownId)", id_tag)
             return model.IdTagInfo(model.AUTH_ACCEPTED)
         log.info("tag %s: cannot be authorized offline", id_tag)
@@ -798,15 +798,15 @@ class Station:
         """SendLocalList; ``entries`` are (idTag, IdTagInfo or None) pairs. Returns the UpdateStatus."""
         if not self._local_list_enabled():
             return "NotSupported"
-        status = self.local_list.apply(update_type, version, entries, self.keys.get("LocalAuthListMaxLength"),
-                                       self.keys.get("SendLocalListMaxLength"))
+        status = self.local_list.apply(update_type, version, entries, self.settings.get("local_list_max_entries"),
+                                       self.settings.get("local_list_max_per_message"))
         log.info("SendLocalList %s version %d, %d entries: %s", update_type, version, len(entries), status)
         return status
 
     def _invalid_id_energy_left(self, c: Connector, tx: model.Transaction) -> bool:
         """MaxEnergyOnInvalidId: a transaction whose tag the central system did not accept
         may deliver this much energy (from its start) before energy delivery stops."""
-        limit = self._opt_key("MaxEnergyOnInvalidId", 0)
+        limit = self.settings.get("max_energy_on_invalid_id_wh", 0)
         energy = energy_wh_of(c.last_reading)
         if limit <= 0 or energy is None or energy - tx.meter_start_wh >= limit:
             return False
@@ -819,7 +819,7 @@ class Station:
             await self.clock.sleep(INVALID_ID_POLL_S)
             await self._read_meter(c)
             energy = energy_wh_of(c.last_reading)
-            if energy is not None and energy - tx.meter_start_wh >= self._opt_key("MaxEnergyOnInvalidId", 0):
+            if energy is not None and energy - tx.meter_start_wh >= self.settings.get("max_energy_on_invalid_id_wh", 0):
                 log.info("connector %d: MaxEnergyOnInvalidId reached; energy delivery stops", c.id)
                 break
         self._release(("invalid-id", c.id))
@@ -878,7 +878,7 @@ class Station:
         await self._update(c)
 
     async def _connection_timeout(self, c: Connector) -> None:
-        await self.clock.sleep(self.keys.get("ConnectionTimeOut"))
+        await self.clock.sleep(self.settings.get("ev_connect_timeout_s"))
         self._conn_tasks.pop(("timeout", c.id), None)
         if c.pending_auth is not None and c.transaction is None:
             log.info("connector %d: no EV plugged in within ConnectionTimeOut; authorization dropped", c.id)
@@ -914,7 +914,7 @@ class Station:
 
     async def _remote_start(self, c: Connector, id_tag: str, charging_profile: dict | None = None) -> None:
         parent = None
-        if self.keys.get("AuthorizeRemoteTxRequests"):
+        if self.settings.get("authorize_remote_start"):
             info = await self.authorize(id_tag)
             if not info.accepted:
                 log.info("remote start for %s: tag not authorized (%s)", id_tag, info.status)
@@ -922,8 +922,9 @@ class Station:
             parent = info.parent_id_tag
         await self._authorized(c, id_tag, parent, charging_profile)
 
-    async def remote_stop(self, transaction_id: int) -> bool:
-        c = self.find_transaction(transaction_id)
+    async def remote_stop(self, tx_id: str | None = None, backend_id=None) -> bool:
+        """Stop a transaction on the central system's request (by either identifier)."""
+        c = self.find_transaction(tx_id, backend_id)
         if c is None:
             return False
         self._spawn(self.stop_transaction(c.id, model.REASON_REMOTE))
@@ -1013,7 +1014,7 @@ class Station:
             if tx is not None and tx.stopped:
                 tx = None
         status = self.charging_profiles.install(connector_id, profile, now=self.clock.time(),
-                                                transaction_id=tx.transaction_id if tx else None,
+                                                transaction_id=tx.backend_id if tx else None,
                                                 transaction_active=tx is not None)
         if status == ACCEPTED:
             await self._profiles_changed(self.connectors if connector_id == 0 else [self.connector(connector_id)])
@@ -1052,7 +1053,7 @@ class Station:
             local_a = self._local_limit_a(c)
             tx = c.transaction
             if tx is not None and not tx.stopped:
-                tx_start, tx_id = tx.start_time, tx.transaction_id
+                tx_start, tx_id = tx.start_time, tx.backend_id
         return composite_schedule(self.charging_profiles.profiles(), connector_id, self.clock.time(), duration_s,
                                   unit, local_limit_a=local_a, tx_start=tx_start, tx_id=tx_id,
                                   voltage_v=hw.voltage_v, phases=hw.phases)
@@ -1170,7 +1171,7 @@ class Station:
                                parent_id_tag=parent_id_tag)
         self._next_local_id += 1
         self._save()
-        begin = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), self.clock.time(),
+        begin = build_meter_sample(reading, self.settings.get("sampled_end_measurands"), self.clock.time(),
                                    "Transaction.Begin", c)
         if begin.samples:
             tx.stop_data.append(begin)
@@ -1208,20 +1209,20 @@ class Station:
             self._set_fault(c, "lock", None if ok else ("ConnectorLockFailure", ""))
         return ok
 
-    def transaction_confirmed(self, tx: model.Transaction, transaction_id: int, info: model.IdTagInfo) -> None:
-        """The central system confirmed StartTransaction."""
-        tx.transaction_id = transaction_id
-        log.info("connector %d: transaction %d has id %d (%s)", tx.connector_id, tx.local_id,
-                 transaction_id, info.status)
+    def transaction_confirmed(self, tx: model.Transaction, backend_id, info: model.IdTagInfo) -> None:
+        """The central system confirmed the start of ``tx``, giving it ``backend_id`` (or None)."""
+        tx.backend_id = backend_id
+        log.info("connector %d: transaction %s has the central system's id %r (%s)", tx.connector_id, tx.id,
+                 backend_id, info.status)
         self.id_tag_info_received(tx.id_tag, info)
         if (not tx.stopped and 1 <= tx.connector_id <= len(self.connectors)
                 and self.connector(tx.connector_id).transaction is tx):
-            self.charging_profiles.bind_transaction(tx.connector_id, transaction_id)  # its TxProfile
+            self.charging_profiles.bind_transaction(tx.connector_id, backend_id)  # its TxProfile
             self._save_profiles()
         if not info.accepted and not tx.stopped:
             tx.authorized = False
             c = self.connector(tx.connector_id)
-            if self.keys.get("StopTransactionOnInvalidId"):
+            if self.settings.get("stop_on_invalid_id"):
                 self._spawn(self.stop_transaction(c.id, model.REASON_DEAUTHORIZED))
             else:  # only energy delivery stops (after MaxEnergyOnInvalidId, see _charging_allowed)
                 self._spawn(self._update(c))
@@ -1250,7 +1251,7 @@ class Station:
         tx.last_meter_wh, tx.last_meter_time = tx.meter_stop_wh, tx.stop_time
         tx.stop_reason = reason
         tx.stop_id_tag = id_tag
-        end = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), tx.stop_time,
+        end = build_meter_sample(reading, self.settings.get("sampled_end_measurands"), tx.stop_time,
                                  "Transaction.End", c)
         if end.samples:
             tx.stop_data.append(end)
@@ -1271,14 +1272,14 @@ class Station:
             self._update_charger_status()
 
     # ------------------------------------------------------------------ metering
-    def _on_key_changed(self, name: str, value) -> None:
+    def _on_setting_changed(self, name: str, value) -> None:
         if not self._running:
             return
-        if name == "MeterValueSampleInterval":
+        if name == "sample_interval_s":
             for c in self.connectors:
                 if c.transaction is not None:
                     self._restart_sampler(c)
-        elif name == "ClockAlignedDataInterval":
+        elif name == "aligned_interval_s":
             self._restart_aligned()
 
     def _restart_sampler(self, c: Connector) -> None:
@@ -1290,7 +1291,7 @@ class Station:
     async def _sample_loop(self, c: Connector) -> None:
         """Sampled meter values every MeterValueSampleInterval; with the interval 0,
         only a journal checkpoint of the reading every CHECKPOINT_S."""
-        interval = self.keys.get("MeterValueSampleInterval")
+        interval = self.settings.get("sample_interval_s")
         while c.transaction is not None:
             await self.clock.sleep(interval if interval > 0 else CHECKPOINT_S)
             tx = c.transaction
@@ -1302,11 +1303,11 @@ class Station:
             if energy is not None and energy >= tx.last_meter_wh:
                 tx.last_meter_wh, tx.last_meter_time = int(round(energy)), now
             if interval > 0:
-                stop_sample = build_meter_sample(reading, self.keys.get("StopTxnSampledData"), now,
+                stop_sample = build_meter_sample(reading, self.settings.get("sampled_end_measurands"), now,
                                                  "Sample.Periodic", c)
                 if stop_sample.samples:
                     tx.stop_data.append(stop_sample)
-                sample = build_meter_sample(reading, self.keys.get("MeterValuesSampledData"), now,
+                sample = build_meter_sample(reading, self.settings.get("sampled_measurands"), now,
                                             "Sample.Periodic", c)
                 if sample.samples:
                     self.outbox.append(OutboxEntry(METER, tx, c.id, [sample]))  # saves tx with it
@@ -1314,13 +1315,13 @@ class Station:
             self.outbox.save_transaction(tx)
 
     def _restart_aligned(self) -> None:
-        if self._running and self.keys.get("ClockAlignedDataInterval") > 0:
+        if self._running and self.settings.get("aligned_interval_s") > 0:
             self._spawn(self._aligned_loop(), key="aligned")
         else:
             self._cancel("aligned")
 
     async def _aligned_loop(self) -> None:
-        interval = self.keys.get("ClockAlignedDataInterval")
+        interval = self.settings.get("aligned_interval_s")
         while True:
             now = self.clock.time()
             midnight = now - now % 86400
@@ -1332,9 +1333,9 @@ class Station:
     async def _aligned_sample(self, c: Connector, at: float) -> None:
         reading = await self._read_meter(c)
         tx = c.transaction
-        sample = build_meter_sample(reading, self.keys.get("MeterValuesAlignedData"), at, "Sample.Clock", c)
+        sample = build_meter_sample(reading, self.settings.get("aligned_measurands"), at, "Sample.Clock", c)
         if tx is not None:
-            stop_sample = build_meter_sample(reading, self.keys.get("StopTxnAlignedData"), at, "Sample.Clock", c)
+            stop_sample = build_meter_sample(reading, self.settings.get("aligned_end_measurands"), at, "Sample.Clock", c)
             if stop_sample.samples:
                 tx.stop_data.append(stop_sample)
         if sample.samples:
@@ -1347,6 +1348,6 @@ class Station:
         """(transaction or None, MeterSample) for a triggered MeterValues."""
         c = self.connector(connector_id)
         reading = await self._read_meter(c)
-        sample = build_meter_sample(reading, self.keys.get("MeterValuesSampledData"), self.clock.time(),
+        sample = build_meter_sample(reading, self.settings.get("sampled_measurands"), self.clock.time(),
                                     "Trigger", c)
         return c.transaction, sample

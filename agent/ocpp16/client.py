@@ -15,6 +15,7 @@ from ocpp.v16 import call
 from agent.core import model
 from agent.core.outbox import METER, START, STOP
 from agent.core.station import CentralSystemLink, Station
+from agent.ocpp16.config_keys import FEATURE_PROFILES, ConfigurationStore, core_keys
 from agent.ocpp16.codec import id_tag_info, iso_time, meter_value
 from agent.ocpp16.session import Ocpp16Session
 
@@ -48,8 +49,11 @@ class Ocpp16Client(CentralSystemLink):
 
     def __init__(self, station: Station, station_id: str, clock, response_timeout_s: float = 30.0,
                  vendor: str = "", model_name: str = "", serial_number: str = "",
-                 firmware_version: str = "", traffic_log=None) -> None:
+                 firmware_version: str = "", traffic_log=None, keys: ConfigurationStore | None = None) -> None:
         self.station = station
+        # The 1.6 configuration keys (GetConfiguration, ChangeConfiguration) over the station's settings.
+        self.keys = keys if keys is not None else ConfigurationStore(
+            core_keys(len(station.connectors), FEATURE_PROFILES), None, settings=station.settings)
         self.station_id = station_id
         self.clock = clock
         self.response_timeout_s = response_timeout_s
@@ -70,7 +74,7 @@ class Ocpp16Client(CentralSystemLink):
         self._wake = station.outbox.changed
         self._heartbeat_task = None
         station.link = self
-        station.keys.on_change(self._on_key_changed)
+        station.settings.on_change(self._on_setting_changed)
 
     # ------------------------------------------------------------------ CentralSystemLink
     @property
@@ -202,7 +206,7 @@ class Ocpp16Client(CentralSystemLink):
                 self.boot_accepted = True
                 self.last_boot_time = self.clock.time()
                 if result.interval > 0:
-                    self.station.keys.set("HeartbeatInterval", result.interval)
+                    self.station.settings.set("heartbeat_interval_s", result.interval)
                 if self.on_boot is not None:
                     self.on_boot(result.status)
                 return
@@ -260,32 +264,32 @@ class Ocpp16Client(CentralSystemLink):
             elif entry.kind == STOP:
                 result = await self._call(call.StopTransaction(
                     meter_stop=tx.meter_stop_wh, timestamp=iso_time(tx.stop_time),
-                    transaction_id=tx.transaction_id, reason=tx.stop_reason, id_tag=tx.stop_id_tag,
+                    transaction_id=tx.backend_id, reason=tx.stop_reason, id_tag=tx.stop_id_tag,
                     transaction_data=[meter_value(s) for s in tx.stop_data] or None))
                 outbox.remove(entry)
                 if result.id_tag_info:
                     self.station.id_tag_info_received(tx.stop_id_tag, id_tag_info(result.id_tag_info))
             elif entry.kind == METER:
                 await self._call(call.MeterValues(
-                    connector_id=entry.connector_id, transaction_id=tx.transaction_id,
+                    connector_id=entry.connector_id, transaction_id=tx.backend_id,
                     meter_value=[meter_value(s) for s in entry.samples]))
                 outbox.remove(entry)
         except ConnectionError:
             raise
         except (OCPPError, asyncio.TimeoutError, ocpp.exceptions.ValidationError) as e:
             entry.attempts += 1
-            limit = self.station.keys.get("TransactionMessageAttempts")
+            limit = self.station.settings.get("tx_message_attempts")
             if entry.kind == METER and limit and entry.attempts >= limit:
                 log.error("dropping %r after %d attempts: %s", entry, entry.attempts, e)
                 outbox.remove(entry)
                 return
-            delay = min(self.station.keys.get("TransactionMessageRetryInterval") * entry.attempts, MAX_RETRY_DELAY_S)
+            delay = min(self.station.settings.get("tx_message_retry_interval_s") * entry.attempts, MAX_RETRY_DELAY_S)
             log.warning("%r failed (%s); retry in %d s", entry, e, delay)
             entry.not_before = self.clock.monotonic() + delay
 
     async def _heartbeat(self, session) -> None:
         while self.session is session:
-            interval = self.station.keys.get("HeartbeatInterval")
+            interval = self.station.settings.get("heartbeat_interval_s")
             if interval <= 0:
                 await asyncio.Event().wait()  # disabled until the key changes (task is restarted)
             due = self._last_activity + interval
@@ -296,8 +300,8 @@ class Ocpp16Client(CentralSystemLink):
             await self._send_quietly(call.Heartbeat())
             self.mark_activity()
 
-    def _on_key_changed(self, name: str, value) -> None:
-        if name == "HeartbeatInterval" and self._heartbeat_task is not None and self.session is not None:
+    def _on_setting_changed(self, name: str, value) -> None:
+        if name == "heartbeat_interval_s" and self._heartbeat_task is not None and self.session is not None:
             self._heartbeat_task.cancel()
             self._heartbeat_task = asyncio.create_task(self._heartbeat(self.session))
 
@@ -316,7 +320,7 @@ class Ocpp16Client(CentralSystemLink):
             for cid in ids:
                 tx, sample = await self.station.meter_sample_now(cid)
                 await self._send_quietly(call.MeterValues(
-                    connector_id=cid, transaction_id=tx.transaction_id if tx else None,
+                    connector_id=cid, transaction_id=tx.backend_id if tx else None,
                     meter_value=[meter_value(sample)]))
         elif message == "DiagnosticsStatusNotification":
             await self._send_quietly(call.DiagnosticsStatusNotification(status="Idle"))

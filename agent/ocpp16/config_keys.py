@@ -1,14 +1,19 @@
-"""OCPP configuration keys: definitions, validation and persistence.
+"""OCPP 1.6 configuration keys: a mapping onto the station's neutral settings.
 
-The station reads typed values (``keys.get("HeartbeatInterval")``); the OCPP
-adapter reads and writes the OCPP string form. Changed values are persisted
-in ``data_dir/ocpp-config.json`` and listeners are told at once, so a new
-HeartbeatInterval re-arms the heartbeat timer immediately.
+Most keys are bound to a setting of agent/core/settings.py (``setting=``): the
+value lives there, typed, and is persisted in ``data_dir/settings.json``; this
+table gives the 1.6 name, string form, validation and read-only flag. Keys with
+no neutral meaning (ConnectorPhaseRotation's 1.6 form, the *MaxLength keys) are
+kept here, persisted in ``data_dir/ocpp-config.json`` as before. Values of bound
+keys found in an ocpp-config.json of an earlier release move to settings.json on
+the first start (nothing is lost). Listeners hear 1.6 key names, so a new
+HeartbeatInterval re-arms the heartbeat timer at once.
 """
 
 import logging
 import os
 
+from agent.core.settings import LOCAL_LIST_MAX_ENTRIES, LOCAL_LIST_MAX_PER_MESSAGE, MEASURANDS, Settings, station_settings
 from agent.core.smart_charging import DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL
 from hal.runtime.storage import read_json, write_json_atomic
 
@@ -16,15 +21,12 @@ log = logging.getLogger(__name__)
 
 ACCEPTED, REJECTED, REBOOT_REQUIRED, NOT_SUPPORTED = "Accepted", "Rejected", "RebootRequired", "NotSupported"
 
-# Measurands our meters and controllers can deliver.
-MEASURANDS = ("Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Voltage",
-              "Frequency", "Current.Offered")
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 CSL_MAX = 8
-LOCAL_AUTH_LIST_MAX_LENGTH = 10000  # idTags in the Local Authorization List
-SEND_LOCAL_LIST_MAX_LENGTH = 1000  # idTags in one SendLocalList.req
 FEATURE_PROFILES = ("Core", "LocalAuthListManagement", "RemoteTrigger", "SmartCharging")  # the profiles we support
 CHARGING_RATE_UNITS = ("Current", "Power")  # ChargingScheduleAllowedChargingRateUnit values (errata 3.86)
+_RATE_UNIT_SETTING = {"Current": "A", "Power": "W"}
+_RATE_UNIT_KEY = {v: k for k, v in _RATE_UNIT_SETTING.items()}
 
 
 class InvalidKeyValue(ValueError):
@@ -39,11 +41,12 @@ class KeyDef:
     """One configuration key. ``kind`` is bool, int or csl or str."""
 
     __slots__ = ("name", "kind", "readonly", "default", "minimum", "maximum", "choices",
-                 "max_items", "check", "write_only")
+                 "max_items", "check", "write_only", "setting", "to_setting", "from_setting")
 
     def __init__(self, name: str, kind: str, default, readonly: bool = False, minimum: int | None = None,
                  maximum: int | None = None, choices: tuple | None = None, max_items: int = CSL_MAX,
-                 check=None, write_only: bool = False) -> None:
+                 check=None, write_only: bool = False, setting: str | None = None, to_setting=None,
+                 from_setting=None) -> None:
         self.name = name
         self.kind = kind
         self.default = default
@@ -54,6 +57,9 @@ class KeyDef:
         self.max_items = max_items
         self.check = check  # extra validator: value -> bool
         self.write_only = write_only
+        self.setting = setting  # the neutral setting it is bound to (agent/core/settings.py), or None
+        self.to_setting = to_setting or (lambda v: v)  # the key's typed value -> the setting's
+        self.from_setting = from_setting or (lambda v: v)
 
     def parse(self, text: str):
         """Parse the OCPP string form; raise ValueError when malformed or out of range."""
@@ -102,84 +108,128 @@ def _phase_rotation_ok(items: list) -> bool:
 
 
 def core_keys(number_of_connectors: int, profiles: tuple) -> list:
-    """The Core (and transport) configuration keys this agent supports."""
+    """The Core (and transport) configuration keys this agent supports, with the
+    neutral setting each one is bound to."""
     rotation = ",".join("%d.RST" % c for c in range(0, number_of_connectors + 1))
     keys = [
-        KeyDef("AllowOfflineTxForUnknownId", "bool", False),
-        KeyDef("AuthorizationCacheEnabled", "bool", True),
-        KeyDef("AuthorizeRemoteTxRequests", "bool", False),
-        KeyDef("ClockAlignedDataInterval", "int", 0, minimum=0, maximum=86400),
-        KeyDef("ConnectionTimeOut", "int", 60, minimum=1, maximum=3600),
+        KeyDef("AllowOfflineTxForUnknownId", "bool", False, setting="offline_start_unknown_id"),
+        KeyDef("AuthorizationCacheEnabled", "bool", True, setting="auth_cache_enabled"),
+        KeyDef("AuthorizeRemoteTxRequests", "bool", False, setting="authorize_remote_start"),
+        KeyDef("ClockAlignedDataInterval", "int", 0, minimum=0, maximum=86400, setting="aligned_interval_s"),
+        KeyDef("ConnectionTimeOut", "int", 60, minimum=1, maximum=3600, setting="ev_connect_timeout_s"),
         KeyDef("ConnectorPhaseRotation", "csl", rotation.split(","), check=_phase_rotation_ok,
                max_items=number_of_connectors + 1),
         KeyDef("ConnectorPhaseRotationMaxLength", "int", number_of_connectors + 1, readonly=True),
         KeyDef("GetConfigurationMaxKeys", "int", 64, readonly=True),
-        KeyDef("HeartbeatInterval", "int", 300, minimum=0, maximum=86400),
-        KeyDef("LocalAuthorizeOffline", "bool", True),
-        KeyDef("LocalPreAuthorize", "bool", False),
-        KeyDef("MaxEnergyOnInvalidId", "int", 0, minimum=0, maximum=1_000_000),
-        KeyDef("MeterValuesAlignedData", "csl", ["Energy.Active.Import.Register"], choices=MEASURANDS),
+        KeyDef("HeartbeatInterval", "int", 300, minimum=0, maximum=86400, setting="heartbeat_interval_s"),
+        KeyDef("LocalAuthorizeOffline", "bool", True, setting="local_authorize_offline"),
+        KeyDef("LocalPreAuthorize", "bool", False, setting="local_pre_authorize"),
+        KeyDef("MaxEnergyOnInvalidId", "int", 0, minimum=0, maximum=1_000_000,
+               setting="max_energy_on_invalid_id_wh"),
+        KeyDef("MeterValuesAlignedData", "csl", ["Energy.Active.Import.Register"], choices=MEASURANDS,
+               setting="aligned_measurands"),
         KeyDef("MeterValuesAlignedDataMaxLength", "int", CSL_MAX, readonly=True),
         KeyDef("MeterValuesSampledData", "csl", ["Energy.Active.Import.Register", "Power.Active.Import"],
-               choices=MEASURANDS),
+               choices=MEASURANDS, setting="sampled_measurands"),
         KeyDef("MeterValuesSampledDataMaxLength", "int", CSL_MAX, readonly=True),
-        KeyDef("MeterValueSampleInterval", "int", 60, minimum=0, maximum=86400),
+        KeyDef("MeterValueSampleInterval", "int", 60, minimum=0, maximum=86400, setting="sample_interval_s"),
         KeyDef("NumberOfConnectors", "int", number_of_connectors, readonly=True),
-        KeyDef("ResetRetries", "int", 1, minimum=0, maximum=100),
-        KeyDef("StopTransactionOnEVSideDisconnect", "bool", True),
-        KeyDef("StopTransactionOnInvalidId", "bool", True),
-        KeyDef("StopTxnAlignedData", "csl", [], choices=MEASURANDS),
+        KeyDef("ResetRetries", "int", 1, minimum=0, maximum=100, setting="reset_retries"),
+        KeyDef("StopTransactionOnEVSideDisconnect", "bool", True, setting="stop_on_ev_disconnect"),
+        KeyDef("StopTransactionOnInvalidId", "bool", True, setting="stop_on_invalid_id"),
+        KeyDef("StopTxnAlignedData", "csl", [], choices=MEASURANDS, setting="aligned_end_measurands"),
         KeyDef("StopTxnAlignedDataMaxLength", "int", CSL_MAX, readonly=True),
-        KeyDef("StopTxnSampledData", "csl", [], choices=MEASURANDS),
+        KeyDef("StopTxnSampledData", "csl", [], choices=MEASURANDS, setting="sampled_end_measurands"),
         KeyDef("StopTxnSampledDataMaxLength", "int", CSL_MAX, readonly=True),
         KeyDef("SupportedFeatureProfiles", "csl", list(profiles), readonly=True),
         KeyDef("SupportedFeatureProfilesMaxLength", "int", 6, readonly=True),
-        KeyDef("TransactionMessageAttempts", "int", 3, minimum=0, maximum=65535),
-        KeyDef("TransactionMessageRetryInterval", "int", 60, minimum=0, maximum=86400),
-        KeyDef("UnlockConnectorOnEVSideDisconnect", "bool", True),
-        KeyDef("WebSocketPingInterval", "int", 60, minimum=0, maximum=86400),
+        KeyDef("TransactionMessageAttempts", "int", 3, minimum=0, maximum=65535, setting="tx_message_attempts"),
+        KeyDef("TransactionMessageRetryInterval", "int", 60, minimum=0, maximum=86400,
+               setting="tx_message_retry_interval_s"),
+        KeyDef("UnlockConnectorOnEVSideDisconnect", "bool", True, setting="unlock_on_ev_disconnect"),
+        KeyDef("WebSocketPingInterval", "int", 60, minimum=0, maximum=86400, setting="ws_ping_interval_s"),
     ]
     if "LocalAuthListManagement" in profiles:
         keys += [
-            KeyDef("LocalAuthListEnabled", "bool", True),
-            KeyDef("LocalAuthListMaxLength", "int", LOCAL_AUTH_LIST_MAX_LENGTH, readonly=True),
-            KeyDef("SendLocalListMaxLength", "int", SEND_LOCAL_LIST_MAX_LENGTH, readonly=True),
+            KeyDef("LocalAuthListEnabled", "bool", True, setting="local_list_enabled"),
+            KeyDef("LocalAuthListMaxLength", "int", LOCAL_LIST_MAX_ENTRIES, readonly=True,
+                   setting="local_list_max_entries"),
+            KeyDef("SendLocalListMaxLength", "int", LOCAL_LIST_MAX_PER_MESSAGE, readonly=True,
+                   setting="local_list_max_per_message"),
         ]
     if "SmartCharging" in profiles:
         # Read-only (§9.4); the config file's [ocpp] table may set them. The station's
         # ChargingProfileStore enforces them (agent/core/smart_charging.py).
         keys += [
             KeyDef("ChargeProfileMaxStackLevel", "int", DEFAULT_MAX_STACK_LEVEL, readonly=True, minimum=0,
-                   maximum=100),
+                   maximum=100, setting="profile_max_stack_level"),
             KeyDef("ChargingScheduleAllowedChargingRateUnit", "csl", list(CHARGING_RATE_UNITS), readonly=True,
-                   choices=CHARGING_RATE_UNITS, check=lambda items: 0 < len(items) == len(set(items))),
+                   choices=CHARGING_RATE_UNITS, check=lambda items: 0 < len(items) == len(set(items)),
+                   setting="profile_rate_units", to_setting=lambda v: [_RATE_UNIT_SETTING[i] for i in v],
+                   from_setting=lambda v: [_RATE_UNIT_KEY[i] for i in v]),
             KeyDef("ChargingScheduleMaxPeriods", "int", DEFAULT_MAX_PERIODS, readonly=True, minimum=1,
-                   maximum=1000),
+                   maximum=1000, setting="profile_max_periods"),
             KeyDef("MaxChargingProfilesInstalled", "int", DEFAULT_MAX_PROFILES, readonly=True, minimum=1,
-                   maximum=1000),
+                   maximum=1000, setting="profile_max_installed"),
         ]
     return keys
 
 
-class ConfigurationStore:
-    """Typed configuration key values with persistence and change listeners."""
+def settings_for(profiles: tuple, path: str | None = None) -> Settings:
+    """The station's settings for the 1.6 feature ``profiles`` (persisted in ``path``)."""
+    return Settings(station_settings(local_list="LocalAuthListManagement" in profiles,
+                                     smart_charging="SmartCharging" in profiles), path)
 
-    def __init__(self, defs: list, path: str | None, initial: dict | None = None) -> None:
+
+class ConfigurationStore:
+    """The 1.6 configuration keys over the station's ``settings``: typed values,
+    the 1.6 string form, persistence of the unbound keys and change listeners."""
+
+    def __init__(self, defs: list, path: str | None, initial: dict | None = None,
+                 settings: Settings | None = None) -> None:
         self._defs = {d.name: d for d in defs}
-        self._values = {d.name: d.default for d in defs}
+        self.settings = settings if settings is not None else Settings(station_settings())
+        self._values = {d.name: d.default for d in defs if not self._bound(d)}
         self._path = path
         self._listeners: list = []
         self._external: dict = {}  # name -> (read, write, after): keys whose value lives elsewhere
+        self._by_setting = {d.setting: d for d in defs if self._bound(d)}
+        self.settings.on_change(self._setting_changed)
         # Values set over OCPP (or by the agent) win over the config file's [ocpp] table.
         self._stored: dict = read_json(path, {}) if path is not None else {}
+        self._migrate()
         for name, value in (initial or {}).items():
             self._apply_initial(name, value)
         self._load_stored()
 
+    def _bound(self, d: KeyDef) -> bool:
+        return d.setting is not None and d.setting in self.settings
+
+    def _migrate(self) -> None:
+        """Move values of bound keys from ocpp-config.json (an earlier release kept every
+        key there) to the settings; a value the settings already hold wins."""
+        moved = False
+        for name, text in list(self._stored.items()):
+            d = self._defs.get(name)
+            if d is None or not self._bound(d):
+                continue
+            del self._stored[name]
+            moved = True
+            if d.readonly or d.setting in self.settings.stored():
+                continue
+            try:
+                self.settings.set(d.setting, d.to_setting(d.parse(text)))
+            except ValueError:
+                log.warning("ignoring stored value of %s: %r", name, text)
+                continue
+            log.info("configuration key %s moved to setting %s", name, d.setting)
+        if moved:
+            self._persist()
+
     def _load_stored(self) -> None:
         for name, text in list(self._stored.items()):
             d = self._defs.get(name)
-            if d is None or d.readonly:
+            if d is None or d.readonly or self._bound(d):
                 continue
             try:
                 self._values[name] = d.parse(text)
@@ -194,15 +244,27 @@ class ConfigurationStore:
             ("true" if value else "false") if isinstance(value, bool) else
             ",".join(value) if isinstance(value, list) else str(value))
         try:
-            self._values[name] = d.parse(text)
+            parsed = d.parse(text)
+            if self._bound(d):
+                self.settings.set_initial(d.setting, d.to_setting(parsed))
+            else:
+                self._values[name] = parsed
         except ValueError as e:
             raise InvalidKeyValue(name, "invalid value %r: %s" % (value, e)) from None
+
+    def _setting_changed(self, setting: str, value) -> None:
+        d = self._by_setting.get(setting)
+        if d is not None:
+            self._notify(d.name, d.from_setting(value))
 
     def add(self, defs: list) -> None:
         """Add keys (a feature profile registering its own)."""
         for d in defs:
             self._defs[d.name] = d
-            self._values.setdefault(d.name, d.default)
+            if self._bound(d):
+                self._by_setting[d.setting] = d
+            else:
+                self._values.setdefault(d.name, d.default)
         self._load_stored()
 
     def add_external(self, d: KeyDef, read, write, after=None) -> None:
@@ -229,6 +291,9 @@ class ConfigurationStore:
     def get(self, name: str):
         if name in self._external:
             return self._external[name][0]()
+        d = self._defs[name]
+        if self._bound(d):
+            return d.from_setting(self.settings.get(d.setting))
         return self._values[name]
 
     def set(self, name: str, value) -> None:
@@ -236,10 +301,7 @@ class ConfigurationStore:
         if name in self._external:
             self._external[name][1](value)
             return
-        self._values[name] = value
-        self._stored[name] = self._defs[name].format(value)
-        self._persist()
-        self._notify(name, value)
+        self._store(self._defs[name], value)
 
     def read(self, names: list | None = None) -> tuple:
         """(known, unknown): known = [(name, readonly, text)], for GetConfiguration."""
@@ -272,11 +334,18 @@ class ConfigurationStore:
             if status == ACCEPTED:
                 self._notify(name, value)
             return status
-        self._values[name] = value
-        self._stored[name] = d.format(value)
-        self._persist()
-        self._notify(name, value)
+        self._store(d, value)
         return ACCEPTED
+
+    def _store(self, d: KeyDef, value) -> None:
+        """Set a key's typed value: in its setting (whose listeners notify), or here."""
+        if self._bound(d):
+            self.settings.set(d.setting, d.to_setting(value))
+            return
+        self._values[d.name] = value
+        self._stored[d.name] = d.format(value)
+        self._persist()
+        self._notify(d.name, value)
 
     def _notify(self, name: str, value) -> None:
         for cb in list(self._listeners):

@@ -94,15 +94,15 @@ class Ocpp16Session(ChargePoint):
 
     @on(Action.change_configuration)
     async def on_change_configuration(self, key: str, value: str):
-        return self._call_result.ChangeConfiguration(status=self.station.keys.change(key, value))
+        return self._call_result.ChangeConfiguration(status=self.client.keys.change(key, value))
 
     @after(Action.change_configuration)
     async def after_change_configuration(self, key: str, value: str):
-        self.station.keys.answered(key)  # e.g. CentralSystemUrl: answer first, then move
+        self.client.keys.answered(key)  # e.g. CentralSystemUrl: answer first, then move
 
     @on(Action.get_configuration)
     async def on_get_configuration(self, key: list | None = None):
-        known, unknown = self.station.keys.read(key)
+        known, unknown = self.client.keys.read(key)
         return self._call_result.GetConfiguration(
             configuration_key=[{"key": k, "readonly": ro, "value": v} for k, ro, v in known],
             unknown_key=unknown or None)
@@ -126,7 +126,7 @@ class Ocpp16Session(ChargePoint):
 
     @on(Action.remote_stop_transaction)
     async def on_remote_stop_transaction(self, transaction_id: int):
-        ok = await self.station.remote_stop(transaction_id)
+        ok = await self.station.remote_stop(backend_id=transaction_id)
         return self._call_result.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
 
     @on(Action.reset)

@@ -142,8 +142,8 @@ def test_tx_profile_without_transaction_id_is_bound_to_the_running_transaction()
 @pytest.mark.parametrize("kwargs, cp, why", [
     ({"max_stack_level": 3}, profile(1, stack=4), "ChargeProfileMaxStackLevel"),
     ({"max_periods": 2}, profile(1, periods=((0, 6), (10, 7), (20, 8))), "ChargingScheduleMaxPeriods"),
-    ({"allowed_units": ("Current",)}, profile(1, unit="W", periods=((0, 11000),)), "AllowedChargingRateUnit"),
-    ({"allowed_units": ("Power",)}, profile(1, unit="A"), "AllowedChargingRateUnit"),
+    ({"allowed_units": ("A",)}, profile(1, unit="W", periods=((0, 11000),)), "AllowedChargingRateUnit"),
+    ({"allowed_units": ("W",)}, profile(1, unit="A"), "AllowedChargingRateUnit"),
     ({}, profile(1, periods=((5, 6),)), "first startPeriod"),
     ({}, profile(1, periods=((0, 6), (60, 7), (60, 8))), "increase"),
     ({}, profile(1, periods=((0, 6), (60, 7), (30, 8))), "increase"),
@@ -162,7 +162,7 @@ def test_rejections(kwargs, cp, why):
 
 
 def test_limits_at_their_maximum_are_accepted():
-    s = store(max_stack_level=3, max_periods=3, allowed_units=("Power",))
+    s = store(max_stack_level=3, max_periods=3, allowed_units=("W",))
     assert s.install(1, profile(1, stack=3, unit="W", periods=((0, 1), (1, 2), (2, 3))), now=T0) == ACCEPTED
 
 

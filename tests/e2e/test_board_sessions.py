@@ -224,7 +224,7 @@ async def test_rpi_board_full_session_on_one_shared_rs485_line(tmp_path, monkeyp
         await h.cs.wait_for("MeterValues", start_index=mark, timeout_s=8)
         await h.cs.wait_for("MeterValues", start_index=h.mark(), timeout_s=8)
         values = h.received("MeterValues", mark)
-        tx_id = h.station.connector(1).transaction.transaction_id
+        tx_id = h.station.connector(1).transaction.backend_id
         assert all(p["transactionId"] == tx_id for p in values)
         energy = energy_values(values)
         assert len(energy) >= 2 and energy == sorted(energy) and energy[-1] > energy[0]
@@ -281,7 +281,7 @@ async def test_rpi_board_meter_timeouts_power_meter_failure_and_recovery(tmp_pat
         reported = energy_values(h.received("MeterValues", start))
         stop_mark = h.mark()
         tx = h.station.connector(1).transaction
-        reply = await h.cs.call("RemoteStopTransaction", transactionId=tx.transaction_id)
+        reply = await h.cs.call("RemoteStopTransaction", transactionId=tx.backend_id)
         assert reply["status"] == "Accepted"
         stopped = await h.cs.wait_for("StopTransaction", start_index=stop_mark)
         assert stopped["meterStop"] == tx.last_meter_wh >= int(max(reported))
@@ -379,7 +379,7 @@ async def test_openevse_board_full_session_energy_from_the_controller(tmp_path):
         energy = energy_values(h.received("MeterValues", mark))
         assert energy == sorted(energy) and energy[-1] > energy[0]
 
-        tx_id = h.station.connector(1).transaction.transaction_id
+        tx_id = h.station.connector(1).transaction.backend_id
         stop_mark = h.mark()
         assert (await h.cs.call("RemoteStopTransaction", transactionId=tx_id))["status"] == "Accepted"
         stopped = await h.cs.wait_for("StopTransaction", start_index=stop_mark)
@@ -450,7 +450,7 @@ async def test_phoenix_board_full_session_energy_from_the_meter_behind_the_contr
                      if sv.get("measurand") == "Power.Active.Import"]
             assert power == [32 * 230.0 * 3]  # 22,080 W: the controller's meter, ×0.01 kW
 
-            tx_id = h.station.connector(1).transaction.transaction_id
+            tx_id = h.station.connector(1).transaction.backend_id
             stop_mark = h.mark()
             assert (await h.cs.call("RemoteStopTransaction", transactionId=tx_id))["status"] == "Accepted"
             stopped = await h.cs.wait_for("StopTransaction", start_index=stop_mark)

@@ -744,15 +744,14 @@ class FakeContactor:
 
 async def test_station_faults_the_connector_while_the_controller_is_silent():
     from hal.runtime.clock import Clock
-    from agent.ocpp16.config_keys import ConfigurationStore, core_keys
-    from agent.ocpp16.config_keys import FEATURE_PROFILES
+    from agent.core.settings import Settings, station_settings
     from agent.core.station import Station
     from hal.interfaces import Board, ConnectorHardware
 
     async with simpleevse() as (sim, evse, _link):
         relay = FakeContactor()
         board = Board("test", [ConnectorHardware(evse, FakeMeter(), relay)])
-        station = Station(board, ConfigurationStore(core_keys(1, FEATURE_PROFILES), None), Clock())
+        station = Station(board, Settings(station_settings()), Clock())
         await board.open()
         await station.start()
         try:

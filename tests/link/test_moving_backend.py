@@ -441,9 +441,9 @@ async def test_queued_messages_of_the_old_backend_reach_the_old_backend_not_the_
                     what="the held messages delivered", step_s=1.0)
         starts, stops = actions(h1, "StartTransaction"), actions(h1, "StopTransaction")
         assert len(starts) == 1 and starts[0]["idTag"] == "TAG-OFFLINE"
-        assert len(stops) == 1 and stops[0]["transactionId"] == tx.transaction_id
+        assert len(stops) == 1 and stops[0]["transactionId"] == tx.backend_id
         assert len(actions(h1, "MeterValues")) >= 1
-        assert all(m["transactionId"] == tx.transaction_id for m in actions(h1, "MeterValues"))
+        assert all(m["transactionId"] == tx.backend_id for m in actions(h1, "MeterValues"))
         assert len(actions(h1, "BootNotification")) == 1  # a drain connection does not boot
         for action in ("StartTransaction", "StopTransaction"):
             assert actions(h2, action) == []
@@ -489,7 +489,7 @@ async def test_queued_messages_are_delivered_on_the_old_connection_before_moving
         await until(lambda: "CP001" in cs2.stations, clock=rig.clock, what="the move", step_s=1.0)
         assert rig.clock.monotonic() < 30  # it moved once the Start was delivered, not at the drain timeout
         h2 = await rig.booted(cs2)
-        assert rig.station.connectors[0].transaction.transaction_id == 77
+        assert rig.station.connectors[0].transaction.backend_id == 77
         assert len(attempts) == 2 and actions(h2, "StartTransaction") == []
 
         # The running transaction stays with cs1: its Stop goes there, over a drain connection.
@@ -572,7 +572,7 @@ async def test_a_transaction_started_while_trying_a_backend_goes_back_with_the_r
                     what="a transaction", step_s=0.1)
         tx = rig.station.connectors[0].transaction
         assert tx.backend == EndpointSettings(dead_url, "CP001").key
-        await until(lambda: tx.transaction_id is not None, clock=rig.clock, timeout_s=15,
+        await until(lambda: tx.backend_id is not None, clock=rig.clock, timeout_s=15,
                     what="the Start delivered after the rollback", step_s=1.0)
         starts = actions(h1, "StartTransaction")
         assert len(starts) == 1 and starts[0]["idTag"] == "TAG-WHILE-TRYING"
@@ -614,7 +614,7 @@ async def test_bad_input_changes_nothing(tmp_path):
         # Good values through the running agent: applied at once where possible.
         code, out, err = await run_cli("config", "set", "ocpp.HeartbeatInterval", "120", "--config", rig.path)
         assert code == 0 and "applied now" in out, err
-        assert rig.station.keys.get("HeartbeatInterval") == 120
+        assert rig.agent.keys.get("HeartbeatInterval") == 120
         code, out, err = await run_cli("config", "set", "csms.fallback_timeout_s", "90", "--config", rig.path)
         assert code == 0 and rig.agent.endpoint.fallback_timeout_s == 90.0
         code, out, err = await run_cli("config", "get", "csms.fallback_timeout_s", "--config", rig.path)

@@ -118,7 +118,7 @@ async def test_six_hour_outage_queues_thousands_and_replays_in_order_exactly_onc
     async with OutageHarness(tmp_path) as h:
         await h.start_held("TAG-OUT")
         tx = h.station.connectors[0].transaction
-        assert tx is not None and tx.transaction_id is None  # a local reference only
+        assert tx is not None and tx.backend_id is None  # a local reference only
         queued, meters = await charged_six_hours(h)
         assert len(meters) >= HOURS_6_S // SAMPLE_S - 1 >= 2000
         assert len(h.agent.journal) == len(queued)  # all of it durable
@@ -238,7 +238,7 @@ def test_crash_during_a_long_replay_resends_only_the_last_few_meter_values(tmp_p
     journal.open()
     outbox = TransactionOutbox(journal)
     tx = model.Transaction(1, 1, "TAG", 0, 1_767_225_600.0)
-    tx.transaction_id = 7
+    tx.backend_id = 7
     for i in range(1000):
         outbox.append(OutboxEntry(METER, tx, 1, [model.MeterSample(1_767_225_600.0 + i, [])]))
     for _ in range(1000):

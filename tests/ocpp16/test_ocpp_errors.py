@@ -89,7 +89,7 @@ async def test_malformed_frames_get_the_ocpp_j_callerror_and_the_connection_stay
             assert reply[2] in codes, "for %s expected %s, got %r" % (text, codes, reply)
             assert isinstance(reply[3], str) and isinstance(reply[4], dict)
         # Nothing was applied by the refused calls.
-        assert h.station.keys.get("HeartbeatInterval") == 300
+        assert h.agent.keys.get("HeartbeatInterval") == 300
         assert h.station.connectors[0].availability == "Operative"
         # Same connection, and it still works both ways.
         assert h.cs.connected and h.cs.connections == 1
@@ -99,7 +99,7 @@ async def test_malformed_frames_get_the_ocpp_j_callerror_and_the_connection_stay
             {"key": "HeartbeatInterval", "readonly": False, "value": "300"}]}]
         result = await h.cs.call("ChangeConfiguration", key="HeartbeatInterval", value="120")
         assert result == {"status": "Accepted"}
-        assert h.station.keys.get("HeartbeatInterval") == 120
+        assert h.agent.keys.get("HeartbeatInterval") == 120
         m = h.mark()
         await h.clock.advance(121)
         await h.cs.wait_for("Heartbeat", start_index=m, timeout_s=3)
@@ -139,7 +139,7 @@ async def test_callresult_and_callerror_for_unknown_unique_ids_are_ignored(tmp_p
         await h.cs.wait_for("StartTransaction", start_index=m)
         await h.wait_status(1, "Charging", m)
         tx = h.station.connectors[0].transaction
-        assert tx is not None and tx.transaction_id == 1 and tx.authorized
+        assert tx is not None and tx.backend_id == 1 and tx.authorized
         assert h.sim.status()["connectors"][0]["contactor_closed"] is True
         assert h.cs.connected and h.cs.connections == 1
         assert not any(json.loads(t)[0] == 4 for d, t in h.cs.raw if d == IN)
@@ -190,8 +190,8 @@ async def test_unanswered_start_transaction_times_out_and_is_retried_with_growin
             await h.clock.advance(1)
             await until(lambda: len(calls) == 3, what="the second retry")
             tx = h.station.connectors[0].transaction
-            await until(lambda: tx.transaction_id is not None, what="the transaction id")
-            assert tx.transaction_id == 333  # the late 111 and 222 were not taken for this call's answer
+            await until(lambda: tx.backend_id is not None, what="the transaction id")
+            assert tx.backend_id == 333  # the late 111 and 222 were not taken for this call's answer
             assert len(outbox) == 0
             # The same message each time.
             assert calls[0] == calls[1] == calls[2]
@@ -232,7 +232,7 @@ async def test_unanswered_status_notification_is_not_fatal(tmp_path):
             await h.cs.wait_for("Authorize", start_index=m)
             await h.cs.wait_for("StartTransaction", start_index=m)
             await h.wait_status(1, "Charging", m)
-            assert h.station.connectors[0].transaction.transaction_id is not None
+            assert h.station.connectors[0].transaction.backend_id is not None
             assert h.cs.connections == 1 and h.agent.connection.connect_count == 1
     finally:
         release.set()

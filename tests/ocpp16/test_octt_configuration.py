@@ -140,7 +140,7 @@ async def test_tc_021_change_configuration_persists_across_a_restart(tmp_path):
         assert await change(h, "MeterValueSampleInterval", "17") == "Accepted"
         known, _ = await get_configuration(h, ["MeterValueSampleInterval"])
         assert known == {"MeterValueSampleInterval": (False, "17")}
-        assert h.station.keys.get("MeterValueSampleInterval") == 17
+        assert h.agent.keys.get("MeterValueSampleInterval") == 17
         assert await change(h, "LocalPreAuthorize", "TRUE") == "Accepted"
         assert await change(h, "MeterValuesSampledData", "Energy.Active.Import.Register,Voltage") == "Accepted"
 
@@ -153,8 +153,8 @@ async def test_tc_021_change_configuration_persists_across_a_restart(tmp_path):
         assert unknown == []
         assert known == {"MeterValueSampleInterval": (False, "17"), "LocalPreAuthorize": (False, "true"),
                          "MeterValuesSampledData": (False, "Energy.Active.Import.Register,Voltage")}
-        assert h.station.keys.get("MeterValueSampleInterval") == 17
-        assert h.station.keys.get("LocalPreAuthorize") is True
+        assert h.agent.keys.get("MeterValueSampleInterval") == 17
+        assert h.agent.keys.get("LocalPreAuthorize") is True
 
 
 @pytest.mark.parametrize("key, value", [

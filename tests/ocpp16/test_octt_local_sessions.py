@@ -57,7 +57,7 @@ async def test_tc_002_cold_boot_pending(tmp_path):
         assert "unknownKey" not in conf
         reply = await h.cs.call("ChangeConfiguration", key="MeterValueSampleInterval", value="30")
         assert reply == {"status": "Accepted"}
-        assert h.station.keys.get("MeterValueSampleInterval") == 30
+        assert h.agent.keys.get("MeterValueSampleInterval") == 30
 
         # A card swiped while Pending must not make the agent send an Authorize.req either.
         h.sim.swipe(TAG)
@@ -73,7 +73,7 @@ async def test_tc_002_cold_boot_pending(tmp_path):
         await h.wait_status(0, "Available", m)
         await h.wait_status(1, "Available", m)
         assert calls_from_agent(h, 0)[:2] == ["BootNotification", "BootNotification"]
-        assert h.station.keys.get("HeartbeatInterval") == 120  # the interval from step 8
+        assert h.agent.keys.get("HeartbeatInterval") == 120  # the interval from step 8
 
         # Steps 11-12: a Heartbeat every 120 s (virtual time).
         for _ in range(2):
@@ -261,7 +261,7 @@ async def test_tc_005_3_ev_side_disconnect_transaction_continues(tmp_path):
         assert suspended["info"] == "EV side disconnected"
         await quiet(h)
         assert "StopTransaction" not in calls_from_agent(h, m)  # the transaction goes on
-        assert h.station.connector(1).transaction.transaction_id == start["transactionId"]
+        assert h.station.connector(1).transaction.backend_id == start["transactionId"]
         status = hw(h)
         assert not status["contactor_closed"] and status["power_w"] == 0  # no EV: contactor open
         # Steps 3-8: RemoteStopTransaction; Finishing and StopTransaction reason Remote.

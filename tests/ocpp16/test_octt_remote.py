@@ -44,7 +44,7 @@ async def test_tc_010_remote_start_cable_plugged_in_first(tmp_path):
         m = h.mark()
         tx_id = await charging(h)
         assert statuses(h, 1, m) == ["Preparing", "Charging"]
-        assert h.station.connector(1).transaction.transaction_id == tx_id
+        assert h.station.connector(1).transaction.backend_id == tx_id
         assert h.received("StopTransaction") == []
 
 
@@ -297,7 +297,7 @@ async def test_tc_026_remote_start_rejected_connector_occupied(tmp_path):
         assert h.received("Authorize", m) == [] and h.received("StopTransaction", m) == []
         assert statuses(h, 1, m) == []
         tx = h.station.connector(1).transaction
-        assert tx.transaction_id == tx_id and tx.id_tag == TAG
+        assert tx.backend_id == tx_id and tx.id_tag == TAG
         assert hw(h)["contactor_closed"]  # the running session is untouched
 
 

@@ -43,7 +43,7 @@ async def cache_by_authorize(h: AgentHarness, tag: str) -> None:
     assert await h.cs.wait_for("Authorize", start_index=m) == {"idTag": tag}
     await h.wait_status(1, "Preparing", m)
     assert h.station.auth_cache.get(tag) is not None
-    await h.clock.advance(h.station.keys.get("ConnectionTimeOut"))
+    await h.clock.advance(h.agent.keys.get("ConnectionTimeOut"))
     await h.wait_status(1, "Available", m)
 
 
@@ -228,7 +228,7 @@ async def test_allow_offline_tx_for_unknown_id(tmp_path):
         port = await h.go_offline()
         await plug_and_swipe_starts_nothing(h, TAG)
         # Switch it on (locally: the central system is away) and try again.
-        assert h.station.keys.change("AllowOfflineTxForUnknownId", "true") == "Accepted"
+        assert h.agent.keys.change("AllowOfflineTxForUnknownId", "true") == "Accepted"
         h.sim.swipe(TAG_2)  # blocked in the list: rejected even now
         await quiet(h)
         assert h.station.connector(1).transaction is None

@@ -461,7 +461,7 @@ async def _offline_start(h, id_tag: str) -> None:
     await h.clock.settle()
     assert h.mark() == m  # nothing reached the central system
     tx = h.station.connector(1).transaction
-    assert tx.transaction_id is None
+    assert tx.backend_id is None
     assert_charging_hw(h)
 
 
@@ -492,7 +492,7 @@ async def test_tc_037_1_offline_start_transaction_valid_id_tag(tmp_path):
         # Steps 1-2: StartTransaction, Accepted.
         start = await h.cs.wait_for("StartTransaction", start_index=m)
         assert start["idTag"] == TAG and start["connectorId"] == 1
-        await until(lambda: h.station.connector(1).transaction.transaction_id == given[0])
+        await until(lambda: h.station.connector(1).transaction.backend_id == given[0])
         # Steps 3-4: Charging.
         await h.wait_status(1, "Charging", m)
         assert_charging_hw(h)
@@ -532,7 +532,7 @@ async def _offline_start_invalid(tmp_path, stop_on_invalid: bool) -> None:
             await h.wait_status(1, "SuspendedEVSE", m)
             await quiet(h)
             assert h.received("StopTransaction", m) == []
-            assert h.station.connector(1).transaction.transaction_id == given[0]
+            assert h.station.connector(1).transaction.backend_id == given[0]
         assert_no_power(h)
         i_charging = index_of(h, "StatusNotification", m, pred=lambda p: p["connectorId"] == 1)
         assert h.cs.messages[i_charging].payload["status"] == "Charging"
@@ -791,7 +791,7 @@ async def test_corrupt_journal_is_set_aside_and_the_agent_starts(tmp_path, caplo
             assert (data_dir / "journal.sqlite.corrupt-1").read_bytes() == garbage
             assert "cannot be read" in caplog.text and "journal.sqlite.corrupt-1" in caplog.text
             tx_id = await charging(h)
-            assert journal_rows(h)[0][0]["transaction_id"] == tx_id
+            assert journal_rows(h)[0][0]["backend_id"] == tx_id
 
 
 async def _damaged_journal(tmp_path, caplog, which: str) -> tuple:

@@ -435,7 +435,7 @@ async def test_below_the_minimum_suspends_without_ending_the_transaction_and_res
         assert s["current_limit_a"] == 12 and s["contactor_closed"] and s["power_w"] == power_at(12)
         assert statuses(h, 1, m) == ["SuspendedEVSE", "Charging"]
         assert h.received("StopTransaction", m) == []
-        assert h.station.connector(1).transaction.transaction_id == tx_id
+        assert h.station.connector(1).transaction.backend_id == tx_id
         # A 0 A ChargePointMax pauses too; clearing it resumes.
         m = h.mark()
         await set_profile(h, 0, profile(2, "ChargePointMaxProfile", 0, [(0, 0)], start=h.clock.time()))
