@@ -21,7 +21,8 @@ Use (station side)::
         # or back to NoError
 """
 
-NO_ERROR = "NoError"
+from hal.interfaces import NO_ERROR
+
 POWER_METER_FAILURE = "PowerMeterFailure"
 
 

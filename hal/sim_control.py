@@ -34,7 +34,7 @@ class SimControlServer(JsonLineServer):
     (the generic line server of agent/app/control.py).
 
     ``extra_status(connector_id) -> dict`` (optional, from the station) adds
-    keys such as ``ocpp_status`` to each connector's status.
+    keys such as ``station_status`` to each connector's status.
     """
 
     what = "sim control socket"

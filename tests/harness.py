@@ -20,10 +20,10 @@ import shutil
 import ssl
 import subprocess
 import time
-from datetime import datetime
 
 import pytest
 
+from agent.core.isotime import parse_datetime
 from hal.runtime.clock import VirtualClock
 from agent.app.config import parse_config
 from agent.app.runner import Agent
@@ -179,7 +179,7 @@ def keys(**values) -> dict:
 
 
 def epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    return parse_datetime(timestamp)
 
 
 async def until(predicate, timeout_s: float = 5, what: str = "condition", *, clock=None, step_s: float = 0.5,

@@ -25,8 +25,8 @@ import time
 
 from agent.core import smart_charging
 from agent.core.smart_charging import (
-    CHARGE_POINT_MAX, DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL, TX, TX_DEFAULT,
-    ChargingProfileStore, compile_entry, composite_schedule, format_datetime, limit_at,
+    ABSOLUTE, ACCEPTED, DAILY, DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL, RECURRING, RELATIVE,
+    STATION_MAX, TX, TX_DEFAULT, ChargingProfileStore, compile_profile, composite_schedule, limit_at, new_profile,
 )
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -35,40 +35,36 @@ TX_START = T0 - 1800
 
 
 def _profile(pid: int, purpose: str, stack: int, periods: int, index: int) -> dict:
-    kind = ("Recurring", "Absolute", "Relative")[index % 3]
+    kind = (RECURRING, ABSOLUTE, RELATIVE)[index % 3]
     unit = "W" if index % 2 else "A"
     step = 86400 // periods
     shift = 97 * index % step  # distinct boundaries for every profile
     sched = []
     for k in range(periods):
         amps = 6 + (k * 7 + index * 5) % 27
-        per = {"startPeriod": 0 if k == 0 else k * step + shift,
-               "limit": float(amps * 690) if unit == "W" else float(amps)}
-        if k % 4 == 1:
-            per["numberPhases"] = 1
-        sched.append(per)
-    schedule = {"chargingRateUnit": unit, "chargingSchedulePeriod": sched,
-                "duration": 86400 - 2900 * stack}  # higher stacks end sooner: the lower ones show through
-    cp = {"chargingProfileId": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
-          "chargingProfileKind": kind, "chargingSchedule": schedule}
-    if kind != "Relative":
-        schedule["startSchedule"] = format_datetime(T0 - 3600 + 61 * index)
-    if kind == "Recurring":
-        cp["recurrencyKind"] = "Daily"
+        sched.append((0 if k == 0 else k * step + shift, float(amps * 690) if unit == "W" else float(amps),
+                      1 if k % 4 == 1 else None))
+    extra = {}
+    if kind != RELATIVE:
+        extra["start"] = T0 - 3600 + 61 * index
+    if kind == RECURRING:
+        extra["recurrency"] = DAILY
     if index % 4 == 3:
-        cp["validFrom"] = format_datetime(T0 - 600 + 13 * index)
-        cp["validTo"] = format_datetime(T0 + 20 * 3600 + 17 * index)
+        extra["valid_from"] = T0 - 600 + 13 * index
+        extra["valid_to"] = T0 + 20 * 3600 + 17 * index
     if index % 5 == 4:
-        schedule["minChargingRate"] = 6.0 if unit == "A" else 4140.0
-    return cp
+        extra["min_rate"] = 6.0 if unit == "A" else 4140.0
+    return new_profile(pid, purpose, stack, sched, kind=kind, rate_unit=unit,
+                       duration_s=86400 - 2900 * stack,  # higher stacks end sooner: the lower ones show through
+                       **extra)
 
 
 def build_store(profiles: int, periods: int, max_stack_level: int = DEFAULT_MAX_STACK_LEVEL) -> ChargingProfileStore:
-    """A full store: ``profiles`` profiles over ChargePointMax (connector 0),
-    TxDefault (connectors 0 and 1) and Tx (connector 1, transaction 1)."""
+    """A full store: ``profiles`` profiles over station_max (EVSE 0),
+    tx_default (EVSEs 0 and 1) and tx (EVSE 1, transaction 1)."""
     store = ChargingProfileStore(connector_count=2, max_stack_level=max_stack_level, max_periods=periods,
                                  max_profiles=profiles)
-    slots = [(CHARGE_POINT_MAX, 0), (TX_DEFAULT, 0), (TX_DEFAULT, 1), (TX, 1)]
+    slots = [(STATION_MAX, 0), (TX_DEFAULT, 0), (TX_DEFAULT, 1), (TX, 1)]
     next_stack = {s: 0 for s in slots}
     pid = 0
     while len(store) < profiles:
@@ -80,7 +76,7 @@ def build_store(profiles: int, periods: int, max_stack_level: int = DEFAULT_MAX_
             purpose, connector = slot
             status = store.install(connector, _profile(pid, purpose, next_stack[slot], periods, pid), now=T0,
                                    transaction_id=TX_ID if purpose == TX else None)
-            if status != "Accepted":
+            if status != ACCEPTED:
                 raise RuntimeError("bench profile %d rejected: %s" % (pid, store.last_rejection))
             next_stack[slot] += 1
             progressed = True
@@ -133,7 +129,7 @@ def run(profiles: int = DEFAULT_MAX_PROFILES, periods: int = DEFAULT_MAX_PERIODS
 
     def install_one():
         s = ChargingProfileStore(connector_count=2, max_periods=periods)
-        s.install(1, entries[2]["csChargingProfiles"], now=T0)
+        s.install(1, entries[2], now=T0)
 
     steps = {}
     real = smart_charging._evaluate
@@ -153,8 +149,8 @@ def run(profiles: int = DEFAULT_MAX_PROFILES, periods: int = DEFAULT_MAX_PERIODS
     r = {
         "profiles": len(store), "periods_per_profile": periods, "composite_day_steps": steps,
         "composite_day_periods": {
-            "with_tx": len(composite(86400, True)["chargingSchedulePeriod"]),
-            "without_tx": len(composite(86400, False)["chargingSchedulePeriod"])},
+            "with_tx": len(composite(86400, True)["periods"]),
+            "without_tx": len(composite(86400, False)["periods"])},
         "limit_at_us": {
             "compiled_with_tx": _time_us(lambda: at(compiled, True), batch),
             "compiled_without_tx": _time_us(lambda: at(compiled, False), batch),
@@ -165,7 +161,7 @@ def run(profiles: int = DEFAULT_MAX_PROFILES, periods: int = DEFAULT_MAX_PERIODS
             "day_with_tx": _time_us(lambda: composite(86400, True), batch),
             "day_without_tx": _time_us(lambda: composite(86400, False), batch)},
         "install_us": _time_us(install_one, batch),
-        "compile_all_us": _time_us(lambda: [compile_entry(e) for e in entries], batch),
+        "compile_all_us": _time_us(lambda: [compile_profile(e) for e in entries], batch),
     }
     return r
 

@@ -38,7 +38,6 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, NamedTuple, TextIO
 from urllib.parse import unquote, urlsplit
@@ -54,6 +53,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
+
+from agent.core.isotime import format_datetime
 
 log = logging.getLogger(__name__)
 _library_log = log.getChild("ocpp")  # what the ocpp library logs for our connections
@@ -117,8 +118,7 @@ def _snake(key: str) -> str:
 
 
 def _utc_now_iso() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return format_datetime(time.time(), millis=True)
 
 
 def _parse_frame(text: str | bytes) -> tuple[int, str, str | None, Any] | None:

@@ -91,8 +91,8 @@ import sqlite3
 import sys
 import tempfile
 import time
-from datetime import datetime
 
+from agent.core.isotime import parse_datetime
 from hal.sim import SAVE_INTERVAL_S as SIM_SAVE_INTERVAL_S
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -214,7 +214,7 @@ class Ledger:
 
 def parse_time(stamp) -> float | None:
     try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+        return parse_datetime(stamp)
     except ValueError:
         return None
 

@@ -8,9 +8,9 @@ ignore case.
 """
 
 import logging
-from datetime import datetime, timezone
 
 from agent.core import model
+from agent.core.isotime import parse_datetime
 from hal.runtime.storage import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -18,17 +18,19 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_SIZE = 1000
 VALID_STATUSES = (model.AUTH_ACCEPTED, model.AUTH_CONCURRENT)  # "valid" in §3.5.1 / §3.5.2
 
-# SendLocalList.conf statuses (OCPP 1.6 UpdateStatus).
-UPDATE_ACCEPTED = "Accepted"
-UPDATE_FAILED = "Failed"
-UPDATE_NOT_SUPPORTED = "NotSupported"
-UPDATE_VERSION_MISMATCH = "VersionMismatch"
-FULL, DIFFERENTIAL = "Full", "Differential"
+# Outcomes of a local list update, and its kinds (a full list or changes to it).
+UPDATE_ACCEPTED = model.ACCEPTED
+UPDATE_FAILED = "failed"
+UPDATE_NOT_SUPPORTED = model.NOT_SUPPORTED
+UPDATE_VERSION_MISMATCH = "version_mismatch"
+FULL, DIFFERENTIAL = "full", "differential"
 
 
 def tag_key(id_tag: str) -> str:
-    """The lookup key of an IdToken (case-insensitive)."""
-    return id_tag.casefold()
+    """The lookup key of an IdToken (case-insensitive). MicroPython's str has no
+    casefold(); its lower() folds ASCII, which is what tags are made of."""
+    casefold = getattr(id_tag, "casefold", None)
+    return casefold() if casefold is not None else id_tag.lower()
 
 
 def expiry_epoch(expiry_date: str | None) -> float | None:
@@ -36,12 +38,9 @@ def expiry_epoch(expiry_date: str | None) -> float | None:
     if not expiry_date:
         return None
     try:
-        dt = datetime.fromisoformat(expiry_date.replace("Z", "+00:00"))
-    except (ValueError, TypeError, AttributeError):
+        return parse_datetime(expiry_date)
+    except ValueError:
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
 
 
 def _info_to_dict(info: model.IdTagInfo) -> dict:
@@ -49,7 +48,9 @@ def _info_to_dict(info: model.IdTagInfo) -> dict:
 
 
 def _info_from_dict(d: dict) -> model.IdTagInfo:
-    return model.IdTagInfo(d.get("status", model.AUTH_INVALID), d.get("expiryDate"), d.get("parentIdTag"))
+    # model.neutral: files of releases before 0.2 hold statuses in their 1.6 spelling
+    return model.IdTagInfo(model.neutral(d.get("status", model.AUTH_INVALID)), d.get("expiryDate"),
+                           d.get("parentIdTag"))
 
 
 def effective(info: model.IdTagInfo | None, now: float) -> model.IdTagInfo | None:
@@ -171,16 +172,16 @@ class LocalAuthList:
         """SendLocalList. ``entries``: (idTag, IdTagInfo or None) pairs; None deletes
         (Differential only). Returns the OCPP UpdateStatus; nothing changes unless Accepted."""
         if max_send is not None and len(entries) > max_send:
-            log.info("SendLocalList: %d entries, more than SendLocalListMaxLength %d", len(entries), max_send)
+            log.info("local list update: %d entries, more than the %d one update may have", len(entries), max_send)
             return UPDATE_FAILED
         if update_type == DIFFERENTIAL and version <= self.version:
-            log.info("SendLocalList: differential version %d <= current %d", version, self.version)
+            log.info("local list update: differential version %d <= current %d", version, self.version)
             return UPDATE_VERSION_MISMATCH
         if version < 1 and not (update_type == FULL and version == 0 and not entries):
             return UPDATE_FAILED  # errata 3.52: 0 and -1 are not list versions (Full 0 + empty = clear)
         keys = [tag_key(tag) for tag, _info in entries]
         if len(set(keys)) != len(keys):
-            log.info("SendLocalList: duplicate idTags")
+            log.info("local list update: duplicate identifiers")
             return UPDATE_FAILED
         new = {} if update_type == FULL else dict(self._entries)
         for key, (_tag, info) in zip(keys, entries):
@@ -191,7 +192,7 @@ class LocalAuthList:
             else:
                 new[key] = _info_to_dict(info)
         if len(new) > max_length:
-            log.info("SendLocalList: %d entries, more than LocalAuthListMaxLength %d", len(new), max_length)
+            log.info("local list update: %d entries, more than the list may hold (%d)", len(new), max_length)
             return UPDATE_FAILED
         if self.path:
             try:

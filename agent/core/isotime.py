@@ -95,11 +95,11 @@ def parse_datetime(text: str) -> float:
 
 def format_datetime(t: float, millis: bool = False) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` (UTC) for epoch seconds ``t``; with ``millis``,
-    ``…SS.mmmZ``. Whole seconds are truncated toward the past."""
-    whole = int(t // 1)
-    ms = int(round((t - whole) * 1000))
-    if ms >= 1000:
-        whole, ms = whole + 1, 0
+    ``…SS.mmmZ`` (the OCPP 1.6 timestamps). ``t`` is rounded to the millisecond
+    once, and the seconds and milliseconds are both taken from that rounding:
+    59.9999999 is 60.000 (the next second), never 59.1000; without ``millis``
+    the milliseconds are then dropped (truncated toward the past)."""
+    whole, ms = divmod(int(round(t * 1000)), 1000)
     days, rem = divmod(whole, 86400)
     y, mo, d = _civil_from_days(days)
     text = "%04d-%02d-%02dT%02d:%02d:%02d" % (y, mo, d, rem // 3600, rem % 3600 // 60, rem % 60)

@@ -1,43 +1,70 @@
-"""Protocol-independent data of the station model.
+"""Protocol-neutral data of the station model.
 
-The names follow OCPP 1.6 where a value crosses the wire unchanged (connector
-statuses, error codes, stop reasons); the adapters translate them for other
-OCPP versions.
+The core's own vocabulary: connector states, authorization outcomes, stop
+reasons, availability and the answers to requests are lowercase words; each
+protocol adapter maps them to and from its own (agent/ocpp16/vocabulary.py).
+Every value is the snake_case form of the OCPP 1.6 name it was spelled as in
+releases before 0.2, so ``neutral()`` reads values persisted by those.
 """
 
-# Connector statuses (OCPP 1.6 ChargePointStatus).
-AVAILABLE = "Available"
-PREPARING = "Preparing"
-CHARGING = "Charging"
-SUSPENDED_EV = "SuspendedEV"
-SUSPENDED_EVSE = "SuspendedEVSE"
-FINISHING = "Finishing"
-RESERVED = "Reserved"
-UNAVAILABLE = "Unavailable"
-FAULTED = "Faulted"
+# Connector states.
+AVAILABLE = "available"
+PREPARING = "preparing"
+CHARGING = "charging"
+SUSPENDED_EV = "suspended_ev"
+SUSPENDED_EVSE = "suspended_evse"
+FINISHING = "finishing"
+RESERVED = "reserved"
+UNAVAILABLE = "unavailable"
+FAULTED = "faulted"
 
-# Authorization outcomes (OCPP 1.6 AuthorizationStatus).
-AUTH_ACCEPTED = "Accepted"
-AUTH_BLOCKED = "Blocked"
-AUTH_EXPIRED = "Expired"
-AUTH_INVALID = "Invalid"
-AUTH_CONCURRENT = "ConcurrentTx"
+# Authorization outcomes.
+AUTH_ACCEPTED = "accepted"
+AUTH_BLOCKED = "blocked"
+AUTH_EXPIRED = "expired"
+AUTH_INVALID = "invalid"
+AUTH_CONCURRENT = "concurrent_tx"
 
-# Stop reasons (OCPP 1.6 Reason).
-REASON_LOCAL = "Local"
-REASON_REMOTE = "Remote"
-REASON_EV_DISCONNECTED = "EVDisconnected"
-REASON_HARD_RESET = "HardReset"
-REASON_SOFT_RESET = "SoftReset"
-REASON_POWER_LOSS = "PowerLoss"
-REASON_REBOOT = "Reboot"
-REASON_DEAUTHORIZED = "DeAuthorized"
-REASON_UNLOCK = "UnlockCommand"
-REASON_EMERGENCY = "EmergencyStop"
-REASON_OTHER = "Other"
+# Why a transaction ended.
+REASON_LOCAL = "local"
+REASON_REMOTE = "remote"
+REASON_EV_DISCONNECTED = "ev_disconnected"
+REASON_HARD_RESET = "hard_reset"
+REASON_SOFT_RESET = "soft_reset"
+REASON_POWER_LOSS = "power_loss"
+REASON_REBOOT = "reboot"
+REASON_DEAUTHORIZED = "de_authorized"
+REASON_UNLOCK = "unlock_command"
+REASON_EMERGENCY = "emergency_stop"
+REASON_OTHER = "other"
 
-OPERATIVE = "Operative"
-INOPERATIVE = "Inoperative"
+OPERATIVE = "operative"
+INOPERATIVE = "inoperative"
+
+# Answers to requests.
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+SCHEDULED = "scheduled"
+NOT_SUPPORTED = "not_supported"
+UNLOCKED = "unlocked"
+UNLOCK_FAILED = "unlock_failed"
+
+# Reset: now (ending transactions) or once no transaction runs.
+RESET_NOW = "now"
+RESET_ON_IDLE = "on_idle"
+
+
+def neutral(value):
+    """The core's word for ``value``: itself, or the snake_case of a CamelCase name
+    (what releases before 0.2 persisted); None stays None."""
+    if not isinstance(value, str) or value.islower() or not value:
+        return value
+    out = []
+    for i, ch in enumerate(value):
+        if ch.isupper() and i and (value[i - 1].islower() or (i + 1 < len(value) and value[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out).replace("__", "_")
 
 
 class IdTagInfo:
@@ -163,5 +190,6 @@ def transaction_from_dict(d: dict) -> Transaction:
     for name in _TX_FIELDS[7:]:
         if name in d:
             setattr(tx, name, d[name])
+    tx.stop_reason = neutral(tx.stop_reason)  # 1.6 spelling before 0.2
     tx.stop_data = [sample_from_dict(s) for s in d.get("stop_data", [])]
     return tx

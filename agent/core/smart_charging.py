@@ -1,95 +1,117 @@
-"""Smart charging core (OCPP 1.6 §3.13): charging profiles, the effective limit
-and the composite schedule. Protocol independent, no I/O, no clock of its own,
-portable to MicroPython (no ``datetime``, ``bisect``, ``dataclasses``).
+"""Smart charging core: charging profiles, the effective limit and the
+composite schedule. Protocol neutral (the adapters translate their messages to
+and from the form below), no I/O, no clock of its own, portable to MicroPython
+(no ``datetime``, ``bisect``, ``dataclasses``). Section numbers (§) and errata
+refer to OCPP 1.6, whose rules the model follows; OCPP 2.0.1 has the same ones
+(K01-K08).
 
 Data
 ----
-A profile is kept exactly as OCPP JSON carries it, inside the request that set
-it: an *entry* ``{"connectorId": n, "csChargingProfiles": {...ChargingProfile
-(camelCase)...}}`` (the shape of SetChargingProfile.req). The adapter passes
-payloads straight through; ``ChargingProfileStore.to_dict()`` is plain JSON.
-For evaluation an entry is compiled once into a ``Profile`` (epoch floats, unit
-and phase lists); ``ChargingProfileStore.profiles()`` caches those. The pure
-functions accept entries or ``Profile`` objects.
+A profile is a plain dict, JSON as it is (``new_profile`` makes one)::
 
-Times are epoch seconds (floats). Profile dateTimes are floored to whole
-seconds when compiled (OCPP schedules have one-second resolution; startPeriod
-and duration are integers), so every boundary of an integer-anchored schedule
-is an integer.
+    {"id": 7, "evse_id": 1,               # 0: the whole station
+     "purpose": "tx_default",             # STATION_MAX / TX_DEFAULT / TX
+     "stack_level": 0,
+     "kind": "absolute",                  # ABSOLUTE / RECURRING / RELATIVE
+     "recurrency": None,                  # DAILY / WEEKLY (recurring profiles)
+     "valid_from": None, "valid_to": None,    # epoch seconds or None (open)
+     "transaction_id": None,              # the transaction a TX profile belongs to
+     "schedule": {"start": 1767225600,    # epoch seconds or None
+                  "duration_s": None,     # None: no end
+                  "rate_unit": "A",       # "A" (per phase) or "W" (total)
+                  "periods": [[0, 16.0, None], [3600, 10.0, 1]],  # [start_s, limit, phases or None]
+                  "min_rate": None}}      # the EV's minimum charging rate, in rate_unit
+
+``transaction_id`` is the identifier the station passes as ``tx_id`` for the
+running transaction (the central system's, in OCPP 1.6). For evaluation a
+profile is compiled once into a ``Profile`` (epoch floats, unit and phase
+lists); ``ChargingProfileStore.profiles()`` caches those. The pure functions
+accept profile dicts or ``Profile`` objects.
+
+Times are epoch seconds. They are floored to whole seconds when compiled
+(schedules have one-second resolution; period starts and durations are
+integers), so every boundary of an integer-anchored schedule is an integer.
 
 Evaluation (``limit_at``, ``composite_schedule``)
 ------------------------------------------------
-For a connector N > 0 at time t:
+For an EVSE N > 0 at time t:
 
-1. A profile *is valid* at t when validFrom <= t < validTo (absent bounds are
-   open). Its schedule *applies* at t when it is valid, the schedule has
+1. A profile *is valid* at t when valid_from <= t < valid_to (absent bounds
+   are open). Its schedule *applies* at t when it is valid, the schedule has
    started (t >= its start) and has not ended (t - start < duration, and for
-   Recurring < the recurrence period: errata 3.43/3.44 "If the
+   a recurring one < the recurrence period: errata 3.43/3.44 "If the
    chargingSchedulePeriod and/or duration is longer than the recurrencyKind
    period, the remainder periods SHALL NOT be executed").
-2. Within one purpose the applying profile with the highest stackLevel wins
+2. Within one purpose the applying profile with the highest stack level wins
    (§3.13.2 "the prevailing charging profile SHALL be the charging profile with
    the highest stackLevel among the profiles that are valid at that point in
    time"). When its schedule does not apply, the next one down is used (errata
    3.43: "This fall back means that the Charge Point SHALL use a
    ChargingProfile with a lower stackLevel if available"; OCTT TC_072 checks
    this with a stack-1 profile of duration 150 over a stack-0 one).
-3. TxDefaultProfiles of connector 0 and of connector N form one stack; on
-   equal stackLevel the connector-N one wins (§3.13.1 "the TxDefaultProfile
-   SHALL be replaced only for that specific connector").
-4. TxProfile over TxDefaultProfile: while any TxProfile of the running
-   transaction is *valid* (validFrom/validTo), the TxDefaultProfiles are not
-   used at all, even when the TxProfile's schedule has ended (§3.13.1 "If a
-   transaction-specific profile with purpose TxProfile is present, it SHALL
-   overrule the default charging profile with purpose TxDefaultProfile for the
-   duration of the current transaction only"). OCTT TC_066 expects exactly
-   this: after its TxProfile (duration 260) ends, the composite shows the
-   ChargePointMax limit 10, not the TxDefault's 8 at 260..300.
-5. The limit is min(ChargePointMax winner, Tx-or-TxDefault winner) (§3.13.3
+3. The tx_default profiles of EVSE 0 and of EVSE N form one stack; on equal
+   stack level the EVSE-N one wins (§3.13.1: a default set for one connector
+   replaces the station-wide one "only for that specific connector").
+4. tx over tx_default: while any tx profile of the running transaction is
+   *valid* (valid_from/valid_to), the tx_default profiles are not used at all,
+   even when the tx profile's schedule has ended (§3.13.1: the transaction's
+   profile "SHALL overrule the default charging profile ... for the duration
+   of the current transaction only"). OCTT TC_066 expects exactly this: after
+   its tx profile (duration 260) ends, the composite shows the station_max
+   limit 10, not the tx_default's 8 at 260..300.
+5. The limit is min(station_max winner, tx-or-tx_default winner) (§3.13.3
    "calculated by taking the minimum value for each time interval"). For
-   connector 0 only the ChargePointMaxProfiles count.
+   EVSE 0 only the station_max profiles count.
 6. Units: W is "the TOTAL allowed charging power"; "Current per phase = Power /
-   (Line Voltage * Number of Phases)", with numberPhases of the period, "if
+   (Line Voltage * Number of Phases)", with the phases of the period, "if
    numberPhases ... is absent, 3 SHALL be assumed" (§7.12). Errata 3.34: with
-   more numberPhases than the connector uses, "use the 'limit' as is given,
-   for the amount of phases that are/can be used", so the phases used in a
-   conversion are min(numberPhases or 3, the connector's ``phases``).
-7. minChargingRate (§7.13, "Minimum charging rate supported by the electric
-   vehicle"): when the effective limit is below the winning Tx/TxDefault
-   schedule's minChargingRate, charging is paused (limit 0) rather than run
-   below what the EV supports. ``apply_min_charging_rate=False`` turns it off.
+   more phases than the EVSE uses, "use the 'limit' as is given, for the
+   amount of phases that are/can be used", so the phases used in a conversion
+   are min(phases or 3, the EVSE's ``phases``).
+7. min_rate (§7.13, "Minimum charging rate supported by the electric
+   vehicle"): when the effective limit is below the winning tx/tx_default
+   schedule's min_rate, charging is paused (limit 0) rather than run below
+   what the EV supports. ``apply_min_charging_rate=False`` turns it off.
 
-Kinds: Absolute starts at startSchedule; Recurring repeats every 86400 s
-(Daily) or 604800 s (Weekly) "at the same time as in the startSchedule"
-(§7.37), in both directions (the startSchedule fixes the phase; validFrom, not
-startSchedule, says when a profile starts to count; libocpp does the same);
-Relative starts at the transaction start ("situation-specific start point
-(such as the start of a Transaction)", §7.9). Without a transaction, a Relative
-profile is evaluated as if the transaction started at the evaluation time
-(composite: at its start). An Absolute/Recurring profile without startSchedule
-is anchored at validFrom, else like a Relative one; the store fills in the
+Kinds: absolute starts at the schedule's start; recurring repeats every
+86400 s (daily) or 604800 s (weekly) "at the same time as in the
+startSchedule" (§7.37), in both directions (the start fixes the phase;
+valid_from, not the start, says when a profile starts to count; libocpp does
+the same); relative starts at the transaction start ("situation-specific start
+point (such as the start of a Transaction)", §7.9). Without a transaction, a
+relative profile is evaluated as if the transaction started at the evaluation
+time (composite: at its start). An absolute/recurring profile without a start
+is anchored at valid_from, else like a relative one; the store fills in the
 installation time instead, so stored profiles always have one.
 """
 
 import logging
 import math
 
-from agent.core.isotime import format_datetime, parse_datetime
+from agent.core.model import ACCEPTED, REJECTED
 
 log = logging.getLogger(__name__)
 
 __all__ = (
-    "ACCEPTED", "REJECTED", "UNKNOWN", "CHARGE_POINT_MAX", "TX_DEFAULT", "TX", "ChargingProfileStore",
-    "Profile", "ProfileFormatError", "compile_entry", "composite_schedule", "limit_at", "parse_datetime",
-    "format_datetime",
+    "ACCEPTED", "REJECTED", "UNKNOWN", "STATION_MAX", "TX_DEFAULT", "TX", "ABSOLUTE", "RECURRING", "RELATIVE",
+    "DAILY", "WEEKLY", "STORE_VERSION", "ChargingProfileStore", "Profile", "ProfileError", "compile_profile",
+    "composite_schedule", "limit_at", "new_profile",
 )
 
-CHARGE_POINT_MAX = "ChargePointMaxProfile"
-TX_DEFAULT = "TxDefaultProfile"
-TX = "TxProfile"
-ACCEPTED = "Accepted"
-REJECTED = "Rejected"
-UNKNOWN = "Unknown"
+# Purposes
+STATION_MAX = "station_max"  # the whole station's budget (EVSE 0 only)
+TX_DEFAULT = "tx_default"  # the default for transactions (EVSE 0: every EVSE)
+TX = "tx"  # one transaction's (EVSE > 0)
+# Kinds and recurrences
+ABSOLUTE = "absolute"
+RECURRING = "recurring"
+RELATIVE = "relative"
+DAILY = "daily"
+WEEKLY = "weekly"
+# Answers (ACCEPTED/REJECTED from agent.core.model)
+UNKNOWN = "unknown"  # clear: nothing matched
+
+STORE_VERSION = 2  # the format of ``ChargingProfileStore.to_dict()`` (1: OCPP 1.6 JSON, before 0.2)
 
 DEFAULT_PHASES = 3  # §7.12: "if numberPhases in a ChargingSchedulePeriod is absent, 3 SHALL be assumed"
 DEFAULT_VOLTAGE_V = 230.0
@@ -97,128 +119,110 @@ DEFAULT_MAX_STACK_LEVEL = 8
 DEFAULT_MAX_PERIODS = 24
 DEFAULT_MAX_PROFILES = 16
 
-_PURPOSES = {CHARGE_POINT_MAX: 0, TX_DEFAULT: 1, TX: 2}
+_PURPOSES = {STATION_MAX: 0, TX_DEFAULT: 1, TX: 2}
 _CPMAX, _TXDEFAULT, _TX = 0, 1, 2
-_KINDS = {"Absolute": 0, "Recurring": 1, "Relative": 2}
+_KINDS = {ABSOLUTE: 0, RECURRING: 1, RELATIVE: 2}
 _ABSOLUTE, _RECURRING, _RELATIVE = 0, 1, 2
-_RECURRENCE_S = {"Daily": 86400, "Weekly": 7 * 86400}
+_RECURRENCE_S = {DAILY: 86400, WEEKLY: 7 * 86400}
+_UNITS = ("A", "W")
 _INF = float("inf")
 _NEG_INF = float("-inf")
 
 
-class ProfileFormatError(ValueError):
-    """A malformed profile or request, to be answered with an RPC CALLERROR of
-    ``error_code`` (errata 3.38/3.39: invalid enumeration values and an invalid
-    connectorId give PropertyConstraintViolation)."""
+class ProfileError(ValueError):
+    """A profile or request the model cannot take at all, as opposed to one it
+    rejects: an unknown EVSE, purpose, kind or unit, a malformed profile dict.
+    Adapters answer it with their protocol's error (OCPP 1.6 errata 3.38/3.39:
+    a CALLERROR)."""
 
-    def __init__(self, message: str, error_code: str = "PropertyConstraintViolation") -> None:
-        super().__init__(message)
-        self.error_code = error_code
+
+def new_profile(profile_id: int, purpose: str, stack_level: int, periods, *, evse_id: int | None = None,
+                kind: str = ABSOLUTE, recurrency: str | None = None, valid_from: float | None = None,
+                valid_to: float | None = None, transaction_id=None, start: float | None = None,
+                duration_s: int | None = None, rate_unit: str = "A", min_rate: float | None = None) -> dict:
+    """A profile dict; ``periods``: (start_s, limit[, phases]) sequences."""
+    return {"id": profile_id, "evse_id": evse_id, "purpose": purpose, "stack_level": stack_level, "kind": kind,
+            "recurrency": recurrency, "valid_from": valid_from, "valid_to": valid_to,
+            "transaction_id": transaction_id,
+            "schedule": {"start": start, "duration_s": duration_s, "rate_unit": rate_unit,
+                         "periods": [[per[0], per[1], per[2] if len(per) > 2 else None] for per in periods],
+                         "min_rate": min_rate}}
 
 
 # --------------------------------------------------------------------------- compiling
 
 
 class Profile:
-    """One compiled entry: what evaluation needs, in epoch seconds."""
+    """One compiled profile: what evaluation needs, in epoch seconds."""
 
-    __slots__ = ("entry", "id", "connector_id", "purpose", "stack_level", "transaction_id", "kind",
+    __slots__ = ("data", "id", "evse_id", "purpose", "stack_level", "transaction_id", "kind",
                  "recurrence_s", "start", "duration", "is_w", "starts", "limits", "phases", "min_rate",
                  "valid_from", "valid_to")
 
     def __repr__(self) -> str:
-        return "Profile(id=%r, connector=%r, purpose=%r, stack=%r)" % (
-            self.id, self.connector_id, self.purpose, self.stack_level)
+        return "Profile(id=%r, evse=%r, purpose=%r, stack=%r)" % (
+            self.id, self.evse_id, self.data.get("purpose"), self.stack_level)
 
 
-def _field(obj: dict, name: str, kind, required: bool, where: str):
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise ProfileFormatError("%s.%s is required" % (where, name), "ProtocolError")
-        return None
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if kind is int and isinstance(value, float) and value == int(value):
-        value, ok = int(value), True
-    if not ok:
-        raise ProfileFormatError("%s.%s has the wrong type" % (where, name), "TypeConstraintViolation")
+def _floor(t):
+    return None if t is None else math.floor(t)
+
+
+def _enum(value, values, what: str):
+    if value not in values:
+        raise ProfileError("%s %r is not one of %s" % (what, value, "/".join(values)))
     return value
 
 
-def _enum(obj: dict, name: str, values: dict, required: bool, where: str):
-    value = _field(obj, name, str, required, where)
-    if value is not None and value not in values:
-        raise ProfileFormatError("%s.%s: %r is not one of %s" % (where, name, value, "/".join(values)))
-    return value
-
-
-def _time(obj: dict, name: str, where: str):
-    value = _field(obj, name, str, False, where)
-    if value is None:
-        return None
+def compile_profile(data: dict) -> Profile:
+    """Compile a profile dict; raises ``ProfileError`` when it is not one (a
+    missing key, an unknown purpose, kind, recurrency or unit, no periods).
+    Rules that only reject (stack level, period order, purpose on this
+    EVSE…) are the store's (``rejection``)."""
     try:
-        return math.floor(parse_datetime(value))
-    except ValueError as e:
-        raise ProfileFormatError("%s.%s: %s" % (where, name, e), "TypeConstraintViolation")
-
-
-def compile_entry(entry: dict) -> Profile:
-    """Compile ``{"connectorId": n, "csChargingProfiles": {...}}``; raises
-    ``ProfileFormatError`` when a field is missing, of the wrong type or not a
-    valid enumeration value. Rules that only reject (stack level, period
-    order, purpose on this connector…) are the store's (``rejection``)."""
-    if not isinstance(entry, dict):
-        raise ProfileFormatError("entry must be an object", "FormationViolation")
-    p = Profile()
-    p.entry = entry
-    p.connector_id = _field(entry, "connectorId", int, True, "request")
-    cp = entry.get("csChargingProfiles")
-    if not isinstance(cp, dict):
-        raise ProfileFormatError("request.csChargingProfiles is required", "ProtocolError")
-    w = "csChargingProfiles"
-    p.id = _field(cp, "chargingProfileId", int, True, w)
-    p.stack_level = _field(cp, "stackLevel", int, True, w)
-    p.purpose = _PURPOSES[_enum(cp, "chargingProfilePurpose", _PURPOSES, True, w)]
-    p.transaction_id = _field(cp, "transactionId", int, False, w)
-    p.kind = _KINDS[_enum(cp, "chargingProfileKind", _KINDS, True, w)]
-    rec = _enum(cp, "recurrencyKind", _RECURRENCE_S, False, w)
-    p.recurrence_s = _RECURRENCE_S[rec] if (rec is not None and p.kind == _RECURRING) else 0
-    vf = _time(cp, "validFrom", w)
-    vt = _time(cp, "validTo", w)
-    p.valid_from = _NEG_INF if vf is None else vf
-    p.valid_to = _INF if vt is None else vt
-    sch = cp.get("chargingSchedule")
-    if not isinstance(sch, dict):
-        raise ProfileFormatError("%s.chargingSchedule is required" % w, "ProtocolError")
-    w += ".chargingSchedule"
-    p.duration = _field(sch, "duration", int, False, w)
-    p.start = _time(sch, "startSchedule", w) if p.kind != _RELATIVE else None
-    p.is_w = _enum(sch, "chargingRateUnit", ("A", "W"), True, w) == "W"
-    p.min_rate = _field(sch, "minChargingRate", (int, float), False, w)
-    periods = sch.get("chargingSchedulePeriod")
-    if not isinstance(periods, list):
-        raise ProfileFormatError("%s.chargingSchedulePeriod is required" % w, "ProtocolError")
-    if not periods:
-        raise ProfileFormatError("%s.chargingSchedulePeriod is empty" % w, "OccurenceConstraintViolation")
-    p.starts, p.limits, p.phases = [], [], []
-    for per in periods:
-        if not isinstance(per, dict):
-            raise ProfileFormatError("%s.chargingSchedulePeriod[] must be objects" % w, "TypeConstraintViolation")
-        p.starts.append(_field(per, "startPeriod", int, True, w + ".chargingSchedulePeriod[]"))
-        p.limits.append(float(_field(per, "limit", (int, float), True, w + ".chargingSchedulePeriod[]")))
-        p.phases.append(_field(per, "numberPhases", int, False, w + ".chargingSchedulePeriod[]"))
+        p = Profile()
+        p.data = data
+        p.id = data["id"]
+        p.evse_id = data["evse_id"]
+        p.stack_level = data["stack_level"]
+        p.purpose = _PURPOSES[_enum(data["purpose"], _PURPOSES, "purpose")]
+        p.transaction_id = data.get("transaction_id")
+        p.kind = _KINDS[_enum(data.get("kind", ABSOLUTE), _KINDS, "kind")]
+        rec = data.get("recurrency")
+        if rec is not None:
+            _enum(rec, _RECURRENCE_S, "recurrency")
+        p.recurrence_s = _RECURRENCE_S[rec] if (rec is not None and p.kind == _RECURRING) else 0
+        vf = _floor(data.get("valid_from"))
+        vt = _floor(data.get("valid_to"))
+        p.valid_from = _NEG_INF if vf is None else vf
+        p.valid_to = _INF if vt is None else vt
+        sch = data["schedule"]
+        p.duration = sch.get("duration_s")
+        p.start = _floor(sch.get("start")) if p.kind != _RELATIVE else None
+        p.is_w = _enum(sch.get("rate_unit"), _UNITS, "rate unit") == "W"
+        p.min_rate = sch.get("min_rate")
+        periods = sch["periods"]
+        if not periods:
+            raise ProfileError("a schedule needs at least one period")
+        p.starts, p.limits, p.phases = [], [], []
+        for per in periods:
+            p.starts.append(int(per[0]))
+            p.limits.append(float(per[1]))
+            p.phases.append(per[2] if len(per) > 2 else None)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        if isinstance(e, ProfileError):
+            raise
+        raise ProfileError("not a charging profile: %s %s" % (type(e).__name__, e)) from None
     return p
 
 
 def _as_profiles(profiles) -> list:
-    return [p if isinstance(p, Profile) else compile_entry(p) for p in profiles]
-
-
+    return [p if isinstance(p, Profile) else compile_profile(p) for p in profiles]
 # --------------------------------------------------------------------------- evaluation
 
 
 def _period_index(starts: list, off: float) -> int:
-    """Index of the last period with startPeriod <= off (-1 if none)."""
+    """Index of the last period starting at or before off (-1 if none)."""
     lo, hi = 0, len(starts)
     while lo < hi:
         mid = (lo + hi) // 2
@@ -231,7 +235,7 @@ def _period_index(starts: list, off: float) -> int:
 
 def _state(p: Profile, t: float, anchor) -> tuple:
     """(index of the period in force at t or -1, the next time > t at which
-    that may change). ``anchor`` is the start of a Relative schedule; None
+    that may change). ``anchor`` is the start of a relative schedule; None
     means "starts whenever it is evaluated" (no transaction yet)."""
     vt = p.valid_to
     if t < p.valid_from:
@@ -255,7 +259,7 @@ def _state(p: Profile, t: float, anchor) -> tuple:
         if dur > rs:
             dur = rs
     off = t - s0
-    if off < 0:  # not started yet (Absolute in the future, Relative before its start)
+    if off < 0:  # not started yet (absolute in the future, relative before its start)
         return -1, (s0 if s0 < vt else vt)
     if off >= dur:
         if rs:
@@ -264,7 +268,7 @@ def _state(p: Profile, t: float, anchor) -> tuple:
         return -1, vt
     starts = p.starts
     i = _period_index(starts, off)
-    if i < 0:  # malformed: first startPeriod > 0 (the store rejects those)
+    if i < 0:  # malformed: the first period starts after 0 (the store rejects those)
         nxt = s0 + starts[0]
         return -1, (nxt if nxt < vt else vt)
     if moving:
@@ -292,25 +296,25 @@ def _winner(group: list, t: float, anchor) -> tuple:
     return None, -1, nxt
 
 
-def _select(profiles: list, connector_id: int, tx_active: bool, tx_id) -> tuple:
-    """(ChargePointMax, Tx, TxDefault) profiles relevant to ``connector_id``,
+def _select(profiles: list, evse_id: int, tx_active: bool, tx_id) -> tuple:
+    """(station_max, tx, tx_default) profiles relevant to ``evse_id``,
     each sorted by precedence, best first."""
     cps, txs, txds = [], [], []
     for p in profiles:
         if p.purpose == _CPMAX:
-            if p.connector_id == 0:
+            if p.evse_id == 0:
                 cps.append(p)
-        elif connector_id == 0:
+        elif evse_id == 0:
             continue
         elif p.purpose == _TX:
-            if tx_active and p.connector_id == connector_id and (
+            if tx_active and p.evse_id == evse_id and (
                     p.transaction_id is None or p.transaction_id == tx_id):
                 txs.append(p)
-        elif p.connector_id == 0 or p.connector_id == connector_id:
+        elif p.evse_id == 0 or p.evse_id == evse_id:
             txds.append(p)
     cps.sort(key=lambda p: p.stack_level, reverse=True)
     txs.sort(key=lambda p: p.stack_level, reverse=True)
-    txds.sort(key=lambda p: (p.stack_level, p.connector_id != 0), reverse=True)
+    txds.sort(key=lambda p: (p.stack_level, p.evse_id != 0), reverse=True)
     return cps, txs, txds
 
 
@@ -324,8 +328,8 @@ def _in_unit(limit: float, is_w: bool, n, want_w: bool, voltage_v: float, phases
 
 
 def _evaluate(groups: tuple, t: float, anchor, want_w: bool, voltage_v: float, phases: int) -> tuple:
-    """(limit in the wanted unit or None, numberPhases of the deciding period,
-    minChargingRate in the wanted unit or None, next change)."""
+    """(limit in the wanted unit or None, phases of the deciding period,
+    min_rate in the wanted unit or None, next change)."""
     cps, txs, txds = groups
     cp, cpi, nxt = _winner(cps, t, anchor) if cps else (None, -1, _INF)
     ev, evi, n2 = _winner(txs, t, anchor) if txs else (None, -1, _INF)
@@ -335,7 +339,7 @@ def _evaluate(groups: tuple, t: float, anchor, want_w: bool, voltage_v: float, p
         present = False
         for p in txs:
             if p.valid_from <= t < p.valid_to:
-                present = True  # §3.13.1: a TxProfile overrules the TxDefaultProfiles
+                present = True  # §3.13.1: the transaction's profile overrules the defaults
                 break
         if not present:
             ev, evi, n2 = _winner(txds, t, anchor)
@@ -357,27 +361,28 @@ def _evaluate(groups: tuple, t: float, anchor, want_w: bool, voltage_v: float, p
     return limit, n_ph, min_rate, nxt
 
 
-def limit_at(profiles, connector_id: int, t: float, tx_start: float | None = None, tx_id: int | None = None,
+def limit_at(profiles, evse_id: int, t: float, tx_start: float | None = None, tx_id=None,
              voltage_v: float = DEFAULT_VOLTAGE_V, phases: int = DEFAULT_PHASES, *,
              apply_min_charging_rate: bool = True) -> tuple:
-    """The profiles' limit for ``connector_id`` at time ``t`` in amperes per
+    """The profiles' limit for ``evse_id`` at time ``t`` in amperes per
     phase, and when it may next change: ``(limit_a or None, next_change_t or
     None)``.
 
-    ``limit_a`` is None when no profile constrains the connector (charge "as if
+    ``limit_a`` is None when no profile constrains the EVSE (charge "as if
     no constraints apply", §3.13.6); local limits are the caller's to apply.
     ``next_change_t`` (> t) is the next schedule boundary of any profile that
-    can matter (period start, end of duration, recurrence, validFrom/validTo);
+    can matter (period start, end of duration, recurrence, valid_from/valid_to);
     the limit is constant on [t, next_change_t) and may or may not change
     there. None: it never changes. Arm one timer for it.
 
-    ``tx_start``/``tx_id``: the running transaction on the connector (start
-    time, id; id None while not yet known). Without ``tx_start`` no TxProfile
-    applies and Relative schedules start at ``t``. ``connector_id`` 0 gives the
-    ChargePointMaxProfile limit alone (the whole station's budget).
-    ``profiles``: entries or ``Profile`` objects (``store.profiles()``).
+    ``tx_start``/``tx_id``: the running transaction on the EVSE (start time,
+    the id its tx profiles name; id None while not yet known). Without
+    ``tx_start`` no tx profile applies and relative schedules start at ``t``.
+    ``evse_id`` 0 gives the station_max limit alone (the whole station's
+    budget). ``profiles``: profile dicts or ``Profile`` objects
+    (``store.profiles()``).
     """
-    groups = _select(_as_profiles(profiles), connector_id, tx_start is not None, tx_id)
+    groups = _select(_as_profiles(profiles), evse_id, tx_start is not None, tx_id)
     limit, _n, min_rate, nxt = _evaluate(groups, t, tx_start, False, voltage_v, phases)
     if apply_min_charging_rate and min_rate is not None and limit is not None and limit < min_rate - 1e-9:
         limit = 0.0
@@ -385,42 +390,43 @@ def limit_at(profiles, connector_id: int, t: float, tx_start: float | None = Non
 
 
 def _floor_tenth(x: float) -> float:
-    """Round down to the one decimal OCPP allows ("Accepts at most one digit
-    fraction", §7.14), so the reported limit never exceeds the real one."""
+    """Round down to one decimal (OCPP: "Accepts at most one digit fraction",
+    §7.14), so the reported limit never exceeds the real one."""
     return math.floor(x * 10 + 1e-6) / 10
 
 
-def composite_schedule(profiles, connector_id: int, start_t: float, duration_s: int, unit: str | None = None, *,
-                       local_limit_a: float, tx_start: float | None = None, tx_id: int | None = None,
+def composite_schedule(profiles, evse_id: int, start_t: float, duration_s: int, unit: str | None = None, *,
+                       local_limit_a: float, tx_start: float | None = None, tx_id=None,
                        voltage_v: float = DEFAULT_VOLTAGE_V, phases: int = DEFAULT_PHASES,
                        apply_min_charging_rate: bool = True) -> dict:
-    """The composite schedule of GetCompositeSchedule.conf as a ChargingSchedule
-    dict: ``{"duration", "startSchedule", "chargingRateUnit",
-    "chargingSchedulePeriod": [{"startPeriod", "limit"[, "numberPhases"]}]}``.
+    """The composite schedule: ``{"start": epoch seconds, "duration_s",
+    "rate_unit": "A"/"W", "periods": [(start_s, limit, phases or None), ...]}``
+    (the adapter renders it in its protocol's form).
 
     Errata 3.28: "calculate the Composite Charging Schedule intervals, from the
     moment the request PDU is received: Time X, up to X + Duration". X is
-    ``start_t`` floored to a whole second (it is also the scheduleStart the
-    adapter reports); startPeriods are whole seconds from X, limits have one
-    decimal (rounded down), consecutive equal periods are merged.
+    ``start_t`` floored to a whole second (``start``, which the adapter also
+    reports as the schedule's start); period starts are whole seconds from X,
+    limits have one decimal (rounded down: OCPP "Accepts at most one digit
+    fraction"), consecutive equal periods are merged.
 
-    ``unit`` "A" or "W" (GetCompositeSchedule.req chargingRateUnit; the adapter
-    answers other values with PropertyConstraintViolation, errata 3.24); None:
-    W when every profile involved is in W, else A. ``local_limit_a``: the
-    station's own limit for this connector in A (config, hardware), which caps
-    every period and fills the times no profile covers (OCTT TC_067 step 12:
-    with no profiles, "limit <The local limit of the Charging Station>").
-    Connector 0: "the total expected power or current the Charge Point expects
-    to consume from the grid" (errata 3.30): the ChargePointMaxProfiles capped
-    by ``local_limit_a`` (pass the grid connection's limit). Other arguments as
-    for ``limit_at``; without ``tx_start`` Relative schedules start at X.
+    ``unit`` "A" or "W" (anything else raises ``ProfileError``, as does a
+    negative duration); None: W when every profile involved is in W, else A.
+    ``local_limit_a``: the station's own limit for this EVSE in A (config,
+    hardware), which caps every period and fills the times no profile covers
+    (OCTT TC_067 step 12: with no profiles, "limit <The local limit of the
+    Charging Station>"). EVSE 0: "the total expected power or current the
+    Charge Point expects to consume from the grid" (errata 3.30): the
+    station_max profiles capped by ``local_limit_a`` (pass the grid
+    connection's limit). Other arguments as for ``limit_at``; without
+    ``tx_start`` relative schedules start at X.
     """
     if unit not in (None, "A", "W"):
-        raise ProfileFormatError("chargingRateUnit must be A or W, not %r" % (unit,))
+        raise ProfileError("the rate unit must be A or W, not %r" % (unit,))
     if duration_s < 0:
-        raise ProfileFormatError("duration must not be negative")
+        raise ProfileError("duration must not be negative")
     profs = _as_profiles(profiles)
-    groups = _select(profs, connector_id, tx_start is not None, tx_id)
+    groups = _select(profs, evse_id, tx_start is not None, tx_id)
     if unit is None:
         involved = groups[0] + groups[1] + groups[2]
         unit = "W" if involved and all(p.is_w for p in involved) else "A"
@@ -440,10 +446,7 @@ def composite_schedule(profiles, connector_id: int, start_t: float, duration_s: 
             limit = 0.0
         limit = _floor_tenth(limit)
         if last is None or last != (limit, n_ph):
-            period = {"startPeriod": off, "limit": limit}
-            if n_ph is not None:
-                period["numberPhases"] = n_ph
-            periods.append(period)
+            periods.append((off, limit, n_ph))
             last = (limit, n_ph)
         if nxt >= end:
             break
@@ -451,8 +454,7 @@ def composite_schedule(profiles, connector_id: int, start_t: float, duration_s: 
         off = new_off if new_off > off else off + 1
         if off >= duration_s:
             break
-    return {"duration": duration_s, "startSchedule": format_datetime(start), "chargingRateUnit": unit,
-            "chargingSchedulePeriod": periods}
+    return {"start": start, "duration_s": duration_s, "rate_unit": unit, "periods": periods}
 
 
 # --------------------------------------------------------------------------- the store
@@ -461,28 +463,26 @@ def composite_schedule(profiles, connector_id: int, start_t: float, duration_s: 
 def _copy(obj):
     if isinstance(obj, dict):
         return {k: _copy(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):
         return [_copy(v) for v in obj]
     return obj
 
 
 class ChargingProfileStore:
-    """The installed charging profiles, with SetChargingProfile /
-    ClearChargingProfile semantics. No I/O: ``to_dict()``/``load()`` give and
-    take plain JSON for the caller to persist (errata 3.37: "ChargingProfiles
-    set via SetChargingProfile.req SHALL be persistent across reboots/power
-    cycles"). ``revision`` goes up on every change.
+    """The installed charging profiles, with the semantics of setting and
+    clearing them. No I/O: ``to_dict()``/``load()`` give and take plain JSON
+    for the caller to persist (errata 3.37: profiles "SHALL be persistent
+    across reboots/power cycles"). ``revision`` goes up on every change.
 
-    Limits (the read-only configuration keys of §9.4): ``max_stack_level``
-    (ChargeProfileMaxStackLevel), ``max_periods`` (ChargingScheduleMaxPeriods),
-    ``max_profiles`` (MaxChargingProfilesInstalled), ``allowed_units``
-    (the rate units accepted: "A", "W").
+    Limits (in OCPP 1.6, read-only configuration keys, §9.4):
+    ``max_stack_level``, ``max_periods`` (per schedule), ``max_profiles``
+    (installed), ``allowed_units`` (the rate units accepted: "A", "W").
     """
 
     def __init__(self, *, connector_count: int, max_stack_level: int = DEFAULT_MAX_STACK_LEVEL,
                  max_periods: int = DEFAULT_MAX_PERIODS, max_profiles: int = DEFAULT_MAX_PROFILES,
-                 allowed_units: tuple = ("A", "W")) -> None:
-        self.connector_count = connector_count
+                 allowed_units: tuple = _UNITS) -> None:
+        self.connector_count = connector_count  # EVSEs 1..connector_count (0: the station)
         self.max_stack_level = max_stack_level
         self.max_periods = max_periods
         self.max_profiles = max_profiles
@@ -500,162 +500,157 @@ class ChargingProfileStore:
         return list(self._profiles)
 
     def entries(self) -> list:
-        """The installed profiles as SetChargingProfile.req payloads (copies)."""
-        return [_copy(p.entry) for p in self._profiles]
+        """The installed profiles as profile dicts (copies)."""
+        return [_copy(p.data) for p in self._profiles]
 
     # -- validation
 
-    def _check_connector(self, connector_id) -> None:
-        if not isinstance(connector_id, int) or isinstance(connector_id, bool):
-            raise ProfileFormatError("connectorId must be an integer", "TypeConstraintViolation")
-        if not 0 <= connector_id <= self.connector_count:
-            # errata 3.39: "If an invalid value for connectorId is used in SetChargingProfile.req, then the
-            # Charge Point SHALL respond with RPC Framework CALLERROR: PropertyConstraintViolation"
-            raise ProfileFormatError("connectorId %d does not exist" % connector_id)
+    def _check_evse(self, evse_id) -> None:
+        if not isinstance(evse_id, int) or isinstance(evse_id, bool):
+            raise ProfileError("the EVSE id must be an integer, not %r" % (evse_id,))
+        if not 0 <= evse_id <= self.connector_count:
+            # errata 3.39: an unknown EVSE is an error of the request, not a rejection
+            raise ProfileError("EVSE %d does not exist" % evse_id)
 
-    def rejection(self, p: Profile, *, transaction_id: int | None = None,
-                  transaction_active: bool | None = None) -> str | None:
-        """Why SetChargingProfile.conf must say Rejected for ``p``, or None."""
+    def rejection(self, p: Profile, *, transaction_id=None, transaction_active: bool | None = None) -> str | None:
+        """Why ``p`` must be rejected, or None."""
         if transaction_active is None:
             transaction_active = transaction_id is not None
         if p.stack_level < 0 or p.stack_level > self.max_stack_level:
-            return "stackLevel %d is outside 0..%d (ChargeProfileMaxStackLevel)" % (
-                p.stack_level, self.max_stack_level)
+            return "stack level %d is outside 0..%d (max_stack_level)" % (p.stack_level, self.max_stack_level)
         if len(p.starts) > self.max_periods:
-            return "%d periods, more than ChargingScheduleMaxPeriods %d" % (len(p.starts), self.max_periods)
+            return "%d periods, more than max_periods %d" % (len(p.starts), self.max_periods)
         unit = "W" if p.is_w else "A"
         if unit not in self.allowed_units:
-            return "chargingRateUnit %s is not in ChargingScheduleAllowedChargingRateUnit" % unit
+            return "rate unit %s is not one of the allowed_units %s" % (unit, "/".join(self.allowed_units))
         if p.starts[0] != 0:
             # errata 3.45: "The startPeriod of the first ChargingSchedulePeriod in a ChargingSchedule SHALL
             # always be 0."
-            return "the first startPeriod is %d, not 0" % p.starts[0]
+            return "the first period starts at %d, not 0" % p.starts[0]
         for a, b in zip(p.starts, p.starts[1:]):
             if b <= a:
-                return "startPeriod values must increase (%d after %d)" % (b, a)
+                return "period starts must increase (%d after %d)" % (b, a)
         for limit in p.limits:
             if limit < 0:
                 return "negative limit %r" % limit
         for n in p.phases:
             if n is not None and not 1 <= n <= 3:
-                return "numberPhases %d is not 1..3" % n
+                return "phases %d is not 1..3" % n
         if p.duration is not None and p.duration < 0:
             return "negative duration"
         if p.min_rate is not None and p.min_rate < 0:
-            return "negative minChargingRate"
+            return "negative min_rate"
         if p.kind == _RECURRING and not p.recurrence_s:
-            return "a Recurring profile needs recurrencyKind"
+            return "a recurring profile needs a recurrency"
         if p.valid_to <= p.valid_from:
-            return "validTo is not after validFrom"
-        if p.purpose == _CPMAX and p.connector_id != 0:
-            # §3.13.1: "ChargePointMaxProfile can only be set at Charge Point ConnectorId 0."
-            return "ChargePointMaxProfile on connector %d (only 0)" % p.connector_id
+            return "valid_to is not after valid_from"
+        if p.purpose == _CPMAX and p.evse_id != 0:
+            # §3.13.1: the station's maximum "can only be set at Charge Point ConnectorId 0"
+            return "a station_max profile on EVSE %d (only 0)" % p.evse_id
         if p.purpose == _TX:
-            if p.connector_id == 0:
-                # §3.13.1: "TxProfile SHALL only be set at Charge Point ConnectorId >0."
-                return "TxProfile on connector 0"
+            if p.evse_id == 0:
+                # §3.13.1: a transaction's profile "SHALL only be set at Charge Point ConnectorId >0"
+                return "a tx profile on EVSE 0"
             if not transaction_active:
-                # §3.13.1: "If there is no transaction active on the connector specified in a charging profile of
-                # type TxProfile, then the Charge Point SHALL discard it and return an error status"
-                return "no transaction on connector %d" % p.connector_id
+                # §3.13.1: without a transaction on its connector the station "SHALL discard it and return an
+                # error status"
+                return "no transaction on EVSE %d" % p.evse_id
             if p.transaction_id is not None and p.transaction_id != transaction_id:
-                # OCTT TC_058_2: a TxProfile for another transactionId is rejected
-                return "transactionId %r is not the running transaction %r" % (p.transaction_id, transaction_id)
+                # OCTT TC_058_2: a profile for another transaction is rejected
+                return "transaction %r is not the running transaction %r" % (p.transaction_id, transaction_id)
         return None
 
     # -- changes
 
-    def install(self, connector_id: int, profile: dict, *, now: float, transaction_id: int | None = None,
+    def install(self, evse_id: int, profile: dict, *, now: float, transaction_id=None,
                 transaction_active: bool | None = None) -> str:
-        """SetChargingProfile.req: ``ACCEPTED`` or ``REJECTED`` (the reason is
-        logged and kept in ``last_rejection``); raises ``ProfileFormatError``
-        for a malformed profile or an unknown connector.
+        """Install ``profile`` (a profile dict; its ``evse_id`` is set to
+        ``evse_id``): ``ACCEPTED`` or ``REJECTED`` (the reason is logged and kept
+        in ``last_rejection``); raises ``ProfileError`` for a malformed profile
+        or an unknown EVSE.
 
         ``transaction_id``/``transaction_active``: the transaction running on
-        ``connector_id`` (active defaults to "an id was given"; pass
+        ``evse_id`` (active defaults to "an id was given"; pass
         ``transaction_active=True`` without an id for a transaction whose id
-        the central system has not assigned yet, e.g. the TxProfile of a
-        RemoteStartTransaction.req, then ``bind_transaction`` when it has).
-        A TxProfile without transactionId is bound to ``transaction_id``.
+        is not known yet, e.g. the profile of a remote start whose transaction
+        the central system has not confirmed, then ``bind_transaction`` when
+        it is). A tx profile without transaction_id is bound to
+        ``transaction_id``.
 
-        §5.16.3: "If a charging profile with the same chargingProfileId, or
-        the same combination of stackLevel / ChargingProfilePurpose, exists on
-        the Charge Point, the new charging profile SHALL replace the existing
-        charging profile" — same stackLevel/purpose counts per connector
-        (a connector-N TxDefaultProfile replaces connector 0's "only for that
-        specific connector"). An Absolute or Recurring profile without
-        startSchedule gets ``now`` as its startSchedule.
+        §5.16.3: a profile with the same id, or the same combination of stack
+        level and purpose, "SHALL replace the existing charging profile" —
+        same stack level/purpose counts per EVSE (an
+        EVSE-N tx_default replaces EVSE 0's "only for that specific
+        connector"). An absolute or recurring profile without a schedule start
+        gets ``now`` (floored to the second).
         """
-        self._check_connector(connector_id)
+        self._check_evse(evse_id)
         if not isinstance(profile, dict):
-            raise ProfileFormatError("csChargingProfiles must be an object", "TypeConstraintViolation")
-        entry = {"connectorId": connector_id, "csChargingProfiles": _copy(profile)}
-        p = compile_entry(entry)
+            raise ProfileError("a profile must be a dict")
+        data = _copy(profile)
+        data["evse_id"] = evse_id
+        p = compile_profile(data)
         reason = self.rejection(p, transaction_id=transaction_id, transaction_active=transaction_active)
         replaced = [q for q in self._profiles if q.id == p.id or (
-            q.connector_id == p.connector_id and q.purpose == p.purpose and q.stack_level == p.stack_level)]
+            q.evse_id == p.evse_id and q.purpose == p.purpose and q.stack_level == p.stack_level)]
         if reason is None and len(self._profiles) - len(replaced) + 1 > self.max_profiles:
-            reason = "MaxChargingProfilesInstalled (%d) reached" % self.max_profiles
+            reason = "max_profiles (%d) reached" % self.max_profiles
         if reason is not None:
             self.last_rejection = reason
-            log.info("charging profile %r on connector %d rejected: %s", p.id, connector_id, reason)
+            log.info("charging profile %r on EVSE %d rejected: %s", p.id, evse_id, reason)
             return REJECTED
-        cp = entry["csChargingProfiles"]
-        sch = cp["chargingSchedule"]
         if p.kind != _RELATIVE and p.start is None:
-            sch["startSchedule"] = format_datetime(now)
+            data["schedule"]["start"] = math.floor(now)
         if p.purpose == _TX and p.transaction_id is None and transaction_id is not None:
-            cp["transactionId"] = transaction_id
-        p = compile_entry(entry)
+            data["transaction_id"] = transaction_id
+        p = compile_profile(data)
         self._profiles = [q for q in self._profiles if q not in replaced]
         self._profiles.append(p)
         self.revision += 1
-        log.info("charging profile %d (%s, stack %d) installed on connector %d%s", p.id,
-                 cp["chargingProfilePurpose"], p.stack_level, connector_id,
-                 (", replacing %s" % [q.id for q in replaced]) if replaced else "")
+        log.info("charging profile %r (%s, stack %d) installed on EVSE %d%s", p.id, data["purpose"],
+                 p.stack_level, evse_id, (", replacing %s" % [q.id for q in replaced]) if replaced else "")
         return ACCEPTED
 
-    def check_remote_start(self, profile: dict, connector_id: int | None = None) -> str:
-        """Whether the chargingProfile of a RemoteStartTransaction.req can be
-        used (ACCEPTED/REJECTED; nothing is installed): §5.16.2 "the
-        ChargingProfilePurpose MUST be set to TxProfile and the transactionId
-        SHALL NOT be set" (errata 3.41); OCTT TC_060 expects Rejected for any
-        other purpose. Install it with ``install(...,
-        transaction_active=True)`` when the transaction starts."""
-        connector = 1 if connector_id is None or connector_id == 0 else connector_id
-        self._check_connector(connector)
+    def check_remote_start(self, profile: dict, evse_id: int | None = None) -> str:
+        """Whether the profile given with a remote start can be used
+        (ACCEPTED/REJECTED; nothing is installed): §5.16.2 it must be a tx
+        profile that names no transaction (errata 3.41); OCTT TC_060 expects a
+        rejection for any other purpose. Install it with
+        ``install(..., transaction_active=True)`` when the transaction starts."""
+        evse = 1 if evse_id is None or evse_id == 0 else evse_id
+        self._check_evse(evse)
         if not isinstance(profile, dict):
-            raise ProfileFormatError("chargingProfile must be an object", "TypeConstraintViolation")
-        p = compile_entry({"connectorId": connector, "csChargingProfiles": profile})
+            raise ProfileError("a profile must be a dict")
+        p = compile_profile(dict(profile, evse_id=evse))
         reason = None
         if p.purpose != _TX:
-            reason = "the purpose of a RemoteStartTransaction profile must be TxProfile"
+            reason = "the profile of a remote start must be a tx profile"
         elif p.transaction_id is not None:
-            reason = "a RemoteStartTransaction profile must not have a transactionId"
+            reason = "the profile of a remote start must not name a transaction"
         else:
             reason = self.rejection(p, transaction_active=True)
         if reason is not None:
             self.last_rejection = reason
-            log.info("RemoteStartTransaction charging profile rejected: %s", reason)
+            log.info("remote start charging profile rejected: %s", reason)
             return REJECTED
         return ACCEPTED
 
-    def clear(self, *, profile_id: int | None = None, connector_id: int | None = None,
+    def clear(self, *, profile_id: int | None = None, evse_id: int | None = None,
               purpose: str | None = None, stack_level: int | None = None) -> str:
-        """ClearChargingProfile.req: ``ACCEPTED`` when at least one profile was
-        removed, else ``UNKNOWN`` ("No Charging Profile(s) were found matching
-        the request", §7.21). Errata 3.25/3.26: "If no fields are provided,
-        then all charging profiles will be cleared. If id is specified, then
-        all other fields are ignored"; otherwise the given fields must all
-        match (logical AND)."""
+        """Remove profiles: ``ACCEPTED`` when at least one was removed, else
+        ``UNKNOWN`` ("No Charging Profile(s) were found matching the request",
+        §7.21). Errata 3.25/3.26: "If no fields are provided, then all charging
+        profiles will be cleared. If id is specified, then all other fields are
+        ignored"; otherwise the given fields must all match (logical AND).
+        An unknown ``purpose`` raises ``ProfileError``."""
         if purpose is not None and purpose not in _PURPOSES:
-            raise ProfileFormatError("chargingProfilePurpose %r is not valid" % (purpose,))
+            raise ProfileError("purpose %r is not one of %s" % (purpose, "/".join(_PURPOSES)))
         if profile_id is not None:
             gone = [p for p in self._profiles if p.id == profile_id]
         else:
             code = None if purpose is None else _PURPOSES[purpose]
             gone = [p for p in self._profiles
-                    if (connector_id is None or p.connector_id == connector_id)
+                    if (evse_id is None or p.evse_id == evse_id)
                     and (code is None or p.purpose == code)
                     and (stack_level is None or p.stack_level == stack_level)]
         if not gone:
@@ -665,28 +660,26 @@ class ChargingProfileStore:
         log.info("charging profiles cleared: %s", [p.id for p in gone])
         return ACCEPTED
 
-    def bind_transaction(self, connector_id: int, transaction_id: int) -> None:
-        """The central system assigned ``transaction_id`` to the transaction on
-        ``connector_id``: unbound TxProfiles there now carry it, so a later
-        SetChargingProfile for it with the same stackLevel replaces them
-        (errata 3.42)."""
+    def bind_transaction(self, evse_id: int, transaction_id) -> None:
+        """The transaction on ``evse_id`` is now known as ``transaction_id``:
+        unbound tx profiles there now carry it, so a later profile for it with
+        the same stack level replaces them (errata 3.42)."""
         changed = False
         for i, p in enumerate(self._profiles):
-            if p.purpose == _TX and p.connector_id == connector_id and p.transaction_id is None:
-                p.entry["csChargingProfiles"]["transactionId"] = transaction_id
-                self._profiles[i] = compile_entry(p.entry)
+            if p.purpose == _TX and p.evse_id == evse_id and p.transaction_id is None:
+                p.data["transaction_id"] = transaction_id
+                self._profiles[i] = compile_profile(p.data)
                 changed = True
         if changed:
             self.revision += 1
 
-    def transaction_ended(self, connector_id: int) -> list:
-        """Remove the TxProfiles of ``connector_id`` (§3.13.1 "After the
-        transaction is stopped, the profile SHOULD be deleted"; §7.10 "A
-        profile with this purpose SHALL cease to be valid when the transaction
-        terminates"). Call it too when a remote start never became a
-        transaction, and at boot for connectors with no running transaction.
-        Returns the removed profile ids."""
-        gone = [p for p in self._profiles if p.purpose == _TX and p.connector_id == connector_id]
+    def transaction_ended(self, evse_id: int) -> list:
+        """Remove the tx profiles of ``evse_id`` (§3.13.1 "After the transaction
+        is stopped, the profile SHOULD be deleted"; §7.10 such a profile "SHALL
+        cease to be valid when the transaction terminates"). Call it too when a
+        remote start never became a transaction, and at boot for EVSEs with no
+        running transaction. Returns the removed profile ids."""
+        gone = [p for p in self._profiles if p.purpose == _TX and p.evse_id == evse_id]
         if gone:
             self._profiles = [p for p in self._profiles if p not in gone]
             self.revision += 1
@@ -695,18 +688,29 @@ class ChargingProfileStore:
     # -- persistence
 
     def to_dict(self) -> dict:
-        """Plain JSON: ``{"version": 1, "profiles": [entries…]}``."""
-        return {"version": 1, "profiles": self.entries()}
+        """Plain JSON: ``{"version": STORE_VERSION, "profiles": [profile dicts…]}``."""
+        return {"version": STORE_VERSION, "profiles": self.entries()}
 
-    def load(self, data: dict) -> int:
-        """Replace the contents with ``to_dict()`` output; entries that no
-        longer compile are dropped with a warning (limits are not re-checked:
-        a profile once accepted stays). Returns the number loaded."""
+    def load(self, data: dict, migrate=None) -> int:
+        """Replace the contents with ``to_dict()`` output. Data of another
+        version goes through ``migrate(data)`` first, which returns this
+        version's (an adapter's converter: the core cannot read a protocol's
+        JSON); without one it is ignored. Profiles that no longer compile are
+        dropped with a warning (limits are not re-checked: a profile once
+        accepted stays). Returns the number loaded."""
+        data = data or {}
+        if data.get("version") != STORE_VERSION and data.get("profiles"):
+            if migrate is None:
+                log.warning("charging profiles stored in format %r, which this station cannot read: ignored",
+                            data.get("version"))
+                data = {}
+            else:
+                data = migrate(data) or {}
         profiles = []
-        for entry in (data or {}).get("profiles", ()):
+        for d in data.get("profiles", ()):
             try:
-                profiles.append(compile_entry(_copy(entry)))
-            except ProfileFormatError as e:
+                profiles.append(compile_profile(_copy(d)))
+            except ProfileError as e:
                 log.warning("dropping a stored charging profile: %s", e)
         self._profiles = profiles
         self.revision += 1

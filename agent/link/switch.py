@@ -22,7 +22,10 @@ goes through ``switch()``:
 Queued transaction messages belong to the central system that was current
 when their transaction started (``OutboxEntry.backend``). The main connection
 sends only the current backend's; a ``DrainClient`` over its own connection,
-with the old backend's settings, delivers the rest and then closes. A
+with the old backend's settings, delivers the rest and then closes. Both send
+with the OCPP adapter's ``OutboxSender`` (agent/ocpp16/outbox_sender.py): the
+drain's confirms its transactions without touching the current backend's
+authorization cache. A
 backend that never accepted the charger owns nothing: transactions started
 while it was being tried go with the backend the charger ends up with.
 
@@ -39,12 +42,14 @@ import ocpp.messages
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import ChargePoint, call
 
+from agent.core.auth import FULL
 from agent.link.endpoint import validate_csms_url
 from agent.ocpp16.config_keys import ACCEPTED, REJECTED, KeyDef
 from agent.link.connection import CsmsConnection
 from agent.link.endpoint import EndpointSettings, EndpointState
-from agent.ocpp16.client import Ocpp16Client, sleep_or_event
+from agent.ocpp16.client import Ocpp16Client, first_of
 from agent.ocpp16.codec import SUBPROTOCOL, iso_time
+from agent.ocpp16.outbox_sender import OutboxSender, sleep_or_event
 from hal.runtime.aio import wait_for
 
 log = logging.getLogger(__name__)
@@ -481,7 +486,7 @@ class EndpointManager:
     def _clear_auth(self) -> None:
         """Empty the authorization cache and the local list."""
         self.station.auth_cache.clear()
-        self.station.local_list.apply("Full", 0, [], max_length=1)
+        self.station.local_list.apply(FULL, 0, [], max_length=1)
 
     def _drop_auth_stash(self) -> None:
         st = self.state
@@ -570,8 +575,7 @@ class _Drain:
     def __init__(self, manager: EndpointManager, settings: EndpointSettings) -> None:
         self.settings = settings
         cfg = manager.config.csms
-        self.client = DrainClient(manager.station, settings.key, settings.station_id, manager.clock,
-                                  response_timeout_s=cfg["response_timeout_s"], traffic=manager.traffic,
+        self.client = DrainClient(manager.station, settings.key, manager.clock, traffic=manager.traffic,
                                   on_idle=manager._kick)
         conn_settings = dict(cfg)
         conn_settings.update(url=settings.connect_url, station_id=settings.station_id,
@@ -590,74 +594,43 @@ class _Drain:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-class _StationForDrain:
-    """The station as a drain connection sees it: the old central system's answers
-    confirm its transactions but do not enter the current backend's authorization cache."""
+class DrainClient:
+    """Delivers the transaction messages held for one earlier central system, in order
+    and with the usual retry rules (the adapter's ``OutboxSender``), over a connection
+    of its own. It does not boot (that central system accepted this charger before),
+    sends nothing else and runs no commands from that central system (``DrainSession``).
+    Its answers confirm the transactions but stay out of the current central system's
+    authorization cache."""
 
-    def __init__(self, station) -> None:
-        self._station = station
+    boot_accepted = True  # for CsmsConnection: a session ending resets the reconnect backoff
 
-    def __getattr__(self, name):
-        return getattr(self._station, name)
-
-    def id_tag_info_received(self, id_tag, info) -> None:
-        pass
-
-    def transaction_confirmed(self, tx, transaction_id, info) -> None:
-        station = self._station
-        cache = station.auth_cache
-        station.auth_cache = type(cache)(None)
-        try:
-            station.transaction_confirmed(tx, transaction_id, info)
-        finally:
-            station.auth_cache = cache
-
-
-class DrainClient(Ocpp16Client):
-    """Delivers the transaction messages held for one earlier central system, in
-    order and with the usual retry rules, over a connection of its own. It sends
-    nothing else and runs no commands from that central system."""
-
-    def __init__(self, station, backend: str, station_id: str, clock, response_timeout_s: float = 30.0,
-                 traffic=None, on_idle=None) -> None:
-        # Not Ocpp16Client.__init__: this client is not the station's link.
-        self.station = _StationForDrain(station)
+    def __init__(self, station, backend: str, clock, traffic=None, on_idle=None) -> None:
+        self.station = station  # CsmsConnection reads its settings (WebSocketPingInterval)
         self.backend = backend
-        self.station_id = station_id
-        self.clock = clock
-        self.response_timeout_s = response_timeout_s
-        self.traffic_log = None
         self.traffic = traffic
-        self.on_idle = on_idle
         self.session = None
-        self.registration = "Accepted"
-        self.boot_accepted = True  # the old backend accepted this charger before: no new boot
-        self.last_boot_time = None
-        self.on_boot = None
-        self.messages_sent = 0
-        self.messages_received = 0
-        self._status_queue: list = []
-        self._last_activity = 0.0
-        self._wake = asyncio.Event()
-        self._heartbeat_task = None
+        self.sender = OutboxSender(station, self._call, clock, asyncio.Event(), backend=backend,
+                                   update_auth_cache=False, on_idle=on_idle)
 
     def wake(self, entry=None) -> None:
-        self._wake.set()
+        """An outbox listener: something may have changed for this backend."""
+        self.sender.wake.set()
 
     def record(self, direction: str, text: str) -> None:
-        if direction == "out":
-            self.messages_sent += 1
-        else:
-            self.messages_received += 1
         if self.traffic is not None:
             self.traffic.record(direction, text, via=self.backend)
+
+    async def _call(self, payload):
+        if self.session is None:
+            raise ConnectionError("not connected")
+        return await self.session.call(payload, suppress=False)
 
     async def run_session(self, session) -> None:
         self.session = session
         reader = asyncio.create_task(session.start())
-        sender = asyncio.create_task(self._deliver(session))
+        sender = asyncio.create_task(self.sender.run(lambda: self.session is session))
         try:
-            await self._first_of(reader, sender)
+            await first_of(reader, sender)
         except Exception as e:
             log.info("drain session to %s ended: %s", self.backend, e)
         finally:
@@ -665,20 +638,6 @@ class DrainClient(Ocpp16Client):
             for t in (reader, sender):
                 t.cancel()
             await asyncio.gather(reader, sender, return_exceptions=True)
-
-    async def _deliver(self, session) -> None:
-        outbox = self.station.outbox
-        while self.session is session:
-            self._wake.clear()
-            entry = outbox.head(self.backend)
-            if entry is None:
-                if self.on_idle is not None:
-                    self.on_idle()
-                await self._wake.wait()
-            elif entry.not_before > self.clock.monotonic():
-                await self._sleep_or_wake(entry.not_before - self.clock.monotonic())
-            else:
-                await self._send_entry(entry)
 
 
 class DrainSession(ChargePoint):

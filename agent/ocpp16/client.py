@@ -1,6 +1,8 @@
 """The station's link to an OCPP 1.6 central system: boot, heartbeats, status
 notifications and the transaction outbox, over whatever connection the link
-layer provides (``Ocpp16Client`` is the station's ``CentralSystemLink``).
+layer provides (``Ocpp16Client`` is the station's ``CentralSystemLink``). The
+transaction outbox is sent by an ``OutboxSender`` (agent/ocpp16/outbox_sender.py),
+the same code that delivers an earlier central system's queued messages.
 
 CPython-only (the ``ocpp`` library's messages).
 """
@@ -13,35 +15,24 @@ from ocpp.exceptions import OCPPError
 from ocpp.v16 import call
 
 from agent.core import model
-from agent.core.outbox import METER, START, STOP
 from agent.core.station import CentralSystemLink, Station
 from agent.ocpp16.config_keys import FEATURE_PROFILES, ConfigurationStore, core_keys
+from agent.ocpp16.vocabulary import to_16
 from agent.ocpp16.codec import id_tag_info, iso_time, meter_value
+from agent.ocpp16.outbox_sender import OutboxSender, call_quietly
 from agent.ocpp16.session import Ocpp16Session
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_DELAY_S = 3600  # Start/Stop are retried forever (never dropped), at least hourly
 
-
-async def _first_done(a, b) -> None:
-    """Until task ``a`` or task ``b`` is done."""
+async def first_of(a, b) -> None:
+    """Until task ``a`` or task ``b`` is done; ``b``'s exception, if it ended with one, is raised."""
     done = asyncio.Event()
     for t in (a, b):
         t.add_done_callback(lambda _t: done.set())
     await done.wait()
-
-
-async def sleep_or_event(clock, event: asyncio.Event, seconds: float) -> None:
-    """Until ``event`` is set or ``seconds`` passed on ``clock``, whichever comes first."""
-    sleeper = asyncio.create_task(clock.sleep(seconds))
-    waiter = asyncio.create_task(event.wait())
-    try:
-        await _first_done(sleeper, waiter)
-    finally:
-        sleeper.cancel()
-        waiter.cancel()
-        await asyncio.gather(sleeper, waiter, return_exceptions=True)
+    if b.done() and not b.cancelled() and b.exception() is not None:
+        raise b.exception()
 
 
 class Ocpp16Client(CentralSystemLink):
@@ -69,9 +60,10 @@ class Ocpp16Client(CentralSystemLink):
         self.on_boot = None  # callable(status) after each BootNotification answer (agent/link/switch.py)
         self.messages_sent = 0
         self.messages_received = 0
-        self._status_queue: list = []  # (seq, payload) of non-transaction messages
         self._last_activity = 0.0
         self._wake = station.outbox.changed
+        # The current central system's transaction messages, with status notifications in order.
+        self.outbox_sender = OutboxSender(station, self._call, clock, self._wake)
         self._heartbeat_task = None
         station.link = self
         station.settings.on_change(self._on_setting_changed)
@@ -111,20 +103,19 @@ class Ocpp16Client(CentralSystemLink):
 
     def _notify(self, payload) -> None:
         """Queue a non-transaction message; sent in order with the outbox, not kept across reconnects."""
-        self._status_queue.append((self.station.outbox.next_seq(), payload))
-        self._wake.set()
+        self.outbox_sender.queue_other(payload)
 
     def local_list_conflict(self, id_tag: str) -> None:
         if self.online:
             status = self.station.status_of(0)[0]
             self._notify(call.StatusNotification(
-                connector_id=0, error_code="LocalListConflict", status=status,
+                connector_id=0, error_code="LocalListConflict", status=to_16(status),
                 info=("idTag %s" % id_tag)[:50], timestamp=iso_time(self.clock.time())))
 
     def _status_payload(self, connector_id: int):
         status, error, info, vendor_error = self.station.status_of(connector_id)
         return call.StatusNotification(
-            connector_id=connector_id, error_code=error, status=status, info=info or None,
+            connector_id=connector_id, error_code=error, status=to_16(status), info=info or None,
             vendor_error_code=vendor_error or None, timestamp=iso_time(self.clock.time()))
 
     # ------------------------------------------------------------------ plumbing
@@ -146,10 +137,7 @@ class Ocpp16Client(CentralSystemLink):
         return await session.call(payload, suppress=False)
 
     async def _send_quietly(self, payload) -> None:
-        try:
-            await self._call(payload)
-        except Exception as e:  # a lost notification is replaced by the next one
-            log.warning("%s not delivered: %s", type(payload).__name__, e)
+        await call_quietly(self._call, payload)
 
     # ------------------------------------------------------------------ session
     async def run_session(self, session: Ocpp16Session) -> None:
@@ -160,13 +148,12 @@ class Ocpp16Client(CentralSystemLink):
         try:
             boot = asyncio.create_task(self._boot())
             workers.append(boot)
-            await self._first_of(reader, boot)
+            await first_of(reader, boot)
             if reader.done():
                 return
-            self._status_queue = [(self.station.outbox.next_seq(), self._status_payload(cid))
-                                  for cid in range(0, len(self.station.connectors) + 1)]
-            self._wake.set()
-            workers.append(asyncio.create_task(self._sender(session)))
+            self.outbox_sender.reset_others(
+                [self._status_payload(cid) for cid in range(0, len(self.station.connectors) + 1)])
+            workers.append(asyncio.create_task(self.outbox_sender.run(lambda: self.session is session)))
             self._heartbeat_task = asyncio.create_task(self._heartbeat(session))
             await reader
         except Exception as e:  # the connection ended: the caller reconnects
@@ -182,11 +169,6 @@ class Ocpp16Client(CentralSystemLink):
             for t in workers + [reader]:
                 t.cancel()
             await asyncio.gather(*workers, reader, return_exceptions=True)
-
-    async def _first_of(self, a, b) -> None:
-        await _first_done(a, b)
-        if b.done() and not b.cancelled() and b.exception() is not None:
-            raise b.exception()
 
     async def _boot(self) -> None:
         """BootNotification until Accepted (once per process life; a reconnect skips it)."""
@@ -225,68 +207,6 @@ class Ocpp16Client(CentralSystemLink):
             charge_point_serial_number=self.serial_number[:25] or None,
             firmware_version=self.firmware_version[:50] or None)
 
-    async def _sender(self, session) -> None:
-        """Send status notifications and the transaction outbox in the order they arose."""
-        outbox = self.station.outbox
-        while self.session is session:
-            self._wake.clear()
-            entry = outbox.head()
-            if entry is not None and entry.not_before > self.clock.monotonic():
-                entry_ready = False
-            else:
-                entry_ready = entry is not None
-            if self._status_queue and (not entry_ready or self._status_queue[0][0] < entry.seq):
-                _seq, payload = self._status_queue.pop(0)
-                await self._send_quietly(payload)
-                continue
-            if entry_ready:
-                await self._send_entry(entry)
-                continue
-            if entry is not None:
-                await self._sleep_or_wake(entry.not_before - self.clock.monotonic())
-            else:
-                await self._wake.wait()
-
-    async def _sleep_or_wake(self, seconds: float) -> None:
-        await sleep_or_event(self.clock, self._wake, seconds)
-
-    async def _send_entry(self, entry) -> None:
-        outbox = self.station.outbox
-        tx = entry.tx
-        try:
-            if entry.kind == START:
-                result = await self._call(call.StartTransaction(
-                    connector_id=entry.connector_id, id_tag=tx.id_tag, meter_start=tx.meter_start_wh,
-                    timestamp=iso_time(tx.start_time), reservation_id=tx.reservation_id))
-                # The id first: removing the entry journals the transaction with it.
-                self.station.transaction_confirmed(tx, result.transaction_id, id_tag_info(result.id_tag_info))
-                outbox.remove(entry)
-            elif entry.kind == STOP:
-                result = await self._call(call.StopTransaction(
-                    meter_stop=tx.meter_stop_wh, timestamp=iso_time(tx.stop_time),
-                    transaction_id=tx.backend_id, reason=tx.stop_reason, id_tag=tx.stop_id_tag,
-                    transaction_data=[meter_value(s) for s in tx.stop_data] or None))
-                outbox.remove(entry)
-                if result.id_tag_info:
-                    self.station.id_tag_info_received(tx.stop_id_tag, id_tag_info(result.id_tag_info))
-            elif entry.kind == METER:
-                await self._call(call.MeterValues(
-                    connector_id=entry.connector_id, transaction_id=tx.backend_id,
-                    meter_value=[meter_value(s) for s in entry.samples]))
-                outbox.remove(entry)
-        except ConnectionError:
-            raise
-        except (OCPPError, asyncio.TimeoutError, ocpp.exceptions.ValidationError) as e:
-            entry.attempts += 1
-            limit = self.station.settings.get("tx_message_attempts")
-            if entry.kind == METER and limit and entry.attempts >= limit:
-                log.error("dropping %r after %d attempts: %s", entry, entry.attempts, e)
-                outbox.remove(entry)
-                return
-            delay = min(self.station.settings.get("tx_message_retry_interval_s") * entry.attempts, MAX_RETRY_DELAY_S)
-            log.warning("%r failed (%s); retry in %d s", entry, e, delay)
-            entry.not_before = self.clock.monotonic() + delay
-
     async def _heartbeat(self, session) -> None:
         while self.session is session:
             interval = self.station.settings.get("heartbeat_interval_s")
@@ -306,7 +226,8 @@ class Ocpp16Client(CentralSystemLink):
             self._heartbeat_task = asyncio.create_task(self._heartbeat(self.session))
 
     async def send_triggered(self, message: str, connector_id: int | None) -> None:
-        """Send the message a TriggerMessage asked for."""
+        """Send the message an Accepted TriggerMessage asked for (the session answers
+        Rejected, and sends nothing, for what is not sent here: MeterValues of connector 0)."""
         if message == "BootNotification":
             await self._send_quietly(self._boot_payload())
         elif message == "Heartbeat":
@@ -316,7 +237,7 @@ class Ocpp16Client(CentralSystemLink):
             for cid in ids:
                 await self._send_quietly(self._status_payload(cid))
         elif message == "MeterValues":
-            ids = [connector_id] if connector_id else range(1, len(self.station.connectors) + 1)
+            ids = [connector_id] if connector_id is not None else range(1, len(self.station.connectors) + 1)
             for cid in ids:
                 tx, sample = await self.station.meter_sample_now(cid)
                 await self._send_quietly(call.MeterValues(

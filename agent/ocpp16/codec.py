@@ -5,7 +5,6 @@ CPython-only (wraps the ``ocpp`` library's schemas and errors).
 
 import decimal
 import json
-from datetime import datetime, timezone
 
 import ocpp.exceptions
 import ocpp.messages
@@ -13,7 +12,9 @@ from ocpp.charge_point import snake_to_camel_case
 from ocpp.exceptions import OCPPError
 
 from agent.core import model
-from agent.core.smart_charging import ProfileFormatError
+from agent.core.isotime import format_datetime
+from agent.ocpp16.vocabulary import from_16
+from agent.core.smart_charging import ProfileError
 
 # Validate in the calling task: the library's default hands every message to a
 # thread pool, which costs a thread switch per message and more memory.
@@ -27,10 +28,8 @@ TRIGGERABLE = ("BootNotification", "DiagnosticsStatusNotification", "FirmwareSta
 
 
 def iso_time(ts: float) -> str:
-    """OCPP timestamp: UTC, millisecond precision, 'Z' suffix."""
-    ms = int(round(ts * 1000))  # seconds and milliseconds from one rounding (x.9999999 is x+1.000)
-    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (
-        ms % 1000)
+    """A 1.6 timestamp: UTC, millisecond precision, 'Z' suffix (agent/core/isotime.py)."""
+    return format_datetime(ts, millis=True)
 
 
 def call_error(unique_id: str, code: str, description: str, details: dict | None = None) -> str:
@@ -85,7 +84,7 @@ def meter_value(sample: model.MeterSample) -> dict:
 
 def id_tag_info(data: dict | None) -> model.IdTagInfo:
     data = data or {}
-    return model.IdTagInfo(data.get("status", model.AUTH_INVALID), data.get("expiry_date"),
+    return model.IdTagInfo(from_16(data.get("status", "Invalid")), data.get("expiry_date"),
                            data.get("parent_id_tag"))
 
 
@@ -112,9 +111,12 @@ _PROFILE_ERRORS = {cls.code: cls for cls in (
     ocpp.exceptions.OccurenceConstraintViolationError)}
 
 
-def profile_error(e: ProfileFormatError) -> OCPPError:
-    """The CALLERROR a malformed charging profile is answered with (its code, errata 3.38/3.39)."""
-    return _PROFILE_ERRORS.get(e.error_code, ocpp.exceptions.PropertyConstraintViolationError)(
+def profile_error(e: ProfileError) -> OCPPError:
+    """The CALLERROR a malformed charging profile is answered with (errata 3.38/3.39): the
+    code of a profiles.ProfileFormatError, else (the core's ProfileError: an unknown
+    connector, say) PropertyConstraintViolation."""
+    code = getattr(e, "error_code", None)
+    return _PROFILE_ERRORS.get(code, ocpp.exceptions.PropertyConstraintViolationError)(
         description=str(e)[:200])
 
 

@@ -13,8 +13,10 @@ from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint
 from ocpp.v16.enums import Action
 
-from agent.core.smart_charging import ProfileFormatError
+from agent.core.smart_charging import ProfileError
 from agent.core.station import Station
+from agent.ocpp16 import profiles
+from agent.ocpp16.vocabulary import from_16, to_16
 from agent.ocpp16.codec import (TRIGGERABLE, call_error, classify_schema_error, id_tag_info, ocpp_json,
                                 profile_error, validate_request)
 
@@ -89,8 +91,8 @@ class Ocpp16Session(ChargePoint):
     # ---------------------------------------------------------------- Core, CS -> CP
     @on(Action.change_availability)
     async def on_change_availability(self, connector_id: int, type: str):
-        status = await self.station.change_availability(connector_id, type)
-        return self._call_result.ChangeAvailability(status=status)
+        status = await self.station.change_availability(connector_id, from_16(type))
+        return self._call_result.ChangeAvailability(status=to_16(status))
 
     @on(Action.change_configuration)
     async def on_change_configuration(self, key: str, value: str):
@@ -119,8 +121,10 @@ class Ocpp16Session(ChargePoint):
     async def on_remote_start_transaction(self, id_tag: str, connector_id: int | None = None,
                                           charging_profile: dict | None = None):
         try:
-            ok = await self.station.remote_start(id_tag, connector_id, ocpp_json(charging_profile))
-        except ProfileFormatError as e:
+            profile = (None if charging_profile is None
+                       else profiles.profile_from_16(ocpp_json(charging_profile), "chargingProfile"))
+            ok = await self.station.remote_start(id_tag, connector_id, profile)
+        except ProfileError as e:
             raise profile_error(e) from None
         return self._call_result.RemoteStartTransaction(status="Accepted" if ok else "Rejected")
 
@@ -140,35 +144,39 @@ class Ocpp16Session(ChargePoint):
 
     @on(Action.unlock_connector)
     async def on_unlock_connector(self, connector_id: int):
-        return self._call_result.UnlockConnector(status=await self.station.unlock_connector(connector_id))
+        return self._call_result.UnlockConnector(status=to_16(await self.station.unlock_connector(connector_id)))
 
     # ---------------------------------------------------------------- SmartCharging
     @on(Action.set_charging_profile)
     async def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict):
         try:
-            status = await self.station.set_charging_profile(connector_id, ocpp_json(cs_charging_profiles))
-        except ProfileFormatError as e:
+            connector_id = profiles.connector_id(connector_id)
+            profile = profiles.profile_from_16(ocpp_json(cs_charging_profiles))
+            status = await self.station.set_charging_profile(connector_id, profile)
+        except ProfileError as e:
             raise profile_error(e) from None
-        return self._call_result.SetChargingProfile(status=status)
+        return self._call_result.SetChargingProfile(status=profiles.status_16(status))
 
     @on(Action.clear_charging_profile)
     async def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,
                                         charging_profile_purpose: str | None = None, stack_level: int | None = None):
         try:
-            status = await self.station.clear_charging_profile(id, connector_id, charging_profile_purpose, stack_level)
-        except ProfileFormatError as e:
+            status = await self.station.clear_charging_profile(
+                id, connector_id, profiles.purpose_from_16(charging_profile_purpose), stack_level)
+        except ProfileError as e:
             raise profile_error(e) from None
-        return self._call_result.ClearChargingProfile(status=status)
+        return self._call_result.ClearChargingProfile(status=profiles.status_16(status))
 
     @on(Action.get_composite_schedule)
     async def on_get_composite_schedule(self, connector_id: int, duration: int,
                                         charging_rate_unit: str | None = None):
         try:
-            schedule = self.station.composite_schedule(connector_id, duration, charging_rate_unit)
-        except ProfileFormatError as e:
+            composite = self.station.composite_schedule(connector_id, duration, charging_rate_unit)
+        except ProfileError as e:
             raise profile_error(e) from None
-        if schedule is None:
+        if composite is None:
             return self._call_result.GetCompositeSchedule(status="Rejected")
+        schedule = profiles.schedule_to_16(composite)
         return self._call_result.GetCompositeSchedule(
             status="Accepted", connector_id=connector_id, schedule_start=schedule["startSchedule"],
             charging_schedule=schedule)
@@ -184,22 +192,26 @@ class Ocpp16Session(ChargePoint):
         entries = [(e["id_tag"], id_tag_info(e["id_tag_info"]) if e.get("id_tag_info") is not None else None)
                    for e in local_authorization_list or []]
         return self._call_result.SendLocalList(
-            status=self.station.send_local_list(update_type, list_version, entries))
+            status=to_16(self.station.send_local_list(from_16(update_type), list_version, entries)))
 
     # ---------------------------------------------------------------- RemoteTrigger
+    def _trigger_accepted(self, requested_message: str, connector_id: int | None) -> bool:
+        """Whether a TriggerMessage is Accepted: the answer and what is sent after it
+        both follow this one check (they must not disagree)."""
+        if requested_message not in TRIGGERABLE:
+            return False
+        if connector_id is not None and not 0 <= connector_id <= len(self.station.connectors):
+            return False
+        return not (requested_message == "MeterValues" and connector_id == 0)  # no charger-level meter
+
     @on(Action.trigger_message)
     async def on_trigger_message(self, requested_message: str, connector_id: int | None = None):
-        ok = requested_message in TRIGGERABLE and (
-            connector_id is None or 0 <= connector_id <= len(self.station.connectors))
-        if requested_message == "MeterValues" and connector_id == 0:
-            ok = False  # no charger-level meter
+        ok = self._trigger_accepted(requested_message, connector_id)
         return self._call_result.TriggerMessage(status="Accepted" if ok else "Rejected")
 
     @after(Action.trigger_message)
     async def after_trigger_message(self, requested_message: str, connector_id: int | None = None):
-        if requested_message not in TRIGGERABLE or (
-                connector_id is not None and not 0 <= connector_id <= len(self.station.connectors)):
-            return
-        await self.client.send_triggered(requested_message, connector_id)
+        if self._trigger_accepted(requested_message, connector_id):
+            await self.client.send_triggered(requested_message, connector_id)
 
 

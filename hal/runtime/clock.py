@@ -3,6 +3,9 @@
 ``Clock`` is the real one. ``VirtualClock`` lets tests and fleet simulations
 run hours of charger time in milliseconds: ``await clock.advance(3600)``
 wakes every sleeper whose deadline falls inside that hour, in deadline order.
+With ``instant_sleep`` a sleep passes its time at once (it advances the clock
+itself), for tests of code that sleeps in line (a settle time, say) where
+nobody else would call ``advance``. It is the only clock tests need.
 Built from ``Event`` only, so it is portable to MicroPython.
 """
 
@@ -28,9 +31,10 @@ class Clock:
 class VirtualClock(Clock):
     """A clock that only moves when told to."""
 
-    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
-        self._wall = start
+    def __init__(self, start: float = 1_767_225_600.0, instant_sleep: bool = False) -> None:
+        self._wall = start  # default: 2026-01-01T00:00:00Z
         self._mono = 0.0
+        self.instant_sleep = instant_sleep
         self._seq = 0
         self._sleepers: list = []  # [deadline, seq, Event]
 
@@ -43,6 +47,9 @@ class VirtualClock(Clock):
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
+            return
+        if self.instant_sleep:
+            await self.advance(seconds)  # earlier sleepers wake on the way, in order
             return
         self._seq += 1
         entry = [self._mono + seconds, self._seq, asyncio.Event()]

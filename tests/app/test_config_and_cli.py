@@ -185,7 +185,7 @@ def test_valid_config_parses(tmp_path):
 
 # ---------------------------------------------------------------------------- ocpp-agent sim
 
-STATUS_KEYS = {"id", "cp_state", "contactor_closed", "current_limit_a", "power_w", "energy_wh", "ocpp_status"}
+STATUS_KEYS = {"id", "cp_state", "contactor_closed", "current_limit_a", "power_w", "energy_wh", "station_status"}
 
 
 async def test_sim_cli_status_plug_swipe_against_a_running_agent(tmp_path):
@@ -203,7 +203,7 @@ async def test_sim_cli_status_plug_swipe_against_a_running_agent(tmp_path):
         assert STATUS_KEYS <= set(c)
         assert {k: c[k] for k in STATUS_KEYS - {"energy_wh"}} == {
             "id": 1, "cp_state": "A", "contactor_closed": False, "current_limit_a": 0.0, "power_w": 0.0,
-            "ocpp_status": "Available"}
+            "station_status": "available"}
 
         m = h.mark()
         rc, out, err = await run_cli_async("sim", "--config", path, "plug", "1")
@@ -223,7 +223,7 @@ async def test_sim_cli_status_plug_swipe_against_a_running_agent(tmp_path):
         c = status["connectors"][0]
         assert {k: c[k] for k in STATUS_KEYS - {"energy_wh"}} == {
             "id": 1, "cp_state": "C", "contactor_closed": True, "current_limit_a": 32.0, "power_w": 22080.0,
-            "ocpp_status": "Charging"}
+            "station_status": "charging"}
         assert c["energy_wh"] == pytest.approx(22080.0 / 60, abs=1.0)
         assert isinstance(c["energy_wh"], float)
 

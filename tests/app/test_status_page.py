@@ -123,7 +123,7 @@ async def test_status_page_shows_the_charger_and_moves_it_with_the_form(tmp_path
         assert r.headers["Content-Type"] == "application/json; charset=utf-8"
         assert r.headers["Cache-Control"] == "no-store"
         data = r.json()
-        assert data["csms"]["url"] == cs1.url and data["connectors"][0]["status"] == "Available"
+        assert data["csms"]["url"] == cs1.url and data["connectors"][0]["status"] == "available"
         assert data["connectors"][0]["energy_wh"] is not None and "html" not in data
         data = (await fetch(page.url + "api/status?html=1")).json()
         assert 'id="connectors"' in data["html"]

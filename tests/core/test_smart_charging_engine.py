@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from agent.core.isotime import format_datetime, parse_datetime
 from agent.core.smart_charging import (
-    ACCEPTED, CHARGE_POINT_MAX, REJECTED, TX, TX_DEFAULT, UNKNOWN, ChargingProfileStore, ProfileFormatError,
-    compile_entry, composite_schedule, limit_at,
+    ABSOLUTE, ACCEPTED, DAILY, RECURRING, REJECTED, RELATIVE, STATION_MAX, STORE_VERSION, TX, TX_DEFAULT, UNKNOWN,
+    WEEKLY, ChargingProfileStore, ProfileError, compile_profile, composite_schedule, limit_at, new_profile,
 )
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, a Thursday
@@ -25,35 +25,18 @@ DAY = 86400
 WEEK = 7 * DAY
 
 
-def iso(t: float) -> str:
-    return format_datetime(t)
-
-
 def profile(pid: int, purpose: str = TX_DEFAULT, stack: int = 0, periods=((0, 16),), *, unit: str = "A",
-            kind: str = "Absolute", start: float | None = T0, duration: int | None = None, **extra) -> dict:
-    """A ChargingProfile dict; ``periods`` are (startPeriod, limit[, numberPhases])."""
-    sch = {"chargingRateUnit": unit, "chargingSchedulePeriod": []}
-    for per in periods:
-        d = {"startPeriod": per[0], "limit": per[1]}
-        if len(per) > 2:
-            d["numberPhases"] = per[2]
-        sch["chargingSchedulePeriod"].append(d)
-    if start is not None:
-        sch["startSchedule"] = iso(start)
-    if duration is not None:
-        sch["duration"] = duration
-    for key in ("minChargingRate",):
-        if key in extra:
-            sch[key] = extra.pop(key)
-    cp = {"chargingProfileId": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
-          "chargingProfileKind": kind, "chargingSchedule": sch}
-    for key, value in extra.items():
-        cp[key] = iso(value) if key in ("validFrom", "validTo") else value
-    return cp
+            kind: str = ABSOLUTE, start: float | None = T0, duration: int | None = None, **extra) -> dict:
+    """A neutral profile dict; ``periods`` are (start_s, limit[, phases]); ``extra``: new_profile's
+    recurrency, valid_from, valid_to, transaction_id, min_rate."""
+    return new_profile(pid, purpose, stack, periods, kind=kind, start=start, duration_s=duration, rate_unit=unit,
+                       **extra)
 
 
-def entry(connector_id: int, cp: dict) -> dict:
-    return {"connectorId": connector_id, "csChargingProfiles": cp}
+def entry(evse_id: int, p: dict) -> dict:
+    """``p`` as installed on ``evse_id``."""
+    p["evse_id"] = evse_id
+    return p
 
 
 def store(**kw) -> ChargingProfileStore:
@@ -62,7 +45,7 @@ def store(**kw) -> ChargingProfileStore:
 
 
 def periods_of(schedule: dict) -> list:
-    return [(p["startPeriod"], p["limit"]) for p in schedule["chargingSchedulePeriod"]]
+    return [(p[0], p[1]) for p in schedule["periods"]]
 
 
 # --------------------------------------------------------------------------- dateTime
@@ -107,9 +90,9 @@ def test_datetime_round_trip_matches_datetime_module(seconds, ms):
 
 def test_charge_point_max_only_on_connector_0():
     s = store()
-    assert s.install(1, profile(1, CHARGE_POINT_MAX), now=T0) == REJECTED
-    assert "ChargePointMaxProfile" in s.last_rejection
-    assert s.install(0, profile(1, CHARGE_POINT_MAX), now=T0) == ACCEPTED
+    assert s.install(1, profile(1, STATION_MAX), now=T0) == REJECTED
+    assert "station_max" in s.last_rejection
+    assert s.install(0, profile(1, STATION_MAX), now=T0) == ACCEPTED
 
 
 def test_tx_default_on_connector_0_or_n():
@@ -122,37 +105,37 @@ def test_tx_default_on_connector_0_or_n():
 def test_tx_profile_needs_a_transaction_on_a_connector():
     s = store()
     # TC_058_1: no transaction running
-    assert s.install(1, profile(1, TX, transactionId=5), now=T0) == REJECTED
+    assert s.install(1, profile(1, TX, transaction_id=5), now=T0) == REJECTED
     assert s.install(1, profile(1, TX), now=T0) == REJECTED
     # TxProfile only on connector > 0
     assert s.install(0, profile(1, TX), now=T0, transaction_id=5) == REJECTED
     # TC_058_2: a transaction runs, but the profile names another one
-    assert s.install(1, profile(1, TX, transactionId=6), now=T0, transaction_id=5) == REJECTED
-    assert "transactionId" in s.last_rejection
+    assert s.install(1, profile(1, TX, transaction_id=6), now=T0, transaction_id=5) == REJECTED
+    assert "transaction" in s.last_rejection
     assert len(s) == 0
-    assert s.install(1, profile(1, TX, transactionId=5), now=T0, transaction_id=5) == ACCEPTED
+    assert s.install(1, profile(1, TX, transaction_id=5), now=T0, transaction_id=5) == ACCEPTED
 
 
 def test_tx_profile_without_transaction_id_is_bound_to_the_running_transaction():
     s = store()
     assert s.install(1, profile(1, TX), now=T0, transaction_id=5) == ACCEPTED
-    assert s.entries()[0]["csChargingProfiles"]["transactionId"] == 5
+    assert s.entries()[0]["transaction_id"] == 5
 
 
 @pytest.mark.parametrize("kwargs, cp, why", [
-    ({"max_stack_level": 3}, profile(1, stack=4), "ChargeProfileMaxStackLevel"),
-    ({"max_periods": 2}, profile(1, periods=((0, 6), (10, 7), (20, 8))), "ChargingScheduleMaxPeriods"),
-    ({"allowed_units": ("A",)}, profile(1, unit="W", periods=((0, 11000),)), "AllowedChargingRateUnit"),
-    ({"allowed_units": ("W",)}, profile(1, unit="A"), "AllowedChargingRateUnit"),
-    ({}, profile(1, periods=((5, 6),)), "first startPeriod"),
+    ({"max_stack_level": 3}, profile(1, stack=4), "max_stack_level"),
+    ({"max_periods": 2}, profile(1, periods=((0, 6), (10, 7), (20, 8))), "max_periods"),
+    ({"allowed_units": ("A",)}, profile(1, unit="W", periods=((0, 11000),)), "allowed_units"),
+    ({"allowed_units": ("W",)}, profile(1, unit="A"), "allowed_units"),
+    ({}, profile(1, periods=((5, 6),)), "first period"),
     ({}, profile(1, periods=((0, 6), (60, 7), (60, 8))), "increase"),
     ({}, profile(1, periods=((0, 6), (60, 7), (30, 8))), "increase"),
     ({}, profile(1, periods=((0, -1),)), "negative limit"),
-    ({}, profile(1, periods=((0, 6, 4),)), "numberPhases"),
+    ({}, profile(1, periods=((0, 6, 4),)), "phases"),
     ({}, profile(1, duration=-1), "negative duration"),
-    ({}, profile(1, minChargingRate=-1), "minChargingRate"),
-    ({}, profile(1, kind="Recurring"), "recurrencyKind"),
-    ({}, profile(1, validFrom=T0 + 10, validTo=T0 + 10), "validTo"),
+    ({}, profile(1, min_rate=-1), "min_rate"),
+    ({}, profile(1, kind=RECURRING), "recurrency"),
+    ({}, profile(1, valid_from=T0 + 10, valid_to=T0 + 10), "valid_to"),
 ])
 def test_rejections(kwargs, cp, why):
     s = store(**kwargs)
@@ -171,44 +154,41 @@ def test_max_profiles_installed_counts_after_replacement():
     assert s.install(1, profile(1, stack=0), now=T0) == ACCEPTED
     assert s.install(1, profile(2, stack=1), now=T0) == ACCEPTED
     assert s.install(1, profile(3, stack=2), now=T0) == REJECTED
-    assert "MaxChargingProfilesInstalled" in s.last_rejection
+    assert "max_profiles" in s.last_rejection
     assert s.install(1, profile(2, stack=1, periods=((0, 9),)), now=T0) == ACCEPTED  # same id: a replacement
     assert s.install(1, profile(4, stack=0), now=T0) == ACCEPTED  # same stack/purpose: a replacement
-    assert sorted(p["csChargingProfiles"]["chargingProfileId"] for p in s.entries()) == [2, 4]
+    assert sorted(p["id"] for p in s.entries()) == [2, 4]
 
 
-@pytest.mark.parametrize("connector_id", [-1, 3])
-def test_unknown_connector_is_a_property_constraint_violation(connector_id):
-    with pytest.raises(ProfileFormatError) as e:
-        store().install(connector_id, profile(1), now=T0)
-    assert e.value.error_code == "PropertyConstraintViolation"  # errata 3.39
+@pytest.mark.parametrize("evse_id", [-1, 3, "1", None])
+def test_unknown_evse_is_an_error_not_a_rejection(evse_id):
+    with pytest.raises(ProfileError):  # errata 3.39: the 1.6 adapter answers PropertyConstraintViolation
+        store().install(evse_id, profile(1), now=T0)
 
 
-@pytest.mark.parametrize("mutate, code", [
-    (lambda cp: cp.update(chargingProfilePurpose="Whatever"), "PropertyConstraintViolation"),
-    (lambda cp: cp.update(chargingProfileKind="Sometimes"), "PropertyConstraintViolation"),
-    (lambda cp: cp.update(recurrencyKind="Monthly"), "PropertyConstraintViolation"),
-    (lambda cp: cp["chargingSchedule"].update(chargingRateUnit="kW"), "PropertyConstraintViolation"),
-    (lambda cp: cp.pop("stackLevel"), "ProtocolError"),
-    (lambda cp: cp.pop("chargingSchedule"), "ProtocolError"),
-    (lambda cp: cp.update(stackLevel="1"), "TypeConstraintViolation"),
-    (lambda cp: cp.update(validFrom="tomorrow"), "TypeConstraintViolation"),
-    (lambda cp: cp["chargingSchedule"].update(chargingSchedulePeriod=[]), "OccurenceConstraintViolation"),
+@pytest.mark.parametrize("mutate", [
+    lambda p: p.update(purpose="whatever"),
+    lambda p: p.update(kind="sometimes"),
+    lambda p: p.update(recurrency="monthly"),
+    lambda p: p["schedule"].update(rate_unit="kW"),
+    lambda p: p.pop("stack_level"),
+    lambda p: p.pop("schedule"),
+    lambda p: p["schedule"].update(periods=[]),
+    lambda p: p["schedule"].update(periods=[["x", 6, None]]),
 ])
-def test_malformed_profiles_raise_with_an_ocpp_error_code(mutate, code):
-    cp = profile(1)
-    mutate(cp)
-    with pytest.raises(ProfileFormatError) as e:
-        store().install(1, cp, now=T0)
-    assert e.value.error_code == code
+def test_malformed_profile_dicts_raise(mutate):
+    p = profile(1)
+    mutate(p)
+    with pytest.raises(ProfileError):
+        store().install(1, p, now=T0)
 
 
 def test_replace_by_id_even_on_another_connector_or_purpose():
     s = store()
     assert s.install(1, profile(7, TX_DEFAULT, stack=2), now=T0) == ACCEPTED
-    assert s.install(0, profile(7, CHARGE_POINT_MAX, stack=0), now=T0) == ACCEPTED
+    assert s.install(0, profile(7, STATION_MAX, stack=0), now=T0) == ACCEPTED
     [e] = s.entries()
-    assert e["connectorId"] == 0 and e["csChargingProfiles"]["chargingProfilePurpose"] == CHARGE_POINT_MAX
+    assert e["evse_id"] == 0 and e["purpose"] == STATION_MAX
 
 
 def test_replace_by_stack_level_and_purpose_only_on_the_same_connector():
@@ -218,7 +198,7 @@ def test_replace_by_stack_level_and_purpose_only_on_the_same_connector():
     s.install(2, profile(3, TX_DEFAULT, stack=1), now=T0)
     assert len(s) == 3
     s.install(1, profile(4, TX_DEFAULT, stack=1), now=T0)
-    assert sorted((e["connectorId"], e["csChargingProfiles"]["chargingProfileId"]) for e in s.entries()) == [
+    assert sorted((e["evse_id"], e["id"]) for e in s.entries()) == [
         (0, 1), (1, 4), (2, 3)]
     s.install(1, profile(5, TX, stack=1), now=T0, transaction_id=9)  # another purpose: stacked next to it
     assert len(s) == 4
@@ -235,17 +215,17 @@ def test_rejected_profile_leaves_the_store_unchanged():
 def test_missing_start_schedule_gets_the_installation_time():
     s = store()
     s.install(1, profile(1, start=None), now=T0 + 12.7)
-    s.install(2, profile(2, kind="Relative", start=None), now=T0 + 12.7)
-    by_id = {e["csChargingProfiles"]["chargingProfileId"]: e["csChargingProfiles"] for e in s.entries()}
-    assert by_id[1]["chargingSchedule"]["startSchedule"] == "2026-01-01T00:00:12Z"
-    assert "startSchedule" not in by_id[2]["chargingSchedule"]
+    s.install(2, profile(2, kind=RELATIVE, start=None), now=T0 + 12.7)
+    by_id = {e["id"]: e for e in s.entries()}
+    assert by_id[1]["schedule"]["start"] == T0 + 12
+    assert by_id[2]["schedule"]["start"] is None
 
 
 def test_install_copies_the_payload():
     s = store()
     cp = profile(1)
     s.install(1, cp, now=T0)
-    cp["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] = 99
+    cp["schedule"]["periods"][0][1] = 99
     assert limit_at(s.profiles(), 1, T0)[0] == 16
 
 
@@ -255,10 +235,10 @@ def test_install_copies_the_payload():
 def test_remote_start_profile_checks():
     s = store()
     assert s.check_remote_start(profile(1, TX_DEFAULT)) == REJECTED  # TC_060
-    assert s.check_remote_start(profile(1, CHARGE_POINT_MAX)) == REJECTED
-    assert s.check_remote_start(profile(1, TX, transactionId=3)) == REJECTED  # errata 3.41
+    assert s.check_remote_start(profile(1, STATION_MAX)) == REJECTED
+    assert s.check_remote_start(profile(1, TX, transaction_id=3)) == REJECTED  # errata 3.41
     assert s.check_remote_start(profile(1, TX, stack=99)) == REJECTED
-    assert s.check_remote_start(profile(1, TX), connector_id=2) == ACCEPTED
+    assert s.check_remote_start(profile(1, TX), evse_id=2) == ACCEPTED
     assert s.check_remote_start(profile(1, TX)) == ACCEPTED
     assert len(s) == 0
 
@@ -266,22 +246,22 @@ def test_remote_start_profile_checks():
 def test_remote_start_profile_then_transaction_id_then_replacement():
     s = store()
     assert s.install(1, profile(1, TX, stack=2, periods=((0, 10),)), now=T0, transaction_active=True) == ACCEPTED
-    assert "transactionId" not in s.entries()[0]["csChargingProfiles"]
+    assert s.entries()[0]["transaction_id"] is None
     assert limit_at(s.profiles(), 1, T0 + 1, tx_start=T0)[0] == 10  # id not known yet: applies
     s.bind_transaction(1, 42)
-    assert s.entries()[0]["csChargingProfiles"]["transactionId"] == 42
+    assert s.entries()[0]["transaction_id"] == 42
     # errata 3.42: same StackLevel for this transaction replaces, another stacks next to it
-    assert s.install(1, profile(2, TX, stack=2, periods=((0, 8),), transactionId=42), now=T0,
+    assert s.install(1, profile(2, TX, stack=2, periods=((0, 8),), transaction_id=42), now=T0,
                      transaction_id=42) == ACCEPTED
-    assert s.install(1, profile(3, TX, stack=1, periods=((0, 6),), transactionId=42), now=T0,
+    assert s.install(1, profile(3, TX, stack=1, periods=((0, 6),), transaction_id=42), now=T0,
                      transaction_id=42) == ACCEPTED
-    assert sorted(e["csChargingProfiles"]["chargingProfileId"] for e in s.entries()) == [2, 3]
+    assert sorted(e["id"] for e in s.entries()) == [2, 3]
     assert limit_at(s.profiles(), 1, T0 + 1, tx_start=T0, tx_id=42)[0] == 8
 
 
 def test_transaction_end_removes_only_its_tx_profiles():
     s = store()
-    s.install(0, profile(1, CHARGE_POINT_MAX), now=T0)
+    s.install(0, profile(1, STATION_MAX), now=T0)
     s.install(1, profile(2, TX_DEFAULT), now=T0)
     s.install(1, profile(3, TX, stack=0), now=T0, transaction_id=5)
     s.install(1, profile(4, TX, stack=1), now=T0, transaction_id=5)
@@ -289,7 +269,7 @@ def test_transaction_end_removes_only_its_tx_profiles():
     rev = s.revision
     assert sorted(s.transaction_ended(1)) == [3, 4]
     assert s.revision > rev
-    assert sorted(e["csChargingProfiles"]["chargingProfileId"] for e in s.entries()) == [1, 2, 5]
+    assert sorted(e["id"] for e in s.entries()) == [1, 2, 5]
     assert s.transaction_ended(1) == []
 
 
@@ -298,7 +278,7 @@ def test_transaction_end_removes_only_its_tx_profiles():
 
 def _loaded_store() -> ChargingProfileStore:
     s = store()
-    s.install(0, profile(1, CHARGE_POINT_MAX, stack=0), now=T0)
+    s.install(0, profile(1, STATION_MAX, stack=0), now=T0)
     s.install(0, profile(2, TX_DEFAULT, stack=0), now=T0)
     s.install(1, profile(3, TX_DEFAULT, stack=0), now=T0)
     s.install(1, profile(4, TX_DEFAULT, stack=1), now=T0)
@@ -308,19 +288,19 @@ def _loaded_store() -> ChargingProfileStore:
 
 
 def _ids(s: ChargingProfileStore) -> list:
-    return sorted(e["csChargingProfiles"]["chargingProfileId"] for e in s.entries())
+    return sorted(e["id"] for e in s.entries())
 
 
 @pytest.mark.parametrize("kwargs, left", [
     ({}, []),  # errata 3.25: no fields clears all
     ({"profile_id": 4}, [1, 2, 3, 5, 6]),
-    ({"profile_id": 4, "connector_id": 2, "purpose": TX, "stack_level": 0}, [1, 2, 3, 5, 6]),  # id: others ignored
-    ({"connector_id": 0}, [3, 4, 5, 6]),
-    ({"connector_id": 1}, [1, 2, 5]),
+    ({"profile_id": 4, "evse_id": 2, "purpose": TX, "stack_level": 0}, [1, 2, 3, 5, 6]),  # id: others ignored
+    ({"evse_id": 0}, [3, 4, 5, 6]),
+    ({"evse_id": 1}, [1, 2, 5]),
     ({"purpose": TX_DEFAULT}, [1, 6]),
     ({"stack_level": 1}, [1, 2, 3]),
     ({"purpose": TX_DEFAULT, "stack_level": 1}, [1, 2, 3, 6]),  # logical AND
-    ({"connector_id": 1, "purpose": TX_DEFAULT, "stack_level": 0}, [1, 2, 4, 5, 6]),
+    ({"evse_id": 1, "purpose": TX_DEFAULT, "stack_level": 0}, [1, 2, 4, 5, 6]),
 ])
 def test_clear(kwargs, left):
     s = _loaded_store()
@@ -329,8 +309,8 @@ def test_clear(kwargs, left):
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"profile_id": 99}, {"connector_id": 2, "purpose": CHARGE_POINT_MAX}, {"stack_level": 7},
-    {"connector_id": 0, "purpose": TX},
+    {"profile_id": 99}, {"evse_id": 2, "purpose": STATION_MAX}, {"stack_level": 7},
+    {"evse_id": 0, "purpose": TX},
 ])
 def test_clear_nothing_matching_is_unknown(kwargs):
     s = _loaded_store()
@@ -341,7 +321,7 @@ def test_clear_nothing_matching_is_unknown(kwargs):
 
 def test_clear_empty_store_is_unknown_and_bad_purpose_raises():
     assert store().clear() == UNKNOWN
-    with pytest.raises(ProfileFormatError):
+    with pytest.raises(ProfileError):
         store().clear(purpose="Nonsense")
 
 
@@ -350,9 +330,9 @@ def test_clear_empty_store_is_unknown_and_bad_purpose_raises():
 
 def test_persistence_round_trip_through_json():
     s = _loaded_store()
-    s.install(1, profile(9, TX_DEFAULT, stack=3, kind="Recurring", recurrencyKind="Weekly", unit="W",
-                         periods=((0, 11000, 3), (3600, 4000, 1)), duration=7200, minChargingRate=1200.5,
-                         validFrom=T0 - 10, validTo=T0 + WEEK), now=T0)
+    s.install(1, profile(9, TX_DEFAULT, stack=3, kind=RECURRING, recurrency=WEEKLY, unit="W",
+                         periods=((0, 11000, 3), (3600, 4000, 1)), duration=7200, min_rate=1200.5,
+                         valid_from=T0 - 10, valid_to=T0 + WEEK), now=T0)
     data = json.loads(json.dumps(s.to_dict()))
     t = store()
     assert t.load(data) == 7
@@ -364,10 +344,25 @@ def test_persistence_round_trip_through_json():
 
 def test_load_drops_entries_that_do_not_compile():
     bad = entry(1, profile(2))
-    bad["csChargingProfiles"]["chargingProfileKind"] = "Bogus"
+    bad["kind"] = "bogus"
     t = store()
-    assert t.load({"version": 1, "profiles": [entry(1, profile(1)), bad]}) == 1
+    assert t.load({"version": STORE_VERSION, "profiles": [entry(1, profile(1)), bad, {"id": 3}]}) == 1
     assert t.load({}) == 0
+
+
+def test_load_of_another_version_needs_a_migration():
+    old = {"version": 1, "profiles": [{"connectorId": 1, "csChargingProfiles": {}}]}
+    t = store()
+    assert t.load(old) == 0  # the core cannot read it: ignored
+    seen = []
+
+    def migrate(data):
+        seen.append(data)
+        return {"version": STORE_VERSION, "profiles": [entry(1, profile(1))]}
+
+    assert t.load(old, migrate) == 1 and seen == [old]
+    assert t.load(t.to_dict(), migrate) == 1 and len(seen) == 1  # the current version: no migration
+    assert t.to_dict()["version"] == STORE_VERSION
 
 
 # --------------------------------------------------------------------------- precedence and combination
@@ -391,24 +386,24 @@ def test_highest_valid_stack_level_wins_and_falls_back_when_its_duration_ends():
 
 def test_tc_072_composite():
     ps = [entry(1, profile(1, stack=0, periods=((0, 6), (100, 8), (200, 10)), duration=400,
-                           validFrom=T0 - 5, validTo=T0 + 396, start=T0 - 5)),
+                           valid_from=T0 - 5, valid_to=T0 + 396, start=T0 - 5)),
           entry(1, profile(2, stack=1, periods=((0, 7), (100, 9)), duration=150,
-                           validFrom=T0 - 5, validTo=T0 + 396, start=T0 - 5))]
+                           valid_from=T0 - 5, valid_to=T0 + 396, start=T0 - 5))]
     cs = composite_schedule(ps, 1, T0 + 0.4, 350, "A", local_limit_a=32)
-    assert cs["duration"] == 350 and cs["chargingRateUnit"] == "A" and cs["startSchedule"] == iso(T0)
+    assert cs["duration_s"] == 350 and cs["rate_unit"] == "A" and cs["start"] == T0
     assert periods_of(cs) == [(0, 7), (95, 9), (145, 8), (195, 10)]
 
 
 def test_tc_066_tx_profile_overrules_tx_default_for_the_whole_transaction():
     x = 5
     s = store()
-    assert s.install(0, profile(1, CHARGE_POINT_MAX, periods=((0, 10),), duration=86400, start=T0 - x),
+    assert s.install(0, profile(1, STATION_MAX, periods=((0, 10),), duration=86400, start=T0 - x),
                      now=T0) == ACCEPTED
     assert s.install(1, profile(2, TX_DEFAULT, periods=((0, 6), (60, 10), (120, 8), (180, 15), (260, 8)),
-                                duration=300, start=T0 - x, validFrom=T0 - x, validTo=T0 - x + 401),
+                                duration=300, start=T0 - x, valid_from=T0 - x, valid_to=T0 - x + 401),
                      now=T0) == ACCEPTED
     assert s.install(1, profile(3, TX, periods=((0, 8), (50, 11), (140, 16), (200, 6), (240, 12)),
-                                duration=260, start=T0 - x, validFrom=T0 - x, validTo=T0 - x + 401),
+                                duration=260, start=T0 - x, valid_from=T0 - x, valid_to=T0 - x + 401),
                      now=T0, transaction_id=1) == ACCEPTED
     cs = composite_schedule(s.profiles(), 1, T0, 400, "A", local_limit_a=32, tx_start=T0 - 60, tx_id=1)
     # OCTT: 0 → 8, (50-x) → 10, (200-x) → 6, (240-x) → 10; nothing from the TxDefault after 260
@@ -419,7 +414,7 @@ def test_tc_066_tx_profile_overrules_tx_default_for_the_whole_transaction():
 
 def test_tx_default_applies_while_tx_profile_not_yet_valid():
     ps = [entry(1, profile(1, TX_DEFAULT, periods=((0, 6),))),
-          entry(1, profile(2, TX, periods=((0, 20),), validFrom=T0 + 100, transactionId=3))]
+          entry(1, profile(2, TX, periods=((0, 20),), valid_from=T0 + 100, transaction_id=3))]
     assert limit_at(ps, 1, T0 + 50, T0, 3) == (6, T0 + 100)
     assert limit_at(ps, 1, T0 + 100, T0, 3) == (20, None)
     assert limit_at(ps, 1, T0 + 100, T0, 4) == (6, None)  # another transaction's profile
@@ -432,9 +427,9 @@ def test_tc_067_clear_then_composite():
     s.install(1, profile(1, TX_DEFAULT, stack=1, periods=((0, 6), (60, 8), (200, 10)), duration=400,
                          start=T0 - x), now=T0)
     s.install(1, profile(2, TX_DEFAULT, stack=0, periods=((0, 7), (100, 9)), duration=400, start=T0 - x,
-                         validFrom=T0 - x, validTo=T0 - x + 401), now=T0)
-    s.install(0, profile(3, CHARGE_POINT_MAX, stack=0, periods=((0, 11), (200, 12)), duration=86400,
-                         start=T0 - x, validFrom=T0 - x, validTo=T0 - x + 401), now=T0)
+                         valid_from=T0 - x, valid_to=T0 - x + 401), now=T0)
+    s.install(0, profile(3, STATION_MAX, stack=0, periods=((0, 11), (200, 12)), duration=86400,
+                         start=T0 - x, valid_from=T0 - x, valid_to=T0 - x + 401), now=T0)
 
     def cs():
         return periods_of(composite_schedule(s.profiles(), 1, T0, 350, "A", local_limit_a=32))
@@ -451,12 +446,12 @@ def test_tc_067_clear_then_composite():
 def test_tc_056_tx_default_without_transaction_and_tc_082_with():
     s = store()
     cp = profile(41, TX_DEFAULT, periods=((0, 6000, 3),), unit="W", duration=304, start=T0 - 3,
-                 validFrom=T0 - 3, validTo=T0 + 305)
+                 valid_from=T0 - 3, valid_to=T0 + 305)
     assert s.install(1, cp, now=T0) == ACCEPTED
     for tx in ({}, {"tx_start": T0 - 600, "tx_id": 77}):
         cs = composite_schedule(s.profiles(), 1, T0, 300, "W", local_limit_a=32, **tx)
-        assert cs["chargingRateUnit"] == "W" and cs["duration"] == 300
-        assert cs["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 6000.0, "numberPhases": 3}]
+        assert cs["rate_unit"] == "W" and cs["duration_s"] == 300
+        assert cs["periods"] == [(0, 6000.0, 3)]
 
 
 def test_connector_specific_tx_default_beats_connector_0_on_equal_stack_level():
@@ -469,7 +464,7 @@ def test_connector_specific_tx_default_beats_connector_0_on_equal_stack_level():
 
 
 def test_charge_point_max_caps_every_connector():
-    ps = [entry(0, profile(1, CHARGE_POINT_MAX, periods=((0, 16), (600, 25)))),
+    ps = [entry(0, profile(1, STATION_MAX, periods=((0, 16), (600, 25)))),
           entry(0, profile(2, TX_DEFAULT, periods=((0, 20), (300, 10))))]
     assert limit_at(ps, 1, T0) == (16, T0 + 300)
     assert limit_at(ps, 1, T0 + 300) == (10, T0 + 600)
@@ -479,8 +474,8 @@ def test_charge_point_max_caps_every_connector():
 
 
 def test_charge_point_max_stack_levels_and_a_zero_limit():
-    ps = [entry(0, profile(1, CHARGE_POINT_MAX, stack=0, periods=((0, 32),))),
-          entry(0, profile(2, CHARGE_POINT_MAX, stack=5, periods=((0, 0),), validFrom=T0 + 10, validTo=T0 + 20))]
+    ps = [entry(0, profile(1, STATION_MAX, stack=0, periods=((0, 32),))),
+          entry(0, profile(2, STATION_MAX, stack=5, periods=((0, 0),), valid_from=T0 + 10, valid_to=T0 + 20))]
     assert limit_at(ps, 1, T0) == (32, T0 + 10)
     assert limit_at(ps, 1, T0 + 10) == (0, T0 + 20)
     assert limit_at(ps, 1, T0 + 20) == (32, None)
@@ -495,7 +490,7 @@ def test_stacking_without_duration_never_falls_back():
 
 def test_valid_from_and_valid_to():
     ps = [entry(1, profile(1, stack=0, periods=((0, 6),))),
-          entry(1, profile(2, stack=1, periods=((0, 10), (3600, 11)), validFrom=T0 + 1800, validTo=T0 + 5400))]
+          entry(1, profile(2, stack=1, periods=((0, 10), (3600, 11)), valid_from=T0 + 1800, valid_to=T0 + 5400))]
     assert limit_at(ps, 1, T0 + 1799) == (6, T0 + 1800)
     assert limit_at(ps, 1, T0 + 1800) == (10, T0 + 3600)  # schedule position from startSchedule, not validFrom
     assert limit_at(ps, 1, T0 + 3600) == (11, T0 + 5400)
@@ -520,16 +515,16 @@ def test_zero_duration_schedule_never_applies():
 
 
 def test_relative_profile_follows_the_transaction_start():
-    ps = [entry(1, profile(1, kind="Relative", start=None, periods=((0, 6), (600, 16)), duration=3600))]
+    ps = [entry(1, profile(1, kind=RELATIVE, start=None, periods=((0, 6), (600, 16)), duration=3600))]
     tx = T0 + 1000.5
     assert limit_at(ps, 1, tx, tx, 1) == (6, tx + 600)
     assert limit_at(ps, 1, tx + 600, tx, 1) == (16, tx + 3600)
     assert limit_at(ps, 1, tx + 3600, tx, 1) == (None, None)
     # before a transaction: what a transaction starting now would get, and no schedule boundary to wait for
     assert limit_at(ps, 1, T0 + 5) == (6, None)
-    ps[0]["csChargingProfiles"]["validTo"] = iso(T0 + 100)  # ... except the end of its validity
+    ps[0]["valid_to"] = T0 + 100  # ... except the end of its validity
     assert limit_at(ps, 1, T0 + 5) == (6, T0 + 100)
-    del ps[0]["csChargingProfiles"]["validTo"]
+    ps[0]["valid_to"] = None
     cs = composite_schedule(ps, 1, T0, 4000, "A", local_limit_a=32)  # as if the transaction starts at X
     assert periods_of(cs) == [(0, 6), (600, 16), (3600, 32)]
     cs = composite_schedule(ps, 1, T0 + 1200, 4000, "A", local_limit_a=32, tx_start=T0 + 1000, tx_id=1)
@@ -539,8 +534,8 @@ def test_relative_profile_follows_the_transaction_start():
 def test_relative_profile_with_validity_window():
     # libocpp's documented case: plugged in at 10:00, valid 12:00..20:00; 32 A for the first hour of the
     # transaction, 6 A after: at 12:00 the limit is already 6 A
-    ps = [entry(1, profile(1, kind="Relative", start=None, periods=((0, 32), (3600, 6)),
-                           validFrom=T0 + 12 * 3600, validTo=T0 + 20 * 3600))]
+    ps = [entry(1, profile(1, kind=RELATIVE, start=None, periods=((0, 32), (3600, 6)),
+                           valid_from=T0 + 12 * 3600, valid_to=T0 + 20 * 3600))]
     tx = T0 + 10 * 3600
     assert limit_at(ps, 1, tx, tx, 1) == (None, T0 + 12 * 3600)
     assert limit_at(ps, 1, T0 + 12 * 3600, tx, 1) == (6, T0 + 20 * 3600)
@@ -548,7 +543,7 @@ def test_relative_profile_with_validity_window():
 
 def test_daily_recurrence_crossing_midnight():
     # 22:00..06:00 every night (duration 8 h): 10 A until midnight then 16 A; a stack-0 daytime 6 A below
-    night = profile(2, stack=1, kind="Recurring", recurrencyKind="Daily", start=T0 + 22 * 3600,
+    night = profile(2, stack=1, kind=RECURRING, recurrency=DAILY, start=T0 + 22 * 3600,
                     periods=((0, 10), (2 * 3600, 16)), duration=8 * 3600)
     ps = [entry(1, profile(1, stack=0, periods=((0, 6),), start=T0 - WEEK)), entry(1, night)]
     for day in (0, 1, 5, 30):
@@ -565,7 +560,7 @@ def test_daily_recurrence_crossing_midnight():
 
 def test_spec_example_daily_profile_in_watts():
     # §3.13.7: 11 kW, 6 kW between 08:00 and 20:00, startSchedule 2013-01-01T00:00Z, 3 phases
-    cp = profile(100, TX_DEFAULT, kind="Recurring", recurrencyKind="Daily", unit="W", duration=86400,
+    cp = profile(100, TX_DEFAULT, kind=RECURRING, recurrency=DAILY, unit="W", duration=86400,
                  start=parse_datetime("2013-01-01T00:00Z"),
                  periods=((0, 11000, 3), (28800, 6000, 3), (72000, 11000, 3)))
     ps = [entry(0, cp)]
@@ -573,16 +568,14 @@ def test_spec_example_daily_profile_in_watts():
     assert limit_at(ps, 1, T0 + 12 * 3600) == (pytest.approx(6000 / 690), T0 + 20 * 3600)
     assert limit_at(ps, 1, T0 + 23 * 3600) == (pytest.approx(11000 / 690), T0 + DAY)
     cs = composite_schedule(ps, 1, T0, DAY, "W", local_limit_a=32)
-    assert cs["chargingSchedulePeriod"] == [
-        {"startPeriod": 0, "limit": 11000, "numberPhases": 3}, {"startPeriod": 28800, "limit": 6000, "numberPhases": 3},
-        {"startPeriod": 72000, "limit": 11000, "numberPhases": 3}]
+    assert cs["periods"] == [(0, 11000, 3), (28800, 6000, 3), (72000, 11000, 3)]
     cs = composite_schedule(ps, 1, T0, DAY, "A", local_limit_a=32)
     assert periods_of(cs) == [(0, 15.9), (28800, 8.6), (72000, 15.9)]  # one decimal, rounded down
 
 
 def test_weekly_recurrence_crossing_the_week_boundary():
     # every weekend: Saturday 00:00 (T0 + 2 days) for 2 days at 32 A over a 10 A weekday default
-    wknd = profile(2, stack=1, kind="Recurring", recurrencyKind="Weekly", start=T0 + 2 * DAY,
+    wknd = profile(2, stack=1, kind=RECURRING, recurrency=WEEKLY, start=T0 + 2 * DAY,
                    periods=((0, 32),), duration=2 * DAY)
     ps = [entry(1, profile(1, stack=0, periods=((0, 10),), start=T0 - WEEK)), entry(1, wknd)]
     for week in (0, 1, 10):
@@ -594,7 +587,7 @@ def test_weekly_recurrence_crossing_the_week_boundary():
 
 def test_recurrence_truncates_periods_and_duration_longer_than_the_recurrence():
     # errata 3.44: "the remainder periods SHALL NOT be executed"
-    cp = profile(1, kind="Recurring", recurrencyKind="Daily", start=T0, duration=2 * DAY,
+    cp = profile(1, kind=RECURRING, recurrency=DAILY, start=T0, duration=2 * DAY,
                  periods=((0, 6), (80000, 7), (90000, 8)))
     ps = [entry(1, cp)]
     assert limit_at(ps, 1, T0 + 85000) == (7, T0 + DAY)
@@ -602,7 +595,7 @@ def test_recurrence_truncates_periods_and_duration_longer_than_the_recurrence():
 
 
 def test_recurring_profile_with_short_duration_falls_back_between_occurrences():
-    cp = profile(1, stack=3, kind="Recurring", recurrencyKind="Daily", start=T0 + 3600, duration=600,
+    cp = profile(1, stack=3, kind=RECURRING, recurrency=DAILY, start=T0 + 3600, duration=600,
                  periods=((0, 0),))
     ps = [entry(1, cp), entry(1, profile(2, stack=0, periods=((0, 13),), start=T0 - DAY))]
     assert limit_at(ps, 1, T0 + 3600 + 600) == (13, T0 + DAY + 3600)
@@ -628,44 +621,43 @@ def test_watts_to_amperes_with_number_phases_and_station_phases():
 
 
 def test_mixed_units_take_the_minimum_in_one_unit():
-    ps = [entry(0, profile(1, CHARGE_POINT_MAX, unit="W", periods=((0, 7360, 1),))),  # 32 A on one phase
+    ps = [entry(0, profile(1, STATION_MAX, unit="W", periods=((0, 7360, 1),))),  # 32 A on one phase
           entry(1, profile(2, periods=((0, 20, 3),)))]
     assert limit_at(ps, 1, T0, phases=3)[0] == 20
-    ps[0]["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] = 2300  # 10 A
+    ps[0]["schedule"]["periods"][0][1] = 2300  # 10 A
     assert limit_at(ps, 1, T0)[0] == pytest.approx(10)
     cs = composite_schedule(ps, 1, T0, 60, "W", local_limit_a=32)
-    assert cs["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 2300, "numberPhases": 1}]
+    assert cs["periods"] == [(0, 2300, 1)]
     cs = composite_schedule(ps, 1, T0, 60, "A", local_limit_a=32)
-    assert cs["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 10, "numberPhases": 1}]
+    assert cs["periods"] == [(0, 10, 1)]
 
 
 def test_composite_unit_defaults_and_conversion_of_the_local_limit():
     w_only = [entry(1, profile(1, unit="W", periods=((0, 50000),)))]
     cs = composite_schedule(w_only, 1, T0, 10, local_limit_a=16)
-    assert cs["chargingRateUnit"] == "W"
-    assert cs["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 16 * 230 * 3}]  # capped locally
-    assert composite_schedule([], 1, T0, 10, local_limit_a=16)["chargingRateUnit"] == "A"
-    assert composite_schedule([], 1, T0, 10, "W", local_limit_a=16, phases=1)["chargingSchedulePeriod"] == [
-        {"startPeriod": 0, "limit": 3680}]
-    with pytest.raises(ProfileFormatError):
+    assert cs["rate_unit"] == "W"
+    assert cs["periods"] == [(0, 16 * 230 * 3, None)]  # capped locally
+    assert composite_schedule([], 1, T0, 10, local_limit_a=16)["rate_unit"] == "A"
+    assert composite_schedule([], 1, T0, 10, "W", local_limit_a=16, phases=1)["periods"] == [(0, 3680, None)]
+    with pytest.raises(ProfileError):
         composite_schedule([], 1, T0, 10, "kW", local_limit_a=16)
 
 
 def test_min_charging_rate_pauses_below_the_ev_minimum():
-    ps = [entry(0, profile(1, CHARGE_POINT_MAX, periods=((0, 16), (60, 5)))),
-          entry(1, profile(2, periods=((0, 10),), minChargingRate=6))]
+    ps = [entry(0, profile(1, STATION_MAX, periods=((0, 16), (60, 5)))),
+          entry(1, profile(2, periods=((0, 10),), min_rate=6))]
     assert limit_at(ps, 1, T0) == (10, T0 + 60)
     assert limit_at(ps, 1, T0 + 60) == (0, None)
     assert limit_at(ps, 1, T0 + 60, apply_min_charging_rate=False) == (5, None)
-    ps[1]["csChargingProfiles"]["chargingSchedule"]["minChargingRate"] = 5  # the EV's minimum itself is fine
+    ps[1]["schedule"]["min_rate"] = 5  # the EV's minimum itself is fine
     assert limit_at(ps, 1, T0 + 60) == (5, None)
     assert periods_of(composite_schedule(ps, 1, T0, 120, "A", local_limit_a=32)) == [(0, 10), (60, 5)]
-    ps[1]["csChargingProfiles"]["chargingSchedule"]["minChargingRate"] = 6
+    ps[1]["schedule"]["min_rate"] = 6
     assert periods_of(composite_schedule(ps, 1, T0, 120, "A", local_limit_a=32)) == [(0, 10), (60, 0)]
     assert periods_of(composite_schedule(ps, 1, T0, 120, "A", local_limit_a=4)) == [(0, 0)]
     # minChargingRate in W against a current limit
-    ps = [entry(0, profile(1, CHARGE_POINT_MAX, periods=((0, 8),))),
-          entry(1, profile(2, unit="W", periods=((0, 11000),), minChargingRate=4140))]  # 6 A on 3 phases
+    ps = [entry(0, profile(1, STATION_MAX, periods=((0, 8),))),
+          entry(1, profile(2, unit="W", periods=((0, 11000),), min_rate=4140))]  # 6 A on 3 phases
     assert limit_at(ps, 1, T0)[0] == 8
     assert limit_at(ps, 1, T0, phases=1)[0] == 0  # 4140 W is 18 A on one phase
 
@@ -674,7 +666,7 @@ def test_min_charging_rate_pauses_below_the_ev_minimum():
 
 
 def test_composite_connector_0_is_the_charge_point_max_view():
-    ps = [entry(0, profile(1, CHARGE_POINT_MAX, periods=((0, 40), (100, 60)))),
+    ps = [entry(0, profile(1, STATION_MAX, periods=((0, 40), (100, 60)))),
           entry(0, profile(2, TX_DEFAULT, periods=((0, 6),))), entry(1, profile(3, TX_DEFAULT, periods=((0, 7),)))]
     cs = composite_schedule(ps, 0, T0, 200, "A", local_limit_a=50)
     assert periods_of(cs) == [(0, 40), (100, 50)]
@@ -685,53 +677,50 @@ def test_composite_merges_equal_periods_and_handles_zero_duration():
           entry(1, profile(2, stack=1, periods=((0, 12),), start=T0 + 20, duration=10))]
     assert periods_of(composite_schedule(ps, 1, T0, 100, "A", local_limit_a=32)) == [(0, 10), (20, 12)]
     cs = composite_schedule(ps, 1, T0 + 25, 0, "A", local_limit_a=32)
-    assert cs["duration"] == 0 and periods_of(cs) == [(0, 12)]
+    assert cs["duration_s"] == 0 and periods_of(cs) == [(0, 12)]
 
 
 def test_composite_fractional_boundaries_stay_whole_seconds():
-    ps = [entry(1, profile(1, kind="Relative", start=None, periods=((0, 6), (10, 7))))]
+    ps = [entry(1, profile(1, kind=RELATIVE, start=None, periods=((0, 6), (10, 7))))]
     cs = composite_schedule(ps, 1, T0 + 0.9, 30, "A", local_limit_a=32, tx_start=T0 + 3.7, tx_id=1)
-    assert cs["startSchedule"] == iso(T0)
+    assert cs["start"] == T0
     assert periods_of(cs) == [(0, 32), (3, 6), (13, 7)]
 
 
 def test_entries_and_compiled_profiles_give_the_same_answers():
-    es = [entry(0, profile(1, CHARGE_POINT_MAX, periods=((0, 20), (50, 9)))), entry(1, profile(2, periods=((0, 12),)))]
-    compiled = [compile_entry(e) for e in es]
+    es = [entry(0, profile(1, STATION_MAX, periods=((0, 20), (50, 9)))), entry(1, profile(2, periods=((0, 12),)))]
+    compiled = [compile_profile(e) for e in es]
     assert limit_at(es, 1, T0 + 60) == limit_at(compiled, 1, T0 + 60) == (9, None)
 
 
 # --------------------------------------------------------------------------- property tests
 #
-# The reference below is written straight from the specification, as plainly as possible: datetime for the
-# dateTimes, loops instead of arithmetic for the recurrence, a linear scan of the periods, every second of the
+# The reference below is written straight from the specification, as plainly as possible: loops instead of
+# arithmetic for the recurrence, a linear scan of the periods, every second of the
 # horizon evaluated on its own. It shares no code with agent/core/smart_charging.py.
 
-def _ref_time(text):
-    if text is None:
-        return None
-    return math.floor(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+def _ref_time(t):
+    return None if t is None else math.floor(t)
 
 
 def _ref_period(e: dict, t: float, anchor: float):
-    """The ChargingSchedulePeriod in force at t for this entry, or None."""
-    cp = e["csChargingProfiles"]
-    valid_from = _ref_time(cp.get("validFrom"))
-    valid_to = _ref_time(cp.get("validTo"))
+    """The schedule period [start_s, limit, phases] in force at t for this profile, or None."""
+    valid_from = _ref_time(e.get("valid_from"))
+    valid_to = _ref_time(e.get("valid_to"))
     if valid_from is not None and t < valid_from:
         return None
     if valid_to is not None and t >= valid_to:
         return None
-    sch = cp["chargingSchedule"]
-    duration = sch.get("duration")
+    sch = e["schedule"]
+    duration = sch.get("duration_s")
     if duration is None:
         duration = float("inf")
-    if cp["chargingProfileKind"] == "Relative":
+    if e["kind"] == "relative":
         start = anchor
     else:
-        start = _ref_time(sch["startSchedule"])
-    if cp["chargingProfileKind"] == "Recurring":
-        every = 86400 if cp["recurrencyKind"] == "Daily" else 7 * 86400
+        start = _ref_time(sch["start"])
+    if e["kind"] == "recurring":
+        every = 86400 if e["recurrency"] == "daily" else 7 * 86400
         while start > t:
             start -= every
         while start + every <= t:
@@ -740,19 +729,19 @@ def _ref_period(e: dict, t: float, anchor: float):
     if t < start or t >= start + duration:
         return None
     found = None
-    for period in sch["chargingSchedulePeriod"]:
-        if start + period["startPeriod"] <= t:
+    for period in sch["periods"]:
+        if start + period[0] <= t:
             found = period
     return found
 
 
 def _ref_prevailing(entries: list, t: float, anchor: float):
-    """Highest stackLevel whose schedule is in force (ties: the connector-specific one, listed first)."""
+    """Highest stack level whose schedule is in force (ties: the EVSE-specific one, listed first)."""
     best = None
     for e in entries:
         period = _ref_period(e, t, anchor)
         if period is not None:
-            level = e["csChargingProfiles"]["stackLevel"]
+            level = e["stack_level"]
             if best is None or level > best[0]:
                 best = (level, e, period)
     return best
@@ -766,41 +755,38 @@ def _ref_convert(value, unit, number_phases, want, voltage, phases):
 
 
 def _ref_limit(entries, connector_id, t, tx_start, tx_id, want, voltage, phases, anchor):
-    """(limit in ``want`` or None, minChargingRate in ``want`` or None)."""
+    """(limit in ``want`` or None, min_rate in ``want`` or None)."""
     cps, txs, txds = [], [], []
     for e in entries:
-        cp = e["csChargingProfiles"]
-        purpose = cp["chargingProfilePurpose"]
-        if purpose == CHARGE_POINT_MAX:
+        purpose = e["purpose"]
+        if purpose == STATION_MAX:
             cps.append(e)
-        elif connector_id > 0 and purpose == TX and e["connectorId"] == connector_id and tx_start is not None:
-            if cp.get("transactionId") is None or cp.get("transactionId") == tx_id:
+        elif connector_id > 0 and purpose == TX and e["evse_id"] == connector_id and tx_start is not None:
+            if e.get("transaction_id") is None or e.get("transaction_id") == tx_id:
                 txs.append(e)
-        elif connector_id > 0 and purpose == TX_DEFAULT and e["connectorId"] == connector_id:
+        elif connector_id > 0 and purpose == TX_DEFAULT and e["evse_id"] == connector_id:
             txds.insert(0, e)
-        elif connector_id > 0 and purpose == TX_DEFAULT and e["connectorId"] == 0:
+        elif connector_id > 0 and purpose == TX_DEFAULT and e["evse_id"] == 0:
             txds.append(e)
     ev = _ref_prevailing(txs, t, anchor)
     tx_present = False
     for e in txs:
-        cp = e["csChargingProfiles"]
-        vf, vt = _ref_time(cp.get("validFrom")), _ref_time(cp.get("validTo"))
+        vf, vt = _ref_time(e.get("valid_from")), _ref_time(e.get("valid_to"))
         if (vf is None or vf <= t) and (vt is None or t < vt):
             tx_present = True
     if not tx_present:
         ev = _ref_prevailing(txds, t, anchor)
     limits, min_rate = [], None
     if ev is not None:
-        sch = ev[1]["csChargingProfiles"]["chargingSchedule"]
-        n = ev[2].get("numberPhases")
-        limits.append(_ref_convert(ev[2]["limit"], sch["chargingRateUnit"], n, want, voltage, phases))
-        if sch.get("minChargingRate") is not None:
-            min_rate = _ref_convert(sch["minChargingRate"], sch["chargingRateUnit"], n, want, voltage, phases)
+        sch = ev[1]["schedule"]
+        n = ev[2][2]
+        limits.append(_ref_convert(ev[2][1], sch["rate_unit"], n, want, voltage, phases))
+        if sch.get("min_rate") is not None:
+            min_rate = _ref_convert(sch["min_rate"], sch["rate_unit"], n, want, voltage, phases)
     cpw = _ref_prevailing(cps, t, anchor)
     if cpw is not None:
-        sch = cpw[1]["csChargingProfiles"]["chargingSchedule"]
-        limits.append(_ref_convert(cpw[2]["limit"], sch["chargingRateUnit"], cpw[2].get("numberPhases"), want,
-                                   voltage, phases))
+        sch = cpw[1]["schedule"]
+        limits.append(_ref_convert(cpw[2][1], sch["rate_unit"], cpw[2][2], want, voltage, phases))
     return (min(limits) if limits else None), min_rate
 
 
@@ -823,9 +809,9 @@ def _ref_composite(entries, connector_id, start, duration, want, local_a, tx_sta
 
 def _limits_only(schedule: dict) -> list:
     out = []
-    for p in schedule["chargingSchedulePeriod"]:
-        if not out or out[-1][1] != p["limit"]:
-            out.append((p["startPeriod"], p["limit"]))
+    for p in schedule["periods"]:
+        if not out or out[-1][1] != p[1]:
+            out.append((p[0], p[1]))
     return out
 
 
@@ -839,17 +825,17 @@ def entries_strategy(draw, day: int = 0):
     count = draw(st.integers(0, 6))
     seen, out = set(), []
     for pid in range(1, count + 1):
-        purpose = draw(st.sampled_from([CHARGE_POINT_MAX, TX_DEFAULT, TX]))
-        connector = 0 if purpose == CHARGE_POINT_MAX else (1 if purpose == TX else draw(st.sampled_from([0, 1])))
+        purpose = draw(st.sampled_from([STATION_MAX, TX_DEFAULT, TX]))
+        connector = 0 if purpose == STATION_MAX else (1 if purpose == TX else draw(st.sampled_from([0, 1])))
         stack = draw(st.integers(0, 3))
         if (purpose, connector, stack) in seen:
             continue
         seen.add((purpose, connector, stack))
-        kind = draw(st.sampled_from(["Absolute", "Recurring", "Relative"]))
+        kind = draw(st.sampled_from([ABSOLUTE, RECURRING, RELATIVE]))
         unit = draw(st.sampled_from(["A", "W"]))
         n_periods = draw(st.integers(1, 4))
         starts = [0] + sorted(draw(st.sets(st.integers(1, 1200), min_size=n_periods - 1, max_size=n_periods - 1)))
-        if draw(st.booleans()) and kind == "Recurring":
+        if draw(st.booleans()) and kind == RECURRING:
             starts.append(draw(st.sampled_from([86300, 86500, 600000])))
         periods = []
         for s in starts:
@@ -862,20 +848,20 @@ def entries_strategy(draw, day: int = 0):
             n = draw(st.sampled_from([None, 1, 2, 3]))
             periods.append((s, limit) if n is None else (s, limit, n))
         extra = {}
-        if kind == "Recurring":
-            extra["recurrencyKind"] = draw(st.sampled_from(["Daily", "Weekly"]))
+        if kind == RECURRING:
+            extra["recurrency"] = draw(st.sampled_from([DAILY, WEEKLY]))
         if draw(st.booleans()):
-            extra["validFrom"] = T0 + draw(st.sampled_from(days)) * DAY + draw(st.integers(-1500, 2000))
+            extra["valid_from"] = T0 + draw(st.sampled_from(days)) * DAY + draw(st.integers(-1500, 2000))
         if draw(st.booleans()):
-            lo = extra.get("validFrom", T0 - 2000)
-            extra["validTo"] = max(lo, T0 + draw(st.sampled_from(days)) * DAY - 1500) + draw(st.integers(1, 3000))
+            lo = extra.get("valid_from", T0 - 2000)
+            extra["valid_to"] = max(lo, T0 + draw(st.sampled_from(days)) * DAY - 1500) + draw(st.integers(1, 3000))
         if purpose == TX and draw(st.booleans()):
-            extra["transactionId"] = draw(st.sampled_from([7, 8]))
+            extra["transaction_id"] = draw(st.sampled_from([7, 8]))
         if draw(st.integers(0, 7)) == 7:
-            extra["minChargingRate"] = draw(st.integers(0, 20)) / 2 if unit == "A" else float(
+            extra["min_rate"] = draw(st.integers(0, 20)) / 2 if unit == "A" else float(
                 draw(st.integers(0, 40)) * 100)
         duration = draw(st.sampled_from([None, 90000, 0]) | st.integers(1, 2000).map(lambda d: 2001 - d))
-        start = None if kind == "Relative" else T0 + draw(st.integers(-1000, 1000))
+        start = None if kind == RELATIVE else T0 + draw(st.integers(-1000, 1000))
         cp = profile(pid, purpose, stack, periods, unit=unit, kind=kind, start=start, duration=duration, **extra)
         out.append(entry(connector, cp))
     return out
@@ -907,9 +893,9 @@ def test_property_composite_matches_second_by_second_reference(sc, duration, uni
                              tx_id=tx_id, voltage_v=230.0, phases=phases)
     want = _ref_composite(entries, connector, start, duration, unit, local_a, tx_start, tx_id, 230.0, phases)
     assert _limits_only(got) == want
-    assert got["duration"] == duration and got["chargingRateUnit"] == unit
-    assert got["startSchedule"] == iso(start)
-    offs = [p["startPeriod"] for p in got["chargingSchedulePeriod"]]
+    assert got["duration_s"] == duration and got["rate_unit"] == unit
+    assert got["start"] == math.floor(start)
+    offs = [p[0] for p in got["periods"]]
     assert offs[0] == 0 and offs == sorted(set(offs)) and offs[-1] < max(duration, 1)
     assert all(isinstance(o, int) for o in offs)
 
@@ -935,7 +921,7 @@ def test_property_limit_at_matches_reference_and_is_constant_until_next_change(s
     if nxt is not None:
         assert nxt > t
     # constant on [t, next): every whole second in between (at most 1000 of them), and just before next
-    compiled = [compile_entry(e) for e in entries]
+    compiled = [compile_profile(e) for e in entries]
     end = t + 1000 if nxt is None else min(nxt, t + 1000)
     for s in range(math.floor(t) + 1, math.ceil(end)):
         assert limit_at(compiled, connector, s, tx_start, tx_id, 230.0, phases)[0] == limit
@@ -948,56 +934,52 @@ def test_property_limit_at_matches_reference_and_is_constant_until_next_change(s
     st.sampled_from(["install", "install", "install", "clear", "end"]),
     st.integers(1, 5),  # profile id
     st.sampled_from([0, 1, 2]),  # connector
-    st.sampled_from([CHARGE_POINT_MAX, TX_DEFAULT, TX, None]),
+    st.sampled_from([STATION_MAX, TX_DEFAULT, TX, None]),
     st.integers(0, 3),  # stack level
     st.booleans(),  # a transaction runs on the connector / use the id in clear
 ), max_size=25))
 def test_property_store_invariants(ops):
     s = store(max_profiles=4, max_stack_level=2)
     for op, pid, conn, purpose, stack, flag in ops:
-        before = {e["csChargingProfiles"]["chargingProfileId"]: e for e in s.entries()}
+        before = {e["id"]: e for e in s.entries()}
         if op == "install":
             cp = profile(pid, purpose or TX_DEFAULT, stack)
             status = s.install(conn, cp, now=T0, transaction_id=(11 if flag else None))
-            after = {e["csChargingProfiles"]["chargingProfileId"]: e for e in s.entries()}
+            after = {e["id"]: e for e in s.entries()}
             if status == ACCEPTED:
-                assert after[pid]["connectorId"] == conn
+                assert after[pid]["evse_id"] == conn
                 for k, e in before.items():
-                    c = e["csChargingProfiles"]
-                    same_slot = (e["connectorId"] == conn and c["chargingProfilePurpose"] == cp[
-                        "chargingProfilePurpose"] and c["stackLevel"] == stack)
+                    same_slot = e["evse_id"] == conn and e["purpose"] == cp["purpose"] and e["stack_level"] == stack
                     if k != pid:  # the old profile with this id is replaced by the new one
                         assert (k in after) == (not same_slot)
                 assert len(after) == 1 + len([k for k in after if k in before and k != pid])
             else:
                 assert after == before
-                assert (stack > 2 or (cp["chargingProfilePurpose"] == CHARGE_POINT_MAX and conn != 0)
-                        or (cp["chargingProfilePurpose"] == TX and (conn == 0 or not flag))
+                assert (stack > 2 or (cp["purpose"] == STATION_MAX and conn != 0)
+                        or (cp["purpose"] == TX and (conn == 0 or not flag))
                         or len(before) >= 4)
         elif op == "clear":
-            kwargs = {"profile_id": pid} if flag else {"connector_id": conn, "purpose": purpose}
+            kwargs = {"profile_id": pid} if flag else {"evse_id": conn, "purpose": purpose}
             status = s.clear(**kwargs)
-            after = {e["csChargingProfiles"]["chargingProfileId"]: e for e in s.entries()}
+            after = {e["id"]: e for e in s.entries()}
 
             def matches(e):
                 if flag:
-                    return e["csChargingProfiles"]["chargingProfileId"] == pid
-                return e["connectorId"] == conn and purpose in (None, e["csChargingProfiles"][
-                    "chargingProfilePurpose"])
+                    return e["id"] == pid
+                return e["evse_id"] == conn and purpose in (None, e["purpose"])
 
             assert set(after) == {k for k, e in before.items() if not matches(e)}
             assert status == (ACCEPTED if len(after) < len(before) else UNKNOWN)
         else:
             s.transaction_ended(conn)
-            assert not any(e["connectorId"] == conn and e["csChargingProfiles"]["chargingProfilePurpose"] == TX
+            assert not any(e["evse_id"] == conn and e["purpose"] == TX
                            for e in s.entries())
         entries = s.entries()
-        ids = [e["csChargingProfiles"]["chargingProfileId"] for e in entries]
-        slots = [(e["connectorId"], e["csChargingProfiles"]["chargingProfilePurpose"],
-                  e["csChargingProfiles"]["stackLevel"]) for e in entries]
+        ids = [e["id"] for e in entries]
+        slots = [(e["evse_id"], e["purpose"], e["stack_level"]) for e in entries]
         assert len(ids) == len(set(ids)) and len(slots) == len(set(slots)) and len(entries) <= 4
         for conn_id, purp, _level in slots:
-            assert (purp != CHARGE_POINT_MAX or conn_id == 0) and (purp != TX or conn_id > 0)
+            assert (purp != STATION_MAX or conn_id == 0) and (purp != TX or conn_id > 0)
 
 
 def test_bench_data_set_against_the_reference():

@@ -20,7 +20,7 @@ contactor open); the end-to-end versions over real serial links are in
 
 import asyncio
 
-from agent.core.station import COMMAND_RETRY_S, METER_RETRY_S, METER_WATCH_S
+from agent.core.supervision import COMMAND_RETRY_S, METER_RETRY_S, METER_WATCH_S
 from hal.errors import CommunicationError
 from hal.interfaces import MeterReading
 from tests.harness import AgentHarness
@@ -185,7 +185,7 @@ async def test_current_with_the_contactor_open_is_a_welded_contactor(tmp_path):
         # Latched: the weld does not heal when the current stops; no session starts on it.
         meter.override = None
         await run(h, 2 * METER_WATCH_S, step_s=5)
-        assert h.station.status_of(1)[:2] == ("Faulted", "PowerSwitchFailure")
+        assert h.station.status_of(1)[:2] == ("faulted", "PowerSwitchFailure")
         assert (await h.cs.call("RemoteStartTransaction", idTag=TAG, connectorId=1))["status"] == "Rejected"
 
 

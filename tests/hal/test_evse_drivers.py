@@ -758,15 +758,15 @@ async def test_station_faults_the_connector_while_the_controller_is_silent():
             c = station.connector(1)
             assert no_energy(sim)
             assert await station.remote_start("TAG1", 1)
-            await until(lambda: c.status == "Charging", what="Charging")
+            await until(lambda: c.status == "charging", what="Charging")
             assert sim.delivering and relay.is_closed
             sim.silent = True
-            await until(lambda: c.status == "Faulted", what="Faulted")
+            await until(lambda: c.status == "faulted", what="Faulted")
             assert not relay.is_closed and c.status_error_code == "InternalError"
             assert evse.current_limit_a == 0
             sim.silent = False
             # Recovery: the fault clears, the transaction (still running) is offered current again.
-            await until(lambda: c.status == "Charging", what="Charging again")
+            await until(lambda: c.status == "charging", what="Charging again")
             assert evse.status.error_code == "NoError" and sim.delivering
             assert relay.history[-3:] == [True, False, True]
         finally:

@@ -14,22 +14,8 @@ from hal.gpio_fake import FakeGpiod
 from hal.gpio_relay import GpioContactor, GpioError, build_contactor, chip_path, import_gpiod
 from hal.interfaces import MeterReading, Relay
 from hal.meter_health import MeterHealth
+from hal.runtime.clock import VirtualClock
 from tests.harness import AgentHarness
-
-
-class StepClock:
-    """monotonic() and sleep(): sleeping moves time at once and records the wait."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-        self.sleeps = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
 
 
 class ContactorModel:
@@ -61,7 +47,7 @@ def gpiod():
 
 def make(gpiod, **kw) -> GpioContactor:
     params = dict(line=17, feedback_line=27, feedback_active_low=True, feedback_bias="pull_up",
-                  feedback_settle_s=0.2, gpiod=gpiod, clock=StepClock())
+                  feedback_settle_s=0.2, gpiod=gpiod, clock=VirtualClock(instant_sleep=True))
     params.update(kw)
     return GpioContactor(**params)
 
@@ -119,12 +105,12 @@ async def test_feedback_follows_a_healthy_contactor_after_the_settle_time(gpiod)
     assert relay.has_feedback
     assert chip.level(27) == 1  # the pull-up: open contact reads high
     assert await relay.read_feedback() is False  # after the settle time from open()
-    relay.clock.sleeps.clear()
+    t0 = relay.clock.monotonic()
     await relay.set_closed(True)
     assert await relay.read_feedback() is True
-    assert relay.clock.sleeps == [pytest.approx(0.2)]  # waited for pull-in and bounce
+    assert relay.clock.monotonic() - t0 == pytest.approx(0.2)  # waited for pull-in and bounce
     assert await relay.read_feedback() is True
-    assert relay.clock.sleeps == [pytest.approx(0.2)]  # no second wait without switching
+    assert relay.clock.monotonic() - t0 == pytest.approx(0.2)  # no second wait without switching
     await relay.set_closed(False)
     assert await relay.read_feedback() is False
     await relay.close()

@@ -16,22 +16,12 @@ from hal.modbus import (BusRegistry, ModbusBus, ModbusConnectionError, ModbusExc
                         ModbusTimeoutError, bits_per_char, bus_settings, t35_s)
 from hal.modbus_meter import (QUANTITIES, TYPES, ModbusMeter, RegisterMap, build_meter, decode, encode,
                               load_register_map, meter_names, plan_blocks)
+from hal.runtime.clock import VirtualClock
 from tools.modbus_meter_sim import ModbusMeterSim
 from tools.pty_link import PtyLink
 
 METERS = ("sdm630", "sdm120", "sdm72", "abb_b23", "em340", "orno_we516", "pro380", "phoenix_em_cp_pp_eth")
 FAST = {"timeout_s": 0.2, "retries": 0}
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def time(self) -> float:
-        return self.t
 
 
 def expected(meter_map: RegisterMap, quantity: str, value: float):
@@ -145,8 +135,8 @@ def test_word_order_and_not_available_markers():
 
 @pytest.mark.parametrize("meter", METERS)
 async def test_every_meter_reads_end_to_end_over_tcp(meter):
-    clock = FakeClock()
-    sim = ModbusMeterSim(meter, clock=clock, energy_wh=12_345_600.0)
+    clock = VirtualClock(start=1000.0)
+    sim = ModbusMeterSim(meter, clock=clock.monotonic, energy_wh=12_345_600.0)
     sim.set_load(current_a=(16.0, 15.5, 14.25), voltage_v=(229.9, 231.2, 230.4), frequency_hz=49.98)
     port = await sim.start_tcp()
     try:
@@ -156,9 +146,9 @@ async def test_every_meter_reads_end_to_end_over_tcp(meter):
         async with meter_obj:
             r1 = await meter_obj.read()
             assert_reading_matches(r1, sim)
-            assert r1.timestamp == clock.t
+            assert r1.timestamp == clock.time()
             assert sim.requests == [(b.function, b.address, b.count) for b in sim.map.blocks]  # one frame per block
-            clock.t += 3600.0  # an hour at this load
+            await clock.advance(3600.0)  # an hour at this load
             r2 = await meter_obj.read()
             assert_reading_matches(r2, sim)
             assert r2.energy_wh > r1.energy_wh
@@ -214,8 +204,8 @@ async def test_silent_meter_times_out_and_recovers_over_tcp():
 
 @pytest.mark.parametrize("meter", METERS)
 async def test_every_meter_reads_end_to_end_over_rtu_pty(meter):
-    clock = FakeClock()
-    sim = ModbusMeterSim(meter, clock=clock, energy_wh=4321.0)
+    clock = VirtualClock(start=1000.0)
+    sim = ModbusMeterSim(meter, clock=clock.monotonic, energy_wh=4321.0)
     sim.set_load(power_w=7000.0)
     link = await sim.start_pty()
     try:
@@ -232,8 +222,8 @@ async def test_every_meter_reads_end_to_end_over_rtu_pty(meter):
 
 
 async def test_sdm630_over_rtu_values_and_frames():
-    clock = FakeClock()
-    sim = ModbusMeterSim("sdm630", clock=clock, energy_wh=1000.0)
+    clock = VirtualClock(start=1000.0)
+    sim = ModbusMeterSim("sdm630", clock=clock.monotonic, energy_wh=1000.0)
     sim.set_load(current_a=(32.0, 0.0, 10.0))
     link = await sim.start_pty()
     try:
@@ -328,8 +318,8 @@ async def test_a_failed_block_fails_the_whole_reading():
 
 
 async def test_energy_going_backwards_is_reported_missing():
-    clock = FakeClock()
-    sim = ModbusMeterSim("sdm630", clock=clock, energy_wh=50_000.0)
+    clock = VirtualClock(start=1000.0)
+    sim = ModbusMeterSim("sdm630", clock=clock.monotonic, energy_wh=50_000.0)
     sim.set_load(power_w=11_000.0)
     link = await sim.start_pty()
     try:
@@ -340,7 +330,7 @@ async def test_energy_going_backwards_is_reported_missing():
             r = await meter.read()
             assert r.energy_wh is None and r.power_w == 11_000.0  # the rest of the reading stands
             assert meter.energy_high_wh == 50_000.0
-            clock.t += 360.0  # +1.1 kWh: 50.1 kWh, above the highest seen
+            await clock.advance(360.0)  # +1.1 kWh: 50.1 kWh, above the highest seen
             assert (await meter.read()).energy_wh == pytest.approx(50_100.0)
             sim.set_energy_wh(10.0)  # a meter exchange: missing until told
             assert (await meter.read()).energy_wh is None
@@ -465,7 +455,7 @@ async def test_a_sim_board_with_a_real_meter(tmp_path):
     from hal.runtime.clock import Clock
     from boards import load_board
 
-    sim = ModbusMeterSim("orno_we516", energy_wh=2000.0, clock=FakeClock())
+    sim = ModbusMeterSim("orno_we516", energy_wh=2000.0, clock=VirtualClock(start=1000.0).monotonic)
     sim.set_load(current_a=6.0)
     port = await sim.start_tcp()
     try:

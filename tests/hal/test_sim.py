@@ -362,7 +362,7 @@ def test_control_socket_round_trip(tmp_path):
         path = os.path.join(str(tmp_path), SOCKET_FILE)
         with pytest.raises(ConnectionError, match="no agent running"):
             await send_command(path, "status", [])
-        server = SimControlServer(sim, path, extra_status=lambda n: {"ocpp_status": "Preparing", "id": 99})
+        server = SimControlServer(sim, path, extra_status=lambda n: {"station_status": "preparing", "id": 99})
         await server.start()
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
@@ -370,7 +370,7 @@ def test_control_socket_round_trip(tmp_path):
         assert reply["ok"] is True
         c = reply["result"]["connectors"][0]
         assert c["plugged"] and c["cp_state"] == CP_B
-        assert c["ocpp_status"] == "Preparing" and c["id"] == 1  # sim keys win over extras
+        assert c["station_status"] == "preparing" and c["id"] == 1  # sim keys win over extras
 
         tag_task = asyncio.create_task(board.reader.read_tag())
         assert (await send_command(path, "swipe", ["CAFE01"]))["ok"]

@@ -90,7 +90,7 @@ async def test_malformed_frames_get_the_ocpp_j_callerror_and_the_connection_stay
             assert isinstance(reply[3], str) and isinstance(reply[4], dict)
         # Nothing was applied by the refused calls.
         assert h.agent.keys.get("HeartbeatInterval") == 300
-        assert h.station.connectors[0].availability == "Operative"
+        assert h.station.connectors[0].availability == "operative"
         # Same connection, and it still works both ways.
         assert h.cs.connected and h.cs.connections == 1
         assert h.agent.connection.connect_count == 1

@@ -204,6 +204,85 @@ async def test_tc_068_stop_with_same_id_tag(tmp_path):
         assert_no_power(h)
 
 
+PARENT = "GROUP-1"
+
+
+def with_parent(reply: dict, tags=(TAG, TAG_2)):
+    """A central system handler answering ``reply`` plus an idTagInfo Accepted, with
+    parentIdTag PARENT for the request's idTag if it is one of ``tags`` (one group)."""
+    return lambda p: dict(reply, idTagInfo=dict(
+        {"status": "Accepted"}, **({"parentIdTag": PARENT} if p["idTag"] in tags else {})))
+
+
+async def test_tc_069_stop_with_tag_of_same_parent(tmp_path):
+    """TC_069_CS Stop transaction - ParentIdTag in StopTransaction matches ParentIdTag in
+    StartTransaction: a different tag is sent to Authorize; its Authorize.conf has the
+    starting tag's parentIdTag (known from the StartTransaction.conf), so it stops the
+    transaction: StopTransaction with that tag, the connector goes Finishing."""
+    async with AgentHarness(tmp_path, ocpp=keys()) as h:
+        h.cs.handlers["StartTransaction"] = with_parent({"transactionId": 69})
+        h.cs.handlers["Authorize"] = with_parent({})
+        start = await charging(h)
+        await until(lambda: h.station.connector(1).transaction.parent_id_tag == PARENT)
+        await h.clock.advance(60)
+        # Steps 1-2: a different tag of the same group: Authorize.req, Accepted with the same parent.
+        m = h.mark()
+        h.sim.swipe(TAG_2)
+        auth = await h.cs.wait_for("Authorize", start_index=m)
+        assert auth == {"idTag": TAG_2} and auth["idTag"] != start["idTag"]
+        await until(lambda: replies_to_agent(h, "Authorize", m))
+        assert replies_to_agent(h, "Authorize", m)[0]["idTagInfo"] == {"status": "Accepted", "parentIdTag": PARENT}
+        # Steps 3-6: StopTransaction with the tag of step 1, and Finishing (either order).
+        stop = await h.cs.wait_for("StopTransaction", start_index=m)
+        await h.wait_status(1, "Finishing", m)
+        assert stop["idTag"] == TAG_2
+        assert stop["transactionId"] == start["transactionId"] == 69
+        assert stop.get("reason", "Local") == "Local"
+        assert statuses(h, 1, m) == ["Finishing"]  # EV still plugged in
+        assert h.station.connector(1).transaction is None
+        assert_no_power(h)
+
+
+async def test_tc_069_a_tag_of_another_group_does_not_stop(tmp_path):
+    """TC_069_CS's counterpart: a different tag whose Authorize.conf has another (or no)
+    parentIdTag is authorized but neither stops the transaction nor starts one."""
+    async with AgentHarness(tmp_path, ocpp=keys()) as h:
+        h.cs.handlers["StartTransaction"] = with_parent({"transactionId": 69})
+        h.cs.handlers["Authorize"] = with_parent({}, tags=(TAG,))
+        await charging(h)
+        await until(lambda: h.station.connector(1).transaction.parent_id_tag == PARENT)
+        m = h.mark()
+        h.sim.swipe(TAG_2)
+        assert await h.cs.wait_for("Authorize", start_index=m) == {"idTag": TAG_2}
+        await quiet(h)
+        assert calls_from_agent(h, m) == ["Authorize"]
+        assert h.station.connector(1).transaction is not None
+        assert_charging_hw(h)
+
+
+async def test_tc_069_offline_parent_from_the_local_list(tmp_path):
+    """TC_069_CS while the central system is unreachable: the different tag's parentIdTag
+    comes from the Local Authorization List (LocalAuthorizeOffline); it stops the
+    transaction, and the StopTransaction with that tag is delivered after the reconnect."""
+    cfg = keys(LocalAuthListEnabled=True, LocalAuthorizeOffline=True)
+    async with AgentHarness(tmp_path, ocpp=cfg) as h:
+        h.cs.handlers["StartTransaction"] = with_parent({"transactionId": 69})
+        entry = {"idTag": TAG_2, "idTagInfo": {"status": "Accepted", "parentIdTag": PARENT}}
+        reply = await h.cs.call("SendLocalList", listVersion=1, updateType="Full", localAuthorizationList=[entry])
+        assert reply == {"status": "Accepted"}
+        start = await charging(h)
+        await until(lambda: h.station.connector(1).transaction.parent_id_tag == PARENT)
+        port = await h.go_offline()
+        m = h.mark()
+        h.sim.swipe(TAG_2)
+        await until(lambda: h.station.connector(1).transaction is None)
+        assert_no_power(h)
+        await h.go_online(port)
+        stop = await h.cs.wait_for("StopTransaction", start_index=m)
+        assert stop["idTag"] == TAG_2 and stop["transactionId"] == start["transactionId"] == 69
+        assert "Authorize" not in calls_from_agent(h, m)
+
+
 async def test_tc_005_1_ev_side_disconnect_stop_and_unlock(tmp_path):
     """TC_005_1_CS EV Side Disconnected - StopTransactionOnEVSideDisconnect = true -
     UnlockConnectorOnEVSideDisconnect = true: StopTransaction EVDisconnected, Finishing."""

@@ -857,7 +857,7 @@ async def test_damaged_journal_requeues_a_lost_stop_from_its_transaction(tmp_pat
     (stopped, with its meterStop and reason) is intact, so the StopTransaction is queued
     again from it and goes out once."""
     sent, energy, tx_id = await _damaged_journal(tmp_path, caplog, "last")
-    assert "StopTransaction of transaction 1 (id %d) was lost: queued again" % tx_id in caplog.text
+    assert "the end of transaction 1 (id %d) was lost: queued again" % tx_id in caplog.text
     stop = sent[-1][1]
     assert sent[-1][0] == "StopTransaction" and [a for a, _p in sent].count("StopTransaction") == 1
     assert stop["transactionId"] == tx_id and stop["reason"] == "Local" and stop["meterStop"] == round(energy)

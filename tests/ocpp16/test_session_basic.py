@@ -43,7 +43,7 @@ async def test_tc_003_plugin_first(tmp_path):
 async def test_contactor_opens_after_the_ev_stops_drawing_or_the_grace_time(tmp_path):
     """Offer withdrawn while charging: PWM goes off first and the contactor opens once the EV
     goes to B (no switching under load); an EV that keeps drawing gets EV_STOP_GRACE_S."""
-    from agent.core.station import EV_STOP_GRACE_S
+    from agent.core.supervision import EV_STOP_GRACE_S
 
     async with AgentHarness(tmp_path) as h:
         await h.wait_status(1, "Available")

@@ -260,8 +260,8 @@ async def test_tc_059_remote_start_with_charging_profile(tmp_path):
         s = hw(h)
         assert s["current_limit_a"] == 6 and s["power_w"] == power_at(6), s
         # The profile belongs to the transaction: bound to its id once StartTransaction.conf brought it.
-        [entry] = h.station.charging_profiles.entries()
-        assert entry["connectorId"] == 1 and entry["csChargingProfiles"]["transactionId"] == tx_id
+        [entry] = h.station.charging_profiles.entries()  # the core's neutral form
+        assert entry["evse_id"] == 1 and entry["transaction_id"] == tx_id
         # Steps 2-3: the composite schedule follows the profile (Relative: from the transaction start).
         conf = await composite(h, 1, 300, "A")
         assert periods_of(conf) == [(0, 6), (120, 10)]
@@ -346,7 +346,7 @@ async def test_peer_sets_a_profile_and_the_ev_power_follows(tmp_path):
         assert calls == [(h.clock.time(), 16.0)]  # at the controller before SetChargingProfile.conf
         [c] = (await send_command(sock, "status", []))["result"]["connectors"]
         assert c["current_limit_a"] == 16 and c["power_w"] == power_at(16) and c["station_limit_a"] == 16, c
-        assert c["ocpp_status"] == "Charging"
+        assert c["station_status"] == "charging"
         # A ChargePointMax below it caps the connector; clearing it restores the TxProfile's limit.
         await set_profile(h, 0, profile(2, "ChargePointMaxProfile", 0, [(0, 10)], start=h.clock.time()))
         assert hw(h)["power_w"] == power_at(10)
@@ -428,7 +428,7 @@ async def test_below_the_minimum_suspends_without_ending_the_transaction_and_res
         assert s["plugged"] and s["cp_state"] == "B"
         await h.clock.advance(60)  # 4 A: still below the minimum
         assert hw(h)["current_limit_a"] == 0 and h.station.sim_status(1)["station_limit_a"] == 4
-        assert h.station.connector(1).status == "SuspendedEVSE"
+        assert h.station.connector(1).status == "suspended_evse"
         await h.clock.advance(60)
         await h.wait_status(1, "Charging", m)
         s = hw(h)
@@ -457,12 +457,12 @@ async def test_profiles_survive_a_restart_and_tx_profiles_end_with_the_transacti
         assert hw(h)["current_limit_a"] == 7
         path = os.path.join(h.agent.config.data_dir, "charging-profiles.json")
         with open(path) as f:
-            assert [e["csChargingProfiles"]["chargingProfileId"] for e in json.load(f)["profiles"]] == [1, 2, 3]
+            assert [e["id"] for e in json.load(f)["profiles"]] == [1, 2, 3]
         m = h.mark()
         await h.restart_agent()  # the transaction ends with the reboot: its TxProfile with it
         await h.cs.wait_for("BootNotification", start_index=m)
         await h.cs.wait_for("StopTransaction", start_index=m)
-        ids = sorted(e["csChargingProfiles"]["chargingProfileId"] for e in h.station.charging_profiles.entries())
+        ids = sorted(e["id"] for e in h.station.charging_profiles.entries())
         assert ids == [1, 2]
         with open(path) as f:
             assert len(json.load(f)["profiles"]) == 2

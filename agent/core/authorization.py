@@ -1,0 +1,123 @@
+"""Authorization: the local list and the cache first (or offline), the central system
+otherwise; the energy a transaction of a not-accepted identifier may still deliver.
+
+A part of ``Station`` (agent/core/station.py): its methods share the station's
+state. Portable core: only the MicroPython asyncio subset (see STYLE.md).
+"""
+
+import logging
+
+from agent.core import model
+from agent.core.auth import effective
+from agent.core.connector import Connector
+from agent.core.metering import energy_wh_of
+
+log = logging.getLogger(__name__)
+
+INVALID_ID_POLL_S = 1.0  # meter reads while charging on MaxEnergyOnInvalidId
+
+
+class Authorization:
+    """Authorization"""
+
+    def _local_list_enabled(self) -> bool:
+        return bool(self.settings.get("local_list_enabled", False))
+
+    def _local_info(self, id_tag: str) -> model.IdTagInfo | None:
+        """What the Local Authorization List, else the Authorization Cache, knows of a tag,
+        with passed expiry dates applied (the list has priority, §3.5.3)."""
+        now = self.clock.time()
+        if self._local_list_enabled():
+            info = self.local_list.get(id_tag)
+            if info is not None:
+                return effective(info, now)
+        if self.settings.get("auth_cache_enabled", False):
+            return effective(self.auth_cache.get(id_tag), now)
+        return None
+
+    def id_tag_info_received(self, id_tag: str | None, info: model.IdTagInfo | None) -> None:
+        """The central system answered about a tag (Authorize, StartTransaction or
+        StopTransaction.conf): update the Authorization Cache, unless the tag is in
+        the Local Authorization List (§3.5.3)."""
+        if not id_tag or info is None or not self.settings.get("auth_cache_enabled", False):
+            return
+        if self._local_list_enabled() and id_tag in self.local_list:
+            listed = self.local_list.get(id_tag)
+            if listed is not None and listed.status != info.status:
+                # §3.5.3: the list is out of date; the central system should update it.
+                log.warning("tag %s: the central system says %s, the local list %s (LocalListConflict)",
+                            id_tag, info.status, listed.status)
+                self.link.local_list_conflict(id_tag)
+            return
+        self.auth_cache.update(id_tag, info, self.clock.time())
+
+    async def authorize(self, id_tag: str) -> model.IdTagInfo:
+        """Authorize a tag (OCPP 1.6 §3.5). Online: a valid entry in the Local
+        Authorization List or the Authorization Cache starts at once with
+        LocalPreAuthorize; otherwise Authorize.req decides and its answer is cached.
+        Offline (or no answer): the local entry with LocalAuthorizeOffline, an unknown
+        tag with AllowOfflineTxForUnknownId; otherwise Invalid."""
+        local = self._local_info(id_tag)
+        if self.link.online:
+            if local is not None and local.accepted and self.settings.get("local_pre_authorize", False):
+                log.info("tag %s: pre-authorized locally", id_tag)
+                return local
+            info = await self.link.authorize(id_tag)
+            if info is not None:
+                self.id_tag_info_received(id_tag, info)
+                return info
+            log.info("no answer to Authorize(%s): deciding offline", id_tag)
+            local = self._local_info(id_tag)
+        if local is not None:
+            if not local.accepted:
+                log.info("tag %s: %s in the local list or cache", id_tag, local.status)
+                return local  # known and not valid (or expired): never accepted offline (§3.5.4)
+            if self.settings.get("local_authorize_offline", False):
+                log.info("tag %s: authorized offline from the local list or cache", id_tag)
+                return local
+        if self.settings.get("offline_start_unknown_id", False):
+            log.info("tag %s: accepted offline (AllowOfflineTxForUnknownId)", id_tag)
+            return model.IdTagInfo(model.AUTH_ACCEPTED)
+        log.info("tag %s: cannot be authorized offline", id_tag)
+        return model.IdTagInfo(model.AUTH_INVALID)
+
+    def clear_cache(self) -> bool:
+        """ClearCache: False if the cache could not be cleared."""
+        return self.auth_cache.clear()
+
+    def local_list_version(self) -> int:
+        """GetLocalListVersion: -1 when the list is not supported or not enabled, 0 when empty."""
+        if not self._local_list_enabled():
+            return -1
+        return self.local_list.version
+
+    def send_local_list(self, update_type: str, version: int, entries: list) -> str:
+        """SendLocalList; ``entries`` are (idTag, IdTagInfo or None) pairs. Returns the UpdateStatus."""
+        if not self._local_list_enabled():
+            return model.NOT_SUPPORTED
+        status = self.local_list.apply(update_type, version, entries, self.settings.get("local_list_max_entries"),
+                                       self.settings.get("local_list_max_per_message"))
+        log.info("local list update (%s) to version %d, %d entries: %s", update_type, version, len(entries), status)
+        return status
+
+    def _invalid_id_energy_left(self, c: Connector, tx: model.Transaction) -> bool:
+        """MaxEnergyOnInvalidId: a transaction whose tag the central system did not accept
+        may deliver this much energy (from its start) before energy delivery stops."""
+        limit = self.settings.get("max_energy_on_invalid_id_wh", 0)
+        energy = energy_wh_of(c.last_reading)
+        if limit <= 0 or energy is None or energy - tx.meter_start_wh >= limit:
+            return False
+        self._spawn_once(("invalid-id", c.id), self._watch_invalid_id_energy, c, tx)
+        return True
+
+    async def _watch_invalid_id_energy(self, c: Connector, tx: model.Transaction) -> None:
+        """Read the meter while charging on MaxEnergyOnInvalidId; re-evaluate at the limit."""
+        while c.transaction is tx and not tx.stopped:
+            await self.clock.sleep(INVALID_ID_POLL_S)
+            await self._read_meter(c)
+            energy = energy_wh_of(c.last_reading)
+            if energy is not None and energy - tx.meter_start_wh >= self.settings.get("max_energy_on_invalid_id_wh", 0):
+                log.info("connector %d: the energy allowed for an invalid identifier is reached; energy delivery stops", c.id)
+                break
+        self._release(("invalid-id", c.id))
+        await self._update(c)

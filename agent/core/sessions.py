@@ -1,0 +1,364 @@
+"""Sessions: identifiers presented, remote starts and stops, transactions begun and
+ended, availability, unlocking and reset.
+
+A part of ``Station`` (agent/core/station.py): its methods share the station's
+state. Portable core: only the MicroPython asyncio subset (see STYLE.md).
+"""
+
+import asyncio
+import logging
+
+from agent.core import model
+from agent.core.auth import tag_key
+from agent.core.connector import Connector
+from agent.core.metering import build_meter_sample, energy_wh_of
+from agent.core.outbox import START, STOP, JournalUnavailable, OutboxEntry
+from agent.core.smart_charging import ACCEPTED
+from hal.errors import HalError
+from hal.interfaces import NO_ERROR
+from hal.runtime.aio import wait_for
+
+log = logging.getLogger(__name__)
+
+RESET_FLUSH_TIMEOUT_S = 10.0
+IDLE_RESET_POLL_S = 1.0  # a reset on idle looks this often whether the last transaction ended
+
+
+class Sessions:
+    """Sessions"""
+
+    async def _react_to_pilot(self, c: Connector) -> None:
+        """Transaction consequences of what the EV did (called with the connector lock held)."""
+        tx = c.transaction
+        if c.evse.ev_connected:
+            if c.pending_auth is not None and tx is None:
+                pending, c.pending_auth = c.pending_auth, None
+                self._cancel(("timeout", c.id))
+                await self._begin_transaction(c, pending["id_tag"], pending.get("parent_id_tag"),
+                                              pending.get("charging_profile"))
+            return
+        # No EV (state A, or F while unavailable).
+        if c.finishing:
+            c.finishing = False
+        if tx is not None and not tx.stopped and c.evse.cp_state == "A":
+            if self.settings.get("stop_on_ev_disconnect"):
+                await self._end_transaction(c, model.REASON_EV_DISCONNECTED)
+            if self.settings.get("unlock_on_ev_disconnect") and c.hw.lock is not None:
+                try:
+                    await c.hw.lock.set_locked(False)
+                except HalError as e:
+                    log.error("connector %d: unlock after EV disconnect failed: %s", c.id, e)
+
+    def _announce_finishing(self, c: Connector) -> None:
+        """Report Finishing once when a transaction ends by unplugging (before Available)."""
+        if c.status != model.FINISHING:
+            c.status, c.status_error_code = model.FINISHING, c.effective_error_code
+            self.link.status_changed(c.id)
+
+    async def present_tag(self, id_tag: str) -> str:
+        """A tag was presented at the reader: stop a running transaction of the
+        same tag (or parent), or authorize and start/prepare one. Returns what happened."""
+        for c in self.connectors:
+            tx = c.transaction
+            if tx is not None and not tx.stopped and tag_key(tx.id_tag) == tag_key(id_tag):  # case-insensitive
+                await self.stop_transaction(c.id, model.REASON_LOCAL, id_tag=id_tag)
+                return "stopped"
+        if self._connector_for_new_session() is None and not any(
+                c.transaction is not None and not c.transaction.stopped and c.transaction.parent_id_tag
+                for c in self.connectors):
+            # Nothing this tag could start, and no running transaction has a group (parent) tag it
+            # could share: no Authorize (OCTT TC_068_CS step 1). A transaction's parent is known from
+            # its tag's Authorize.conf, the local list/cache or its StartTransaction.conf (TC_069_CS).
+            log.info("tag %s: no connector free for a session", id_tag)
+            return "no-connector"
+        info = await self.authorize(id_tag)  # Authorize.req online, else the local list/cache
+        # A different tag may end a running transaction when both share a parent (group) tag.
+        for c in self.connectors:
+            tx = c.transaction
+            if (tx is not None and not tx.stopped and info.accepted and info.parent_id_tag
+                    and tx.parent_id_tag and tag_key(tx.parent_id_tag) == tag_key(info.parent_id_tag)):
+                await self.stop_transaction(c.id, model.REASON_LOCAL, id_tag=id_tag)
+                return "stopped"
+        if not info.accepted:
+            log.info("tag %s not authorized: %s", id_tag, info.status)
+            return "rejected"
+        target = self._connector_for_new_session()
+        if target is None:
+            log.info("tag %s: no connector free for a session", id_tag)
+            return "no-connector"
+        await self._authorized(target, id_tag, info.parent_id_tag)
+        return "authorized"
+
+    def _connector_for_new_session(self) -> Connector | None:
+        if self.reset_pending:
+            return None
+        usable = [c for c in self.connectors if c.transaction is None and not c.faulted
+                  and c.availability == model.OPERATIVE and c.pending_auth is None]
+        for c in usable:
+            if c.ev_connected:
+                return c
+        return usable[0] if usable else None
+
+    async def _authorized(self, c: Connector, id_tag: str, parent_id_tag: str | None,
+                          charging_profile: dict | None = None) -> None:
+        async with self._locks[c.id - 1]:
+            if c.ev_connected:
+                await self._begin_transaction(c, id_tag, parent_id_tag, charging_profile)
+            else:
+                c.pending_auth = {"id_tag": id_tag, "parent_id_tag": parent_id_tag,
+                                  "charging_profile": charging_profile}
+                self._spawn(self._connection_timeout(c), key=("timeout", c.id))
+        await self._update(c)
+
+    async def _connection_timeout(self, c: Connector) -> None:
+        await self.clock.sleep(self.settings.get("ev_connect_timeout_s"))
+        self._conn_tasks.pop(("timeout", c.id), None)
+        if c.pending_auth is not None and c.transaction is None:
+            log.info("connector %d: no EV plugged in within ConnectionTimeOut; authorization dropped", c.id)
+            c.pending_auth = None
+            await self._update(c)
+
+    async def remote_start(self, id_tag: str, connector_id: int | None = None,
+                           charging_profile: dict | None = None) -> bool:
+        """A remote start: True if accepted. ``charging_profile`` (a profile
+        dict, agent/core/smart_charging.py) becomes the transaction's tx profile
+        when it starts; one the store would not take rejects the request (OCTT
+        TC_060). Raises ``ProfileError`` for a malformed profile."""
+        journal = self.outbox.journal
+        if journal is not None and not journal.healthy and not journal.probe():
+            return False  # it could not be recorded: don't promise a transaction
+        if connector_id is not None:
+            if connector_id == 0 or connector_id > len(self.connectors) or connector_id < 0:
+                return False
+            c = self.connector(connector_id)
+            if (c.transaction is not None or c.faulted or c.availability != model.OPERATIVE
+                    or c.pending_auth is not None or self.charger_error_code != NO_ERROR or self.reset_pending):
+                return False
+        else:
+            c = self._connector_for_new_session()
+            if c is None:
+                return False
+        if charging_profile is not None and self.charging_profiles.check_remote_start(
+                charging_profile, c.id) != ACCEPTED:
+            return False
+        self._spawn(self._remote_start(c, id_tag, charging_profile))
+        return True
+
+    async def _remote_start(self, c: Connector, id_tag: str, charging_profile: dict | None = None) -> None:
+        parent = None
+        if self.settings.get("authorize_remote_start"):
+            info = await self.authorize(id_tag)
+            if not info.accepted:
+                log.info("remote start for %s: tag not authorized (%s)", id_tag, info.status)
+                return
+            parent = info.parent_id_tag
+        await self._authorized(c, id_tag, parent, charging_profile)
+
+    async def remote_stop(self, tx_id: str | None = None, backend_id=None) -> bool:
+        """Stop a transaction on the central system's request (by either identifier)."""
+        c = self.find_transaction(tx_id, backend_id)
+        if c is None:
+            return False
+        self._spawn(self.stop_transaction(c.id, model.REASON_REMOTE))
+        return True
+
+    async def change_availability(self, connector_id: int, availability: str) -> str:
+        """Accepted, Rejected or Scheduled (when a transaction runs)."""
+        if connector_id < 0 or connector_id > len(self.connectors):
+            return model.REJECTED
+        targets = self.connectors if connector_id == 0 else [self.connector(connector_id)]
+        scheduled = False
+        for c in targets:
+            if c.transaction is not None and availability == model.INOPERATIVE:
+                c.scheduled_availability = availability
+                scheduled = True
+            else:
+                c.availability = availability
+                c.scheduled_availability = None
+                if availability == model.INOPERATIVE:
+                    c.pending_auth = None
+                await c.hw.evse.set_available(availability == model.OPERATIVE)
+        if connector_id == 0:
+            self.charger_availability = availability
+        self._save()
+        for c in targets:
+            await self._update(c)
+        self._update_charger_status()
+        return model.SCHEDULED if scheduled else model.ACCEPTED
+
+    async def unlock_connector(self, connector_id: int) -> str:
+        """Unlocked, UnlockFailed or NotSupported."""
+        if not 1 <= connector_id <= len(self.connectors):
+            return model.NOT_SUPPORTED
+        c = self.connector(connector_id)
+        if c.hw.lock is None:
+            return model.NOT_SUPPORTED
+        if c.transaction is not None and not c.transaction.stopped:
+            await self.stop_transaction(c.id, model.REASON_UNLOCK)
+        try:
+            ok = await c.hw.lock.set_locked(False)
+        except HalError as e:
+            log.error("connector %d: unlock failed: %s", c.id, e)
+            ok = False
+        return model.UNLOCKED if ok else model.UNLOCK_FAILED
+
+    def request_reset(self, hard: bool, when: str = model.RESET_NOW) -> None:
+        """Reset in the background (the central system has its answer already)."""
+        self._spawn(self.reset(hard, when))
+
+    async def reset(self, hard: bool, when: str = model.RESET_NOW) -> None:
+        """Restart the agent: ``RESET_NOW`` ends running transactions first (reason
+        hard_reset/soft_reset) and flushes them; ``RESET_ON_IDLE`` waits until no
+        transaction runs (none is ended for it) and starts no new one meanwhile."""
+        if when == model.RESET_ON_IDLE:
+            self.reset_pending = True  # _connector_for_new_session offers no connector from now on
+            while any(c.transaction is not None and not c.transaction.stopped for c in self.connectors):
+                await self.clock.sleep(IDLE_RESET_POLL_S)
+        reason = model.REASON_HARD_RESET if hard else model.REASON_SOFT_RESET
+        for c in self.connectors:
+            if c.transaction is not None and not c.transaction.stopped:
+                await self.stop_transaction(c.id, reason)
+        if self.link.online:
+            try:
+                await wait_for(self.outbox.emptied.wait(), RESET_FLUSH_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.warning("reset: %d transaction messages still queued", len(self.outbox))
+        if self.on_restart is not None:
+            self.on_restart(hard)
+
+    async def power_failure(self, flush_timeout_s: float = RESET_FLUSH_TIMEOUT_S) -> None:
+        """The supply failed and a back-up source keeps the charger up for a moment
+        (OCTT TC_032_1): end every transaction with reason PowerLoss and try to deliver
+        the StopTransactions before going down. Without a back-up source the restarted
+        agent closes them instead (``_recover``)."""
+        for c in self.connectors:
+            if c.transaction is not None and not c.transaction.stopped:
+                await self.stop_transaction(c.id, model.REASON_POWER_LOSS)
+        if self.link.online:
+            try:
+                await wait_for(self.outbox.emptied.wait(), flush_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("power failure: %d transaction messages still queued", len(self.outbox))
+
+    async def _begin_transaction(self, c: Connector, id_tag: str, parent_id_tag: str | None,
+                                 charging_profile: dict | None = None) -> None:
+        """Start a transaction (called with the connector lock held); ``charging_profile``
+        (from a remote start) becomes its tx profile."""
+        reading = await self._read_meter(c)
+        energy = energy_wh_of(reading)
+        if energy is None:
+            log.error("connector %d: no meter reading; refusing to start a transaction it cannot bill", c.id)
+            return
+        if not await self._set_cable_lock(c, True):
+            log.error("connector %d: the cable could not be locked; not starting a transaction", c.id)
+            return
+        tx = model.Transaction(self._next_local_id, c.id, id_tag, int(round(energy)), self.clock.time(),
+                               parent_id_tag=parent_id_tag)
+        self._next_local_id += 1
+        self._save()
+        begin = build_meter_sample(reading, self.settings.get("sampled_end_measurands"), self.clock.time(),
+                                   "Transaction.Begin", c)
+        if begin.samples:
+            tx.stop_data.append(begin)
+        try:
+            self.outbox.append(OutboxEntry(START, tx, c.id))  # durable before any energy flows
+        except JournalUnavailable as e:
+            log.error("connector %d: cannot record a new transaction (%s): not starting it", c.id, e)
+            await self._set_cable_lock(c, False)
+            return
+        c.transaction = tx
+        c.finishing = False
+        log.info("connector %d: transaction %d started for %s at %d Wh", c.id, tx.local_id, id_tag,
+                 tx.meter_start_wh)
+        if charging_profile is not None:
+            # Bound to the transaction id when StartTransaction.conf brings it (transaction_confirmed).
+            status = self.charging_profiles.install(c.id, charging_profile, now=tx.start_time,
+                                                    transaction_active=True)
+            if status != ACCEPTED:
+                log.warning("connector %d: the remote start's charging profile was not installed: %s",
+                            c.id, self.charging_profiles.last_rejection)
+            self._save_profiles()
+        self._restart_sampler(c)
+
+    async def _set_cable_lock(self, c: Connector, locked: bool) -> bool:
+        """Lock or unlock the cable (connectors without a lock: nothing to do). A lock
+        that fails to lock is reported as ConnectorLockFailure."""
+        if c.hw.lock is None:
+            return True
+        try:
+            ok = await c.hw.lock.set_locked(locked)
+        except HalError as e:
+            log.error("connector %d: %s failed: %s", c.id, "lock" if locked else "unlock", e)
+            ok = False
+        if locked:
+            self._set_fault(c, "lock", None if ok else ("ConnectorLockFailure", ""))
+        return ok
+
+    def transaction_confirmed(self, tx: model.Transaction, backend_id, info: model.IdTagInfo,
+                              update_auth_cache: bool = True) -> None:
+        """The central system confirmed the start of ``tx``, giving it ``backend_id`` (or None).
+        ``update_auth_cache`` False: the answer comes from an earlier central system (a drain,
+        agent/link/switch.py); it confirms the transaction, but its idTagInfo does not enter the
+        current central system's authorization data (cache, local list conflicts)."""
+        tx.backend_id = backend_id
+        log.info("connector %d: transaction %s has the central system's id %r (%s)", tx.connector_id, tx.id,
+                 backend_id, info.status)
+        if info.parent_id_tag:  # the start tag's group, when no Authorize.conf told it (OCTT TC_069_CS)
+            tx.parent_id_tag = info.parent_id_tag
+        if update_auth_cache:
+            self.id_tag_info_received(tx.id_tag, info)
+        if (not tx.stopped and 1 <= tx.connector_id <= len(self.connectors)
+                and self.connector(tx.connector_id).transaction is tx):
+            self.charging_profiles.bind_transaction(tx.connector_id, backend_id)  # its tx profile
+            self._save_profiles()
+        if not info.accepted and not tx.stopped:
+            tx.authorized = False
+            c = self.connector(tx.connector_id)
+            if self.settings.get("stop_on_invalid_id"):
+                self._spawn(self.stop_transaction(c.id, model.REASON_DEAUTHORIZED))
+            else:  # only energy delivery stops (after MaxEnergyOnInvalidId, see _charging_allowed)
+                self._spawn(self._update(c))
+
+    async def stop_transaction(self, connector_id: int, reason: str, id_tag: str | None = None) -> None:
+        """End the running transaction on a connector."""
+        c = self.connector(connector_id)
+        async with self._locks[c.id - 1]:
+            await self._end_transaction(c, reason, id_tag)
+        await self._update(c)
+
+    async def _end_transaction(self, c: Connector, reason: str, id_tag: str | None = None) -> None:
+        tx = c.transaction
+        if tx is None or tx.stopped:
+            return
+        tx.stop_time = self.clock.time()  # from here on _apply offers nothing
+        await self._apply(c)
+        self._cancel(("sampler", c.id))
+        reading = await self._read_meter(c)
+        energy = energy_wh_of(reading)
+        if energy is None:  # the meter does not answer: the last reading the transaction recorded
+            log.warning("connector %d: no meter reading at the end of transaction %d: it ends on the last "
+                        "recorded one, %d Wh", c.id, tx.local_id, tx.last_meter_wh)
+            energy = tx.last_meter_wh
+        tx.meter_stop_wh = max(int(round(energy)), tx.meter_start_wh, tx.last_meter_wh)
+        tx.last_meter_wh, tx.last_meter_time = tx.meter_stop_wh, tx.stop_time
+        tx.stop_reason = reason
+        tx.stop_id_tag = id_tag
+        end = build_meter_sample(reading, self.settings.get("sampled_end_measurands"), tx.stop_time,
+                                 "Transaction.End", c)
+        if end.samples:
+            tx.stop_data.append(end)
+        self.outbox.append(OutboxEntry(STOP, tx, c.id))
+        log.info("connector %d: transaction %d stopped (%s), %d Wh", c.id, tx.local_id, reason,
+                 tx.meter_stop_wh - tx.meter_start_wh)
+        c.transaction = None
+        if self.charging_profiles.transaction_ended(c.id):  # §3.13.1: tx profiles end with the transaction
+            self._save_profiles()
+        c.finishing = c.ev_connected
+        await self._set_cable_lock(c, False)  # the driver can take the cable once the session ends
+        if not c.ev_connected:
+            self._announce_finishing(c)  # the session's end is visible even when the EV already left
+        if c.scheduled_availability is not None:
+            c.availability, c.scheduled_availability = c.scheduled_availability, None
+            await c.hw.evse.set_available(c.availability == model.OPERATIVE)
+            self._save()
+            self._update_charger_status()

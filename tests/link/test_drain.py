@@ -1,0 +1,120 @@
+"""Delivering an earlier central system's queued transaction messages (a drain,
+agent/link/switch.py) with the OCPP adapter's own sending code (issue 11, item 4).
+
+The drain sends through the same ``OutboxSender`` as the station's link: the same
+payloads and retry rules. Its answers confirm the transactions (they get the
+earlier central system's transactionId) but leave the current central system's
+authorization cache alone. The real agent, two TestCentralSystems, virtual time.
+"""
+
+from ocpp.exceptions import InternalError
+
+from agent.link.endpoint import EndpointSettings
+from tests.harness import validate_agent_frames
+from tests.link.test_moving_backend import Rig, actions, run_cli, until
+
+EXPIRY = "2099-01-01T00:00:00Z"
+
+
+async def test_drained_answers_confirm_the_transaction_but_stay_out_of_the_current_authorization_cache(tmp_path):
+    """A transaction of cs1 (started offline, ended after the move to cs2) reaches cs1 over a
+    drain: cs1's StartTransaction.conf gives it its transactionId, but neither that answer's
+    idTagInfo nor the StopTransaction.conf's enters the cache, which now belongs to cs2. The
+    same answers from cs2, the current central system, do enter it."""
+    rig = Rig(tmp_path)
+    cs1, cs2 = await rig.central(), await rig.central()
+    info = {"status": "Accepted", "expiryDate": EXPIRY}
+    cs1.handlers["StartTransaction"] = lambda p: {"transactionId": 4242, "idTagInfo": info}
+    cs1.handlers["StopTransaction"] = lambda p: {"idTagInfo": {"status": "Blocked"}}
+    cs2.handlers["StartTransaction"] = lambda p: {"transactionId": 77, "idTagInfo": info}
+    try:
+        h1 = await rig.start_at(cs1)
+        port1, url1 = cs1.port, cs1.url
+        await cs1.stop()
+        await until(lambda: not rig.agent.client.online, what="offline")
+        rig.sim.plug("1")
+        rig.sim.swipe("TAG-OLD")  # unknown, offline: AllowOfflineTxForUnknownId
+        await until(lambda: rig.station.connectors[0].transaction is not None, clock=rig.clock,
+                    what="an offline transaction")
+        tx = rig.station.connectors[0].transaction
+        assert tx.backend == EndpointSettings(url1, "CP001").key
+
+        code, out, err = await run_cli("csms", "set", cs2.url, "--config", rig.path)
+        assert code == 0, err
+        h2 = await rig.booted(cs2)
+        assert rig.station.settings.get("auth_cache_enabled") and len(rig.station.auth_cache) == 0
+        rig.sim.swipe("TAG-OLD")  # the same tag ends it (no Authorize): Stop with idTag, queued for cs1
+        await until(lambda: tx.stopped and any(e.kind == "stop" for e in rig.station.outbox.entries()),
+                    clock=rig.clock, what="the Stop queued")
+
+        await cs1.start(port=port1)
+        await until(lambda: len(rig.station.outbox) == 0, clock=rig.clock, timeout_s=10,
+                    what="the held messages delivered", step_s=1.0)
+        assert tx.backend_id == 4242  # confirmed by cs1's answer
+        stops = actions(h1, "StopTransaction")
+        assert len(stops) == 1 and stops[0]["transactionId"] == 4242 and stops[0]["idTag"] == "TAG-OLD"
+        assert rig.station.auth_cache.get("TAG-OLD") is None and len(rig.station.auth_cache) == 0
+        assert actions(h2, "StartTransaction") == [] and actions(h2, "StopTransaction") == []
+        await until(lambda: not rig.agent.endpoint._drains, clock=rig.clock, what="the drain closed")
+
+        # The current central system's StartTransaction.conf is what fills the cache.
+        rig.sim.unplug("1")
+        rig.sim.plug("1")
+        rig.sim.swipe("TAG-NEW")
+        await h2.wait_for("StartTransaction")
+        await until(lambda: rig.station.connectors[0].transaction.backend_id == 77, what="confirmed by cs2")
+        cached = rig.station.auth_cache.get("TAG-NEW")
+        assert cached is not None and cached.expiry_date == EXPIRY
+        assert rig.station.auth_cache.get("TAG-OLD") is None
+        validate_agent_frames(h1)
+        validate_agent_frames(h2)
+    finally:
+        await rig.close()
+
+
+async def test_a_drained_stop_answered_with_a_callerror_is_retried_per_the_retry_interval_not_dropped(tmp_path):
+    """The drain applies the link's retry rules: a StopTransaction answered with a CALLERROR
+    stays queued and is sent again TransactionMessageRetryInterval later — even past
+    TransactionMessageAttempts, which only MeterValues are dropped at."""
+    rig = Rig(tmp_path)
+    cs1, cs2 = await rig.central(), await rig.central()
+    attempts = []  # virtual time of each StopTransaction cs1 received
+
+    def flaky_stop(payload):
+        attempts.append(rig.clock.monotonic())
+        if len(attempts) == 1:
+            raise InternalError(description="try again")
+        return {}
+    cs1.handlers["StopTransaction"] = flaky_stop
+    try:
+        h1 = await rig.start_at(cs1)
+        for key, value in (("TransactionMessageRetryInterval", "10"), ("TransactionMessageAttempts", "1")):
+            assert (await h1.call("ChangeConfiguration", key=key, value=value))["status"] == "Accepted"
+        rig.sim.plug("1")
+        rig.sim.swipe("TAG-1")
+        await until(lambda: rig.station.connectors[0].transaction is not None
+                    and rig.station.connectors[0].transaction.backend_id is not None, what="a confirmed Start")
+        tx = rig.station.connectors[0].transaction
+        reply = await h1.call("ChangeConfiguration", key="CentralSystemUrl", value=cs2.url)
+        assert reply["status"] == "Accepted"
+        h2 = await rig.booted(cs2)
+
+        # The running transaction stays with cs1: its Stop goes there, over a drain connection.
+        rig.sim.unplug("1")
+        await until(lambda: len(attempts) >= 1, clock=rig.clock, timeout_s=10, what="the first Stop",
+                    step_s=1.0)
+        await until(lambda: [e.attempts for e in rig.station.outbox.entries()] == [1],
+                    what="the failed Stop kept, one attempt counted")
+        entry = rig.station.outbox.entries()[0]
+        assert entry.kind == "stop" and entry.backend == tx.backend != rig.agent.endpoint.current.key
+        await until(lambda: len(attempts) == 2, clock=rig.clock, timeout_s=10, what="the retry", step_s=1.0)
+        assert 10 <= attempts[1] - attempts[0] <= 12
+        await until(lambda: len(rig.station.outbox) == 0, what="the Stop confirmed")
+        stops = actions(h1, "StopTransaction")
+        assert len(stops) == 2 and stops[0] == stops[1] and stops[0]["transactionId"] == tx.backend_id
+        assert actions(h2, "StopTransaction") == []
+        await until(lambda: not rig.agent.endpoint._drains, clock=rig.clock, what="the drain closed")
+        validate_agent_frames(h1)
+        validate_agent_frames(h2)
+    finally:
+        await rig.close()
