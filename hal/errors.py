@@ -25,8 +25,12 @@ class DeviceFaultError(HalError):
         self.vendor_error_code = vendor_error_code
 
 
-class HalConfigurationError(HalError, ValueError):
+class HalConfigurationError(HalError):
     """A board or driver was configured with values it cannot use.
+
+    Not also a ``ValueError``: MicroPython cannot derive a class from two
+    built-in exceptions ("multiple bases have instance lay-out conflict").
+    Catch it by name, or as a ``HalError``.
 
     ``key`` names the setting at fault when one does: a driver gives the key of
     its section (``port``), the board loader makes it the station config's

@@ -53,6 +53,14 @@ def check_error_code(code: str) -> str:
     return code
 
 
+def _printable(text: str) -> bool:
+    """``str.isprintable()``; MicroPython's str lacks it, there: no control characters."""
+    isprintable = getattr(text, "isprintable", None)
+    if isprintable is not None:
+        return isprintable()
+    return all(" " <= ch and not "\x7f" <= ch <= "\x9f" for ch in text)
+
+
 class SimEv:
     """The car: plugged in or not, full or not, and how much current it draws.
 
@@ -206,7 +214,7 @@ class SimReader(IdReader):
         self._swiped = asyncio.Event()
 
     def swipe(self, tag: str) -> None:
-        if not isinstance(tag, str) or not 0 < len(tag) <= MAX_TAG_LEN or not tag.isprintable():
+        if not isinstance(tag, str) or not 0 < len(tag) <= MAX_TAG_LEN or not _printable(tag):
             raise ValueError("tag %r: expected 1 to %d printable characters" % (tag, MAX_TAG_LEN))
         if len(self._tags) >= MAX_QUEUED_TAGS:
             log.warning("nobody reads the sim reader; dropping tag %s", self._tags.pop(0))
