@@ -8,7 +8,7 @@ it. Two things give it away:
 
 ``ContactorCheck`` holds the rule for one connector; the station feeds it what
 it already has (the commanded state, the feedback, each meter reading) and gets
-back a fault to report as PowerSwitchFailure. Portable core: no asyncio, no
+back a fault to report as power_switch_failure. Portable core: no asyncio, no
 I/O, time passed in by the caller (its clock's ``monotonic()``).
 
 Rules:
@@ -30,11 +30,11 @@ Use (station side)::
     check.switched(closed, clock.monotonic())        # after every set_closed()
     fault = check.observe(closed=c.contactor_closed, now_s=clock.monotonic(),
                           reading=reading, feedback=await relay.read_feedback())
-    if fault:  # ("PowerSwitchFailure", "contactor stuck: 15.8 A while open")
+    if fault:  # ("power_switch_failure", "contactor stuck: 15.8 A while open")
         c.error_code, c.vendor_error_code = fault
 """
 
-POWER_SWITCH_FAILURE = "PowerSwitchFailure"
+POWER_SWITCH_FAILURE = "power_switch_failure"
 
 
 def current_flowing(reading, threshold_a: float = 1.0, threshold_w: float = 200.0) -> str:

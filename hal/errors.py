@@ -19,7 +19,7 @@ class CommunicationError(HalError):
 class DeviceFaultError(HalError):
     """The device answered and reports a fault."""
 
-    def __init__(self, message: str, error_code: str = "OtherError", vendor_error_code: str = "") -> None:
+    def __init__(self, message: str, error_code: str = "other_error", vendor_error_code: str = "") -> None:
         super().__init__(message)
         self.error_code = error_code
         self.vendor_error_code = vendor_error_code

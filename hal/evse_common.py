@@ -18,7 +18,7 @@ Lifecycle and rules, the same for every driver:
 - The poll loop reads the controller every ``poll_interval_s`` (on the
   injected clock). After ``offline_after`` failed polls in a row — or at
   once when a command does not reach it, or when it was never reached — the
-  status becomes ``error_code="InternalError"``, ``vendor_error_code=
+  status becomes ``error_code="internal_error"``, ``vendor_error_code=
   "controller not answering"``, PWM off, the last known pilot state kept: the
   station stops offering current, opens the contactor and reports the
   connector Faulted. When the controller answers again, the driver first puts
@@ -52,7 +52,7 @@ from hal.interfaces import CP_A, CP_F, EvseController, EvseStatus
 log = logging.getLogger(__name__)
 
 NOT_ANSWERING = "controller not answering"
-NOT_ANSWERING_CODE = "InternalError"
+NOT_ANSWERING_CODE = "internal_error"
 MAX_VENDOR_CODE = 50  # OCPP 1.6 vendorErrorCode: CiString50
 
 
@@ -69,9 +69,9 @@ def device_fault_from_modbus(e: Exception, name: str) -> DeviceFaultError | None
     if code is None:
         return None
     if code == 4:
-        return DeviceFaultError("%s: device failure (modbus exception 4)" % name, "InternalError",
+        return DeviceFaultError("%s: device failure (modbus exception 4)" % name, "internal_error",
                                 "modbus exception 4 (device failure)")
-    return DeviceFaultError("%s: modbus exception %d: %s" % (name, code, e), "OtherError",
+    return DeviceFaultError("%s: modbus exception %d: %s" % (name, code, e), "other_error",
                             vendor_code("modbus exception %d" % code))
 
 
@@ -262,7 +262,7 @@ class PolledEvseController(EvseController):
         self.failures = 0
         self.last_error = str(e)
         self.online = False  # set it up again once it stops reporting the exception
-        status = EvseStatus(self._last_cp(), e.error_code or "OtherError",
+        status = EvseStatus(self._last_cp(), e.error_code or "other_error",
                             vendor_code(e.vendor_error_code or str(e)), pwm_on=False)
         if status != self.status:
             log.error("%s: %s", self.name, e)

@@ -14,10 +14,10 @@ coil  400  charging enabled
   reboot) or offers more than it should;
 - an offer: holding 300 = the offer rounded down to whole amperes (never more
   than allowed), then coil 400 on;
-- pilot E → ``EVCommunicationError`` (pilot short or diode fault); pilot F
-  while charging is enabled → ``OtherError`` (the controller says the EVSE is
-  not available); any other byte → ``OtherError``; Modbus exception 4 →
-  ``InternalError``.
+- pilot E → ``ev_communication_error`` (pilot short or diode fault); pilot F
+  while charging is enabled → ``other_error`` (the controller says the EVSE is
+  not available); any other byte → ``other_error``; Modbus exception 4 →
+  ``internal_error``.
 
 *Unverified*: whether the controller reports F (rather than A/B) while coil
 400 is off; this driver does not treat F as a fault in that case.
@@ -46,11 +46,11 @@ def decode_cp(register: int, enabled: bool) -> EvseStatus:
     low = register & 0xFF
     cp = chr(low) if 0x20 < low < 0x7F else ""
     if cp not in CP_STATES:
-        return EvseStatus("E", "OtherError", vendor_code("unknown CP state 0x%04X (reg 100)" % register))
+        return EvseStatus("E", "other_error", vendor_code("unknown CP state 0x%04X (reg 100)" % register))
     if cp == "E":
-        return EvseStatus("E", "EVCommunicationError", "CP state E (pilot short or diode fault)")
+        return EvseStatus("E", "ev_communication_error", "CP state E (pilot short or diode fault)")
     if cp == "F" and enabled:
-        return EvseStatus("F", "OtherError", "CP state F while enabled (EVSE not available)")
+        return EvseStatus("F", "other_error", "CP state F while enabled (EVSE not available)")
     return EvseStatus(cp, NO_ERROR, pwm_on=enabled and cp in ("B", "C", "D"))
 
 

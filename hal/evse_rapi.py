@@ -39,11 +39,11 @@ How the controller is driven:
   it, supervision limits a car left charging to 6 A rather than stopping it
   (``tools/rapi_sim.py`` models a firmware that stops below the minimum,
   and the stock behaviour with ``stock_heartbeat=True``);
-- faults (evse state → OCPP): 05 diode check → ``EVCommunicationError``;
-  06 GFCI, 07 no ground, 09 GFI self-test → ``GroundFailure``; 08 stuck
-  relay, 0E relay closure → ``PowerSwitchFailure``; 0A over-temperature →
-  ``HighTemperature``; 0B over-current → ``OverCurrentFailure``; anything
-  else → ``OtherError``. Vendor codes name the RAPI state. The driver does
+- faults (evse state → OCPP): 05 diode check → ``ev_communication_error``;
+  06 GFCI, 07 no ground, 09 GFI self-test → ``ground_failure``; 08 stuck
+  relay, 0E relay closure → ``power_switch_failure``; 0A over-temperature →
+  ``high_temperature``; 0B over-current → ``over_current_failure``; anything
+  else → ``other_error``. Vendor codes name the RAPI state. The driver does
   not send ``$FS``/``$FE`` while the controller is in a fault state (that
   would mask the fault); the controller keeps its relay open itself.
 
@@ -72,14 +72,14 @@ PILOT_STATES = {STATE_A: CP_A, STATE_B: CP_B, STATE_C: CP_C, STATE_D: CP_D}
 
 # Fault states → (OCPP ChargePointErrorCode, what the firmware calls it).
 FAULTS = {
-    0x05: ("EVCommunicationError", "diode check failed"),
-    0x06: ("GroundFailure", "GFCI fault"),
-    0x07: ("GroundFailure", "no ground"),
-    0x08: ("PowerSwitchFailure", "stuck relay"),
-    0x09: ("GroundFailure", "GFI self-test failed"),
-    0x0A: ("HighTemperature", "over temperature"),
-    0x0B: ("OverCurrentFailure", "over current"),
-    0x0E: ("PowerSwitchFailure", "relay closure fault"),
+    0x05: ("ev_communication_error", "diode check failed"),
+    0x06: ("ground_failure", "GFCI fault"),
+    0x07: ("ground_failure", "no ground"),
+    0x08: ("power_switch_failure", "stuck relay"),
+    0x09: ("ground_failure", "GFI self-test failed"),
+    0x0A: ("high_temperature", "over temperature"),
+    0x0B: ("over_current_failure", "over current"),
+    0x0E: ("power_switch_failure", "relay closure fault"),
 }
 
 # vflags bits.
@@ -345,7 +345,7 @@ def status_from_state(evse_state, pilot_state, vflags: int, last_cp: str = CP_A)
         return EvseStatus(CP_F, NO_ERROR)
     if evse_state in (STATE_SLEEPING, STATE_UNKNOWN, None):
         return EvseStatus(pilot_cp or last_cp, NO_ERROR)
-    code, what = FAULTS.get(evse_state, ("OtherError", "evse state"))
+    code, what = FAULTS.get(evse_state, ("other_error", "evse state"))
     return EvseStatus(pilot_cp or "E", code, vendor_code("RAPI state %02X %s" % (evse_state, what)))
 
 

@@ -29,10 +29,10 @@ How the driver uses it:
   written to 0 once (an EEPROM setting, written only when it differs), so a
   controller that reboots while the agent is down cannot start charging
   before the agent allows it;
-- faults: vehicle state 5 → ``GroundFailure`` when the RCD status (1007) is
-  set, else ``EVCommunicationError`` (diode check / pilot failure); an
-  unknown vehicle state → ``OtherError``; Modbus exception 4 →
-  ``InternalError``. Vendor codes name the register values.
+- faults: vehicle state 5 → ``ground_failure`` when the RCD status (1007) is
+  set, else ``ev_communication_error`` (diode check / pilot failure); an
+  unknown vehicle state → ``other_error``; Modbus exception 4 →
+  ``internal_error``. Vendor codes name the register values.
 
 *Unverified* (no datasheet at hand): the meaning of non-zero 1007 values and
 whether 2000 accepts 0 (a device that refuses it is logged, not fatal).
@@ -78,11 +78,11 @@ def decode_status(regs: list) -> EvseStatus:
     vehicle, evse_state, rcd = regs[REG_VEHICLE_STATE - base], regs[REG_EVSE_STATE - base], regs[REG_RCD - base]
     if vehicle == VEHICLE_FAILURE:
         if rcd:
-            return EvseStatus("E", "GroundFailure", vendor_code("RCD tripped (1002=5, 1007=%d)" % rcd))
-        return EvseStatus("E", "EVCommunicationError", "vehicle state failure (1002=5)")
+            return EvseStatus("E", "ground_failure", vendor_code("RCD tripped (1002=5, 1007=%d)" % rcd))
+        return EvseStatus("E", "ev_communication_error", "vehicle state failure (1002=5)")
     cp = VEHICLE_STATES.get(vehicle)
     if cp is None:
-        return EvseStatus("E", "OtherError", vendor_code("unknown vehicle state 1002=%d" % vehicle))
+        return EvseStatus("E", "other_error", vendor_code("unknown vehicle state 1002=%d" % vehicle))
     return EvseStatus(cp, NO_ERROR, pwm_on=evse_state == EVSE_STATE_PWM)
 
 

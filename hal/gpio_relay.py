@@ -48,7 +48,7 @@ Feedback: when an auxiliary contact is wired, ``read_feedback()`` waits until
 ``feedback_settle_s`` after the last switching and reads it (True = contacts
 closed). A contact that stays closed after the output was opened (welded) or
 that does not close is reported that way, and the station raises
-PowerSwitchFailure. Current measured with the relay open is the other half of
+power_switch_failure. Current measured with the relay open is the other half of
 that check: see ``hal.contactor_check``.
 
 Errors: ``GpioError`` (a ``CommunicationError``) when the chip is missing, not

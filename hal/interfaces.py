@@ -22,14 +22,14 @@ CP_E = "E"  # error / short
 CP_F = "F"  # EVSE not available
 CP_STATES = (CP_A, CP_B, CP_C, CP_D, CP_E, CP_F)
 
-NO_ERROR = "NoError"
+NO_ERROR = "no_error"
 
-# OCPP 1.6 ChargePointErrorCode values a device may report.
+# Faults a device may report (each protocol adapter maps them to its own names).
 ERROR_CODES = (
-    "ConnectorLockFailure", "EVCommunicationError", "GroundFailure", "HighTemperature",
-    "InternalError", "LocalListConflict", NO_ERROR, "OtherError", "OverCurrentFailure",
-    "PowerMeterFailure", "PowerSwitchFailure", "ReaderFailure", "ResetFailure",
-    "UnderVoltage", "OverVoltage", "WeakSignal",
+    "connector_lock_failure", "ev_communication_error", "ground_failure", "high_temperature",
+    "internal_error", "local_list_conflict", NO_ERROR, "other_error", "over_current_failure",
+    "power_meter_failure", "power_switch_failure", "reader_failure", "reset_failure",
+    "under_voltage", "over_voltage", "weak_signal",
 )
 
 

@@ -1,9 +1,9 @@
-"""When does a meter that stops answering become a PowerMeterFailure?
+"""When does a meter that stops answering become a power_meter_failure?
 
 One failed read (a timeout, a CRC error from noise on the RS-485 line) is not
 a fault: that reading is missing, nothing more. ``failures_to_fault``
-consecutive failures make the meter faulted (OCPP PowerMeterFailure); the
-first good reading afterwards clears it (NoError). Portable core, no I/O.
+consecutive failures make the meter faulted (OCPP power_meter_failure); the
+first good reading afterwards clears it (no_error). Portable core, no I/O.
 
 Use (station side)::
 
@@ -17,13 +17,13 @@ Use (station side)::
         change = health.succeeded()
     if change is not None:                   # the connector's error code changed
         c.error_code, c.vendor_error_code = change
-        # then re-evaluate the connector: StatusNotification Faulted/PowerMeterFailure,
-        # or back to NoError
+        # then re-evaluate the connector: StatusNotification Faulted/power_meter_failure,
+        # or back to no_error
 """
 
 from hal.interfaces import NO_ERROR
 
-POWER_METER_FAILURE = "PowerMeterFailure"
+POWER_METER_FAILURE = "power_meter_failure"
 
 
 class MeterHealth:
@@ -43,7 +43,7 @@ class MeterHealth:
         return POWER_METER_FAILURE if self.faulted else NO_ERROR
 
     def failed(self, reason: str = ""):
-        """A read failed. Returns ``(PowerMeterFailure, vendor text)`` when the
+        """A read failed. Returns ``(power_meter_failure, vendor text)`` when the
         meter just became faulted, else None."""
         self.consecutive_failures += 1
         self.total_failures += 1
@@ -54,7 +54,7 @@ class MeterHealth:
         return None
 
     def succeeded(self):
-        """A read worked. Returns ``(NoError, "")`` when that ends a fault, else None."""
+        """A read worked. Returns ``(no_error, "")`` when that ends a fault, else None."""
         self.consecutive_failures = 0
         if self.faulted:
             self.faulted = False

@@ -18,6 +18,7 @@ import os
 from hal.runtime.storage import read_json, write_json_atomic
 from hal.runtime.aio import cancel_and_wait
 from hal.errors import HalConfigurationError
+from hal.runtime.words import neutral
 from hal.interfaces import (CP_A, CP_B, CP_C, CP_F, ERROR_CODES, NO_ERROR, Board, ConnectorHardware,
                             ConnectorLock, EvseController, EvseStatus, IdReader, Meter, MeterReading,
                             Relay)
@@ -46,7 +47,8 @@ PARAMS = (
 
 
 def check_error_code(code: str) -> str:
-    """Return ``code`` if it is an OCPP ChargePointErrorCode that names a fault."""
+    """Return ``code`` (as ``ground_failure`` or ``GroundFailure``) if it names a fault."""
+    code = neutral(code)
     if code not in ERROR_CODES or code == NO_ERROR:
         raise ValueError("unknown error code %r; expected one of %s (use clear to clear a fault)"
                          % (code, ", ".join(c for c in ERROR_CODES if c != NO_ERROR)))
@@ -512,12 +514,13 @@ def _parse_state(data) -> tuple:
             if isinstance(state[k], bool) or not isinstance(state[k], (int, float)) or not state[k] >= 0:
                 raise ValueError("%s must be a number >= 0, not %r" % (k, state[k]))
             state[k] = float(state[k])
-        _check_stored_code(state["error_code"])
+        state["error_code"] = _check_stored_code(state["error_code"])
         states.append(state)
     return _check_stored_code(data["error_code"]), states
 
 
 def _check_stored_code(code) -> str:
+    code = neutral(code)  # files of releases before 0.2 hold the 1.6 spelling
     return code if code == NO_ERROR else check_error_code(code)
 
 

@@ -45,7 +45,7 @@ class Authorization:
             listed = self.local_list.get(id_tag)
             if listed is not None and listed.status != info.status:
                 # §3.5.3: the list is out of date; the central system should update it.
-                log.warning("tag %s: the central system says %s, the local list %s (LocalListConflict)",
+                log.warning("tag %s: the central system says %s, the local list %s (local_list_conflict)",
                             id_tag, info.status, listed.status)
                 self.link.local_list_conflict(id_tag)
             return

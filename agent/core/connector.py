@@ -23,7 +23,7 @@ class Connector:
         self.error_code = NO_ERROR  # from devices other than the controller (meter, contactor)
         self.vendor_error_code = ""
         self.faults: dict = {}  # source ("contactor", "command", "lock", "meter") -> (error code, vendor code)
-        self.meter_health = MeterHealth()  # PowerMeterFailure after repeated failed reads
+        self.meter_health = MeterHealth()  # power_meter_failure after repeated failed reads
         self.contactor_check = ContactorCheck()  # current or feedback with the contactor open
         self.command_failures = 0  # hardware commands failed in a row (backoff of the retries)
         self.command_retry_at = 0.0  # monotonic time from which a failed command may be retried

@@ -7,6 +7,8 @@ Every value is the snake_case form of the OCPP 1.6 name it was spelled as in
 releases before 0.2, so ``neutral()`` reads values persisted by those.
 """
 
+from hal.runtime.words import neutral  # noqa: F401  (the core's reader of earlier spellings)
+
 # Connector states.
 AVAILABLE = "available"
 PREPARING = "preparing"
@@ -52,19 +54,6 @@ UNLOCK_FAILED = "unlock_failed"
 # Reset: now (ending transactions) or once no transaction runs.
 RESET_NOW = "now"
 RESET_ON_IDLE = "on_idle"
-
-
-def neutral(value):
-    """The core's word for ``value``: itself, or the snake_case of a CamelCase name
-    (what releases before 0.2 persisted); None stays None."""
-    if not isinstance(value, str) or value.islower() or not value:
-        return value
-    out = []
-    for i, ch in enumerate(value):
-        if ch.isupper() and i and (value[i - 1].islower() or (i + 1 < len(value) and value[i + 1].islower())):
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out).replace("__", "_")
 
 
 class IdTagInfo:

@@ -282,7 +282,7 @@ class Sessions:
 
     async def _set_cable_lock(self, c: Connector, locked: bool) -> bool:
         """Lock or unlock the cable (connectors without a lock: nothing to do). A lock
-        that fails to lock is reported as ConnectorLockFailure."""
+        that fails to lock is reported as connector_lock_failure."""
         if c.hw.lock is None:
             return True
         try:
@@ -291,7 +291,7 @@ class Sessions:
             log.error("connector %d: %s failed: %s", c.id, "lock" if locked else "unlock", e)
             ok = False
         if locked:
-            self._set_fault(c, "lock", None if ok else ("ConnectorLockFailure", ""))
+            self._set_fault(c, "lock", None if ok else ("connector_lock_failure", ""))
         return ok
 
     def transaction_confirmed(self, tx: model.Transaction, backend_id, info: model.IdTagInfo,

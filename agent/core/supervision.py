@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 EV_STOP_GRACE_S = 6.0  # PWM off with the EV still in C: open the contactor after this at the latest
 METER_WATCH_S = 60.0  # the meter is read at least this often, idle or not (meter health, welded contactor)
-METER_RETRY_S = 5.0  # ... and this often while its reads fail (PowerMeterFailure, then NoError soon after)
+METER_RETRY_S = 5.0  # ... and this often while its reads fail (power_meter_failure, then no_error soon after)
 COMMAND_RETRY_S = 5.0  # after a failed hardware command, retry it after this long, doubling on each failure
 COMMAND_RETRY_MAX_S = 300.0  # ... up to this
 FAULT_SOURCES = ("contactor", "command", "lock", "meter")  # Connector.faults, the first one present is reported
@@ -180,7 +180,7 @@ class HardwareSupervision:
 
     def _command_failed(self, c: Connector, e: HalError) -> None:
         """A command to the controller or the contactor failed (the outputs are made safe
-        next). The connector is Faulted with the error's code (InternalError for a
+        next). The connector is Faulted with the error's code (internal_error for a
         communication failure) until a retry: after COMMAND_RETRY_S, doubling with each
         failure in a row up to COMMAND_RETRY_MAX_S, and only once the controller reports
         itself healthy. A retry that fails again keeps the connector Faulted without a
@@ -188,7 +188,7 @@ class HardwareSupervision:
         c.command_failures += 1
         delay_s = min(COMMAND_RETRY_S * 2 ** min(c.command_failures - 1, 16), COMMAND_RETRY_MAX_S)
         c.command_retry_at = self.clock.monotonic() + delay_s
-        code = getattr(e, "error_code", "") or "InternalError"
+        code = getattr(e, "error_code", "") or "internal_error"
         vendor = getattr(e, "vendor_error_code", "") or str(e)
         log.error("connector %d: hardware command failed: %s; made safe, retried in %.0f s", c.id, e, delay_s)
         self._set_fault(c, "command", (code, vendor[:50]))  # CiString50
@@ -220,8 +220,8 @@ class HardwareSupervision:
 
     async def _set_contactor(self, c: Connector, closed: bool) -> None:
         """Switch the contactor and check its feedback (settled). One that does not close
-        is opened again and reported as a failed command (PowerSwitchFailure, retried);
-        one that stays closed when opened is welded: PowerSwitchFailure, latched."""
+        is opened again and reported as a failed command (power_switch_failure, retried);
+        one that stays closed when opened is welded: power_switch_failure, latched."""
         relay = c.hw.contactor
         if relay is not None:
             await relay.set_closed(closed)
@@ -261,8 +261,8 @@ class HardwareSupervision:
         ``last_meter_wh``), sampled values leave the missing ones out. An import energy
         below one this connector already reported is missing too (never backwards).
 
-        Every read feeds the connector's ``MeterHealth`` (PowerMeterFailure after
-        repeated failures, NoError on the first good read) and its ``ContactorCheck``
+        Every read feeds the connector's ``MeterHealth`` (power_meter_failure after
+        repeated failures, no_error on the first good read) and its ``ContactorCheck``
         (current with the contactor open; ``feedback``: its auxiliary contact, read by
         the caller)."""
         meter = c.hw.meter
@@ -302,7 +302,7 @@ class HardwareSupervision:
 
     def _meter_health_changed(self, c: Connector, change) -> None:
         """MeterHealth reported a change (``(error code, vendor code)``) or nothing (None).
-        A meter in PowerMeterFailure faults the connector: a charger that cannot meter
+        A meter in power_meter_failure faults the connector: a charger that cannot meter
         cannot bill, so no current is offered (a running transaction is suspended, and
         resumes when the meter answers again; it ends on the last recorded reading if
         it ends before that) and no transaction starts."""
@@ -325,7 +325,7 @@ class HardwareSupervision:
 
     async def _meter_retry(self, c: Connector) -> None:
         """After a failed read, read again every METER_RETRY_S until a read works: the
-        failure count reaches PowerMeterFailure soon, and NoError follows the meter's
+        failure count reaches power_meter_failure soon, and no_error follows the meter's
         recovery soon, whatever else reads the meter."""
         while c.meter_health.consecutive_failures:
             await self.clock.sleep(METER_RETRY_S)

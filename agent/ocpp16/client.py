@@ -115,7 +115,7 @@ class Ocpp16Client(CentralSystemLink):
     def _status_payload(self, connector_id: int):
         status, error, info, vendor_error = self.station.status_of(connector_id)
         return call.StatusNotification(
-            connector_id=connector_id, error_code=error, status=to_16(status), info=info or None,
+            connector_id=connector_id, error_code=to_16(error), status=to_16(status), info=info or None,
             vendor_error_code=vendor_error or None, timestamp=iso_time(self.clock.time()))
 
     # ------------------------------------------------------------------ plumbing

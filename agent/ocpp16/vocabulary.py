@@ -11,7 +11,7 @@ from agent.core.model import neutral
 _ENUMS = (enums.ChargePointStatus, enums.Reason, enums.AuthorizationStatus, enums.AvailabilityType,
           enums.AvailabilityStatus, enums.UnlockStatus, enums.UpdateStatus, enums.UpdateType,
           enums.ChargingProfileStatus, enums.ClearChargingProfileStatus, enums.RemoteStartStopStatus,
-          enums.ClearCacheStatus, enums.ConfigurationStatus, enums.ResetType)
+          enums.ClearCacheStatus, enums.ConfigurationStatus, enums.ResetType, enums.ChargePointErrorCode)
 _TO_16 = {neutral(str(member.value)): str(member.value) for enum in _ENUMS for member in enum}
 
 

@@ -101,7 +101,7 @@ async def test_meter_over_rtu_on_a_pty_and_an_accepting_central_system(tmp_path)
         assert "0.500 kWh" in meter.details and "3680 W" in meter.details
         ws = row(rows, "csms websocket")
         assert ws.result == OK and ws.where == cs.url + "/" + STATION
-        assert ws.details == "handshake OK, subprotocol ocpp1.6, Basic auth (no BootNotification sent)"
+        assert ws.details == "handshake OK, OCPP 1.6 (subprotocol ocpp1.6), Basic auth (no BootNotification sent)"
         assert row(rows, "csms tcp").result == OK and row(rows, "csms dns").result == OK
         assert not any(r.check == "csms tls" for r in rows)  # ws://: no TLS step
         handle = cs.stations.get(STATION)
@@ -229,7 +229,7 @@ async def test_a_whole_real_board_controller_contactor_and_reader(tmp_path, monk
         table = format_table(rows)
         assert row(rows, "meter sdm630").result == OK, table
         evse = row(rows, "evse simpleevse_wb")
-        assert evse.result == OK and evse.details.startswith("pilot state A (no EV), NoError"), table
+        assert evse.result == OK and evse.details.startswith("pilot state A (no EV), no_error"), table
         assert evse.where == "tcp://127.0.0.1:%d id 1" % evse_port
         contactor = row(rows, "contactor gpio")
         assert contactor.result == OK and "feedback reads open" in contactor.details, table

@@ -24,7 +24,7 @@ STATUS_ENUMS = (enums.ChargePointStatus, enums.Reason, enums.AuthorizationStatus
                 enums.ChargingProfilePurposeType, enums.ChargingProfileKindType, enums.RecurrencyKind,
                 enums.TriggerMessageStatus, enums.MessageTrigger, enums.RegistrationStatus,
                 enums.DataTransferStatus, enums.GetCompositeScheduleStatus, enums.CancelReservationStatus,
-                enums.ReservationStatus)
+                enums.ReservationStatus, enums.ChargePointErrorCode)
 
 
 def forbidden_words() -> set:

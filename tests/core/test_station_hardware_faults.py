@@ -148,7 +148,7 @@ async def test_a_failed_command_faults_until_a_retry_works_with_backoff_and_no_f
         await h.cs.call("SetChargingProfile", connectorId=1, csChargingProfiles=profile)
         await h.wait_status(1, "Faulted", m)
         assert len(attempts) == 1 and evse.current_limit_a == 0
-        assert h.station.status_of(1)[1:] == ("InternalError", "", "controller: no answer")
+        assert h.station.status_of(1)[1:] == ("internal_error", "", "controller: no answer")
         # Retries after 5, then 10, then 20 s; each fails again without a status change.
         await run(h, COMMAND_RETRY_S)
         assert len(attempts) == 2
@@ -185,7 +185,7 @@ async def test_current_with_the_contactor_open_is_a_welded_contactor(tmp_path):
         # Latched: the weld does not heal when the current stops; no session starts on it.
         meter.override = None
         await run(h, 2 * METER_WATCH_S, step_s=5)
-        assert h.station.status_of(1)[:2] == ("faulted", "PowerSwitchFailure")
+        assert h.station.status_of(1)[:2] == ("faulted", "power_switch_failure")
         assert (await h.cs.call("RemoteStartTransaction", idTag=TAG, connectorId=1))["status"] == "Rejected"
 
 

@@ -71,7 +71,7 @@ async def test_simpleevse_factory_charge_on_plug_gives_no_energy_after_open():
         assert no_energy(sim) and sim.configured == 0
         assert sim.writes[0] == (1000, 0), "the first write must stop the offer"
         assert sim.settings[0] == 0, "current after boot (2000) is set to 0"
-        assert evse.status.cp_state == "B" and not evse.status.pwm_on and evse.status.error_code == "NoError"
+        assert evse.status.cp_state == "B" and not evse.status.pwm_on and evse.status.error_code == "no_error"
         # A reboot reloads 1000 from 2000 (now 0): still nothing offered.
         sim.reboot()
         await asyncio.sleep(3 * POLL_S)
@@ -146,7 +146,7 @@ async def test_simpleevse_pause_enable_and_unavailable():
         assert sim.delivering and evse.status.cp_state == "C"
 
 
-@pytest.mark.parametrize("fault, code", [("rcd", "GroundFailure"), ("diode", "EVCommunicationError")])
+@pytest.mark.parametrize("fault, code", [("rcd", "ground_failure"), ("diode", "ev_communication_error")])
 async def test_simpleevse_fault_mapping(fault, code):
     async with simpleevse() as (sim, evse, _link):
         await evse.open()
@@ -156,17 +156,17 @@ async def test_simpleevse_fault_mapping(fault, code):
         assert evse.status.cp_state == "E" and not evse.status.pwm_on and evse.status.vendor_error_code
         assert len(evse.status.vendor_error_code) <= 50
         sim.clear()
-        await until(lambda: evse.status.error_code == "NoError", what="fault cleared")
+        await until(lambda: evse.status.error_code == "no_error", what="fault cleared")
 
 
 async def test_simpleevse_device_failure_exception_is_a_fault():
     async with simpleevse() as (sim, evse, _link):
         await evse.open()
         sim.device_failure = True
-        await until(lambda: evse.status.error_code == "InternalError", what="device failure")
+        await until(lambda: evse.status.error_code == "internal_error", what="device failure")
         assert evse.status.vendor_error_code == "modbus exception 4 (device failure)"
         sim.device_failure = False
-        await until(lambda: evse.status.error_code == "NoError", what="recovery")
+        await until(lambda: evse.status.error_code == "no_error", what="recovery")
 
 
 async def test_simpleevse_silent_controller_is_reported_and_recovers():
@@ -176,14 +176,14 @@ async def test_simpleevse_silent_controller_is_reported_and_recovers():
         assert sim.delivering
         sim.silent = True
         await until(lambda: evse.status.vendor_error_code == NOT_ANSWERING, what="not answering")
-        assert evse.status.error_code == "InternalError" and not evse.status.pwm_on
+        assert evse.status.error_code == "internal_error" and not evse.status.pwm_on
         assert evse.status.cp_state == "C"  # the last known pilot state is kept
         await evse.set_current_limit(0)  # the station stops offering: no exception
         with pytest.raises(CommunicationError):
             await evse.set_current_limit(16)  # an offer cannot reach it
         await evse.set_current_limit(0)
         sim.silent = False
-        await until(lambda: evse.status.error_code == "NoError", what="recovery")
+        await until(lambda: evse.status.error_code == "no_error", what="recovery")
         assert sim.configured == 0 and no_energy(sim), "recovery first restores the desired (safe) state"
 
 
@@ -191,9 +191,9 @@ async def test_simpleevse_does_not_answer_at_open():
     async with simpleevse() as (sim, evse, _link):
         sim.silent = True
         await evse.open()  # does not raise: the status says it
-        assert evse.status.error_code == "InternalError" and evse.status.vendor_error_code == NOT_ANSWERING
+        assert evse.status.error_code == "internal_error" and evse.status.vendor_error_code == NOT_ANSWERING
         sim.silent = False
-        await until(lambda: evse.status.error_code == "NoError", what="first contact")
+        await until(lambda: evse.status.error_code == "no_error", what="first contact")
         assert no_energy(sim) and sim.configured == 0
 
 
@@ -208,9 +208,9 @@ async def test_simpleevse_missing_port_fails_open():
 def test_simpleevse_decode():
     regs = [16, 16, 3, 32, 0, 17, 2, 0]
     assert decode_status(regs).cp_state == "C" and decode_status(regs).pwm_on
-    assert decode_status([0, 0, 5, 0, 0, 17, 1, 1]).error_code == "GroundFailure"
-    assert decode_status([0, 0, 5, 0, 0, 17, 1, 0]).error_code == "EVCommunicationError"
-    assert decode_status([0, 0, 9, 0, 0, 17, 1, 0]).error_code == "OtherError"
+    assert decode_status([0, 0, 5, 0, 0, 17, 1, 1]).error_code == "ground_failure"
+    assert decode_status([0, 0, 5, 0, 0, 17, 1, 0]).error_code == "ev_communication_error"
+    assert decode_status([0, 0, 9, 0, 0, 17, 1, 0]).error_code == "other_error"
 
 
 # -- OpenEVSE over RAPI: the codec and the link (no I/O) ----------------------------------
@@ -317,9 +317,9 @@ def test_rapi_status_and_fault_mapping():
     assert status_from_state(0xFE, 0x02, 0x0100).cp_state == "B"
     assert not status_from_state(0xFE, 0x02, 0x0100).pwm_on
     assert status_from_state(0xFF, 0x00, 0).cp_state == "F"
-    expected = {0x05: "EVCommunicationError", 0x06: "GroundFailure", 0x07: "GroundFailure",
-                0x08: "PowerSwitchFailure", 0x09: "GroundFailure", 0x0A: "HighTemperature",
-                0x0B: "OverCurrentFailure", 0x0E: "PowerSwitchFailure", 0x0C: "OtherError"}
+    expected = {0x05: "ev_communication_error", 0x06: "ground_failure", 0x07: "ground_failure",
+                0x08: "power_switch_failure", 0x09: "ground_failure", 0x0A: "high_temperature",
+                0x0B: "over_current_failure", 0x0E: "power_switch_failure", 0x0C: "other_error"}
     for state, code in expected.items():
         s = status_from_state(state, 0x02, 0x0102)
         assert (s.error_code, s.cp_state, s.pwm_on) == (code, "B", False), hex(state)
@@ -371,7 +371,7 @@ async def test_openevse_auto_start_gives_no_energy_after_open():
         await evse.open()
         assert no_energy(sim) and sim.evse_state == 0xFE
         assert commands(sim)[:2] == ["GS", "FS"], "the state is read, then the controller put to sleep"
-        assert evse.status.cp_state == "B" and not evse.status.pwm_on and evse.status.error_code == "NoError"
+        assert evse.status.cp_state == "B" and not evse.status.pwm_on and evse.status.error_code == "no_error"
 
 
 async def test_openevse_reboot_is_put_back_to_sleep():
@@ -426,9 +426,9 @@ async def test_openevse_pause_enable_and_unavailable():
         assert sim.delivering
 
 
-@pytest.mark.parametrize("fault, code", [("gfci", "GroundFailure"), ("temperature", "HighTemperature"),
-                                         ("overcurrent", "OverCurrentFailure"), ("diode", "EVCommunicationError"),
-                                         ("stuck_relay", "PowerSwitchFailure"), ("0C", "OtherError")])
+@pytest.mark.parametrize("fault, code", [("gfci", "ground_failure"), ("temperature", "high_temperature"),
+                                         ("overcurrent", "over_current_failure"), ("diode", "ev_communication_error"),
+                                         ("stuck_relay", "power_switch_failure"), ("0C", "other_error")])
 async def test_openevse_fault_mapping(fault, code):
     async with openevse(driver_kw={"poll_interval_s": 60}) as (sim, evse, _link):
         await evse.open()
@@ -440,7 +440,7 @@ async def test_openevse_fault_mapping(fault, code):
         await evse.set_current_limit(0)  # the station reacts: nothing is sent that would hide the fault
         assert "FS" not in commands(sim)[n:] and evse.status.error_code == code
         sim.clear_fault()  # the firmware resumes enabled …
-        await until(lambda: evse.status.error_code == "NoError" and sim.evse_state == 0xFE, timeout_s=1,
+        await until(lambda: evse.status.error_code == "no_error" and sim.evse_state == 0xFE, timeout_s=1,
                     what="cleared and asleep")  # … and the driver puts it to sleep
         assert no_energy(sim)
 
@@ -458,7 +458,7 @@ async def test_openevse_notification_before_every_reply_and_checksum_errors():
         link.corrupt(1)  # a bit flipped on the wire
         await until(lambda: evse.link.stats.checksum_errors + evse.link.stats.garbled == 2, what="wire error")
         await asyncio.sleep(5 * POLL_S)
-        assert evse.status.error_code == "NoError" and sim.delivering
+        assert evse.status.error_code == "no_error" and sim.delivering
 
 
 async def test_openevse_controller_checks_our_checksums():
@@ -474,12 +474,12 @@ async def test_openevse_silent_controller_is_reported_and_recovers():
         await evse.set_current_limit(16)
         sim.silent = True
         await until(lambda: evse.status.vendor_error_code == NOT_ANSWERING, what="not answering")
-        assert evse.status.error_code == "InternalError" and not evse.status.pwm_on
+        assert evse.status.error_code == "internal_error" and not evse.status.pwm_on
         await evse.set_current_limit(0)
         with pytest.raises(CommunicationError):
             await evse.set_current_limit(16)
         sim.silent = False
-        await until(lambda: evse.status.error_code == "NoError", what="recovery")
+        await until(lambda: evse.status.error_code == "no_error", what="recovery")
         assert no_energy(sim) and sim.evse_state == 0xFE
 
 
@@ -612,14 +612,14 @@ async def test_phoenix_pilot_changes_limits_pause_and_unavailable():
         await evse.set_current_limit(10)
         assert sim.delivering and sim.max_current_a == 10
         await evse.set_available(False)
-        assert no_energy(sim) and evse.status.cp_state == "F" and evse.status.error_code == "NoError"
+        assert no_energy(sim) and evse.status.cp_state == "F" and evse.status.error_code == "no_error"
         await evse.set_available(True)
         assert sim.delivering
         sim.unplug()
         await until(lambda: evse.status.cp_state == "A", what="A")
 
 
-@pytest.mark.parametrize("fault, code", [("E", "EVCommunicationError"), ("F", "OtherError")])
+@pytest.mark.parametrize("fault, code", [("E", "ev_communication_error"), ("F", "other_error")])
 async def test_phoenix_fault_mapping(fault, code):
     async with phoenix() as (sim, evse):
         await evse.open()
@@ -628,9 +628,9 @@ async def test_phoenix_fault_mapping(fault, code):
         await until(lambda: evse.status.error_code == code, what=code)
         assert evse.status.cp_state == fault and not evse.status.pwm_on
         sim.clear()
-        await until(lambda: evse.status.error_code == "NoError", what="cleared")
-    assert decode_cp(ord("F"), enabled=False).error_code == "NoError"
-    assert decode_cp(0x0058, enabled=True).error_code == "OtherError"
+        await until(lambda: evse.status.error_code == "no_error", what="cleared")
+    assert decode_cp(ord("F"), enabled=False).error_code == "no_error"
+    assert decode_cp(0x0058, enabled=True).error_code == "other_error"
 
 
 async def test_phoenix_silence_reboot_and_reconnect():
@@ -641,13 +641,13 @@ async def test_phoenix_silence_reboot_and_reconnect():
         await until(lambda: evse.status.vendor_error_code == NOT_ANSWERING, what="not answering")
         await evse.set_current_limit(0)
         sim.silent = False
-        await until(lambda: evse.status.error_code == "NoError", what="recovery")
+        await until(lambda: evse.status.error_code == "no_error", what="recovery")
         assert no_energy(sim)
         sim.drop_connections()  # the controller reboots: TCP dropped, factory state (enabled) back
         sim.reboot()
         assert sim.delivering
         await until(lambda: no_energy(sim), what="reconnect and correct")
-        assert evse.status.error_code == "NoError"
+        assert evse.status.error_code == "no_error"
 
 
 # -- build_evse: the board loader's entry point ------------------------------------------
@@ -762,12 +762,12 @@ async def test_station_faults_the_connector_while_the_controller_is_silent():
             assert sim.delivering and relay.is_closed
             sim.silent = True
             await until(lambda: c.status == "faulted", what="Faulted")
-            assert not relay.is_closed and c.status_error_code == "InternalError"
+            assert not relay.is_closed and c.status_error_code == "internal_error"
             assert evse.current_limit_a == 0
             sim.silent = False
             # Recovery: the fault clears, the transaction (still running) is offered current again.
             await until(lambda: c.status == "charging", what="Charging again")
-            assert evse.status.error_code == "NoError" and sim.delivering
+            assert evse.status.error_code == "no_error" and sim.delivering
             assert relay.history[-3:] == [True, False, True]
         finally:
             await station.stop()

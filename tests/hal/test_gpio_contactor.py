@@ -227,7 +227,7 @@ def test_contactor_check_grace_confirmation_and_latch():
     assert check.observe(closed=False, now_s=21.0, reading=reading((0.0, 0.0, 0.0))) is None
     assert check.observe(closed=False, now_s=30.0, reading=reading((0.0, 15.8, 0.0))) is None
     fault = check.observe(closed=False, now_s=31.0, reading=reading((0.0, 15.8, 0.0)))
-    assert fault == ("PowerSwitchFailure", "contactor stuck: 15.8 A while open")
+    assert fault == ("power_switch_failure", "contactor stuck: 15.8 A while open")
     # Latched: the weld does not heal when the EV leaves.
     assert check.observe(closed=False, now_s=40.0, reading=reading((0.0, 0.0, 0.0))) == fault
     check.reset()
@@ -241,7 +241,7 @@ def test_contactor_check_feedback_and_missing_values():
     assert check.observe(closed=False, now_s=2.0, reading=None, feedback=False) is None
     assert check.observe(closed=False, now_s=2.0, reading=reading(None, None)) is None  # no evidence
     fault = check.observe(closed=False, now_s=3.0, reading=reading((16.0, 0, 0)), feedback=True)
-    assert fault[0] == "PowerSwitchFailure" and "feedback closed" in fault[1] and "16.0 A" in fault[1]
+    assert fault[0] == "power_switch_failure" and "feedback closed" in fault[1] and "16.0 A" in fault[1]
     assert len(fault[1]) <= 50  # OCPP vendorErrorCode is CiString50
     with pytest.raises(ValueError):
         ContactorCheck(confirmations=0)
@@ -249,16 +249,16 @@ def test_contactor_check_feedback_and_missing_values():
 
 def test_meter_health_faults_after_repeated_failures_and_recovers():
     health = MeterHealth(failures_to_fault=3)
-    assert health.error_code == "NoError"
+    assert health.error_code == "no_error"
     assert health.failed("timeout") is None
     assert health.failed("CRC error") is None
     assert health.succeeded() is None  # a good read in between: the count starts again
     assert health.failed("timeout") is None and health.failed("timeout") is None
     change = health.failed("timeout")
-    assert change == ("PowerMeterFailure", "meter: 3 reads failed")
-    assert health.error_code == "PowerMeterFailure" and health.failed("timeout") is None  # reported once
-    assert health.succeeded() == ("NoError", "")
-    assert health.error_code == "NoError" and health.total_failures == 6
+    assert change == ("power_meter_failure", "meter: 3 reads failed")
+    assert health.error_code == "power_meter_failure" and health.failed("timeout") is None  # reported once
+    assert health.succeeded() == ("no_error", "")
+    assert health.error_code == "no_error" and health.total_failures == 6
 
 
 # ------------------------------------------------------------------ the station with a GPIO contactor

@@ -209,7 +209,7 @@ def test_state_survives_a_restart(tmp_path):
         clock = VirtualClock()
         board, sim = await charging({"connectors": 2}, tmp_path, clock)
         await clock.advance(3600)
-        sim.fault(2, "HighTemperature")
+        sim.fault(2, "high_temperature")
         await board.close()
 
         board, sim = build_sim_board({"connectors": 2}, str(tmp_path), clock)
@@ -217,7 +217,7 @@ def test_state_survives_a_restart(tmp_path):
         assert c1.evse.status.cp_state == CP_B  # still plugged; the restarted station offers nothing yet
         assert not c1.contactor.is_closed  # a contactor is off after a reboot
         assert (await c1.meter.read()).energy_wh == pytest.approx(11040.0)
-        assert c2.evse.status.error_code == "HighTemperature"
+        assert c2.evse.status.error_code == "high_temperature"
         assert c2.evse.status.cp_state == CP_A
         await board.open()
         await c1.evse.set_current_limit(32)
@@ -251,9 +251,9 @@ def test_meter_reads_save_at_most_once_per_save_interval(tmp_path):
 def test_corrupt_or_foreign_state_starts_fresh(tmp_path, caplog):
     path = os.path.join(str(tmp_path), STATE_FILE)
     for content in ("{not json", '["a list"]', json.dumps(
-            {"version": 1, "error_code": "NoError", "connectors": [
+            {"version": 1, "error_code": "no_error", "connectors": [
                 {"plugged": "yes", "ev_full": False, "session_energy_wh": 0, "energy_wh": 5,
-                 "error_code": "NoError"}]})):
+                 "error_code": "no_error"}]})):
         with open(path, "w") as f:
             f.write(content)
         caplog.clear()
@@ -277,8 +277,8 @@ def test_faults(tmp_path):
     async def main():
         board, sim = await charging({"connectors": 2}, tmp_path, VirtualClock())
         c1, c2 = board.connectors
-        sim.fault(1, "GroundFailure")
-        assert c1.evse.status.error_code == "GroundFailure"
+        sim.fault(1, "ground_failure")
+        assert c1.evse.status.error_code == "ground_failure"
         assert not c1.evse.status.pwm_on and c1.evse.status.cp_state == CP_B
         assert (await c1.meter.read()).power_w == 0
         assert c2.evse.status.error_code == NO_ERROR
@@ -286,20 +286,20 @@ def test_faults(tmp_path):
         assert c1.evse.status.cp_state == CP_C
 
         board.changed.clear()
-        sim.fault("0", "PowerMeterFailure")
-        assert board.error_code == "PowerMeterFailure" and board.changed.is_set()
-        assert [c.evse.status.error_code for c in board.connectors] == ["PowerMeterFailure"] * 2
-        assert sim.status()["error_code"] == "PowerMeterFailure"
+        sim.fault("0", "power_meter_failure")
+        assert board.error_code == "power_meter_failure" and board.changed.is_set()
+        assert [c.evse.status.error_code for c in board.connectors] == ["power_meter_failure"] * 2
+        assert sim.status()["error_code"] == "power_meter_failure"
         sim.clear(0)
         assert board.error_code == NO_ERROR
         assert [c.evse.status.error_code for c in board.connectors] == [NO_ERROR] * 2
 
-        for bad in ("Melted", "NoError", ""):
+        for bad in ("Melted", "no_error", ""):
             with pytest.raises(ValueError, match="error code"):
                 sim.fault(1, bad)
         for n in (3, -1, "x", True, None):
             with pytest.raises(ValueError, match="connector"):
-                sim.fault(n, "OtherError")
+                sim.fault(n, "other_error")
         with pytest.raises(ValueError, match="connector"):
             sim.plug(0)
         with pytest.raises(ValueError, match="no EV"):

@@ -517,4 +517,4 @@ async def test_local_list_conflict_is_reported_on_connector_0(tmp_path):
         await quiet(h)
         assert h.station.connector(1).transaction is None
         assert h.station.local_list.get(TAG).status == "accepted"
-        assert h.station.status_of(0)[:2] == ("available", "NoError")
+        assert h.station.status_of(0)[:2] == ("available", "no_error")
