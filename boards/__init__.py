@@ -29,9 +29,11 @@ station cannot bill a transaction without an energy register.
 
 All devices of one board share one ``BusRegistry``: a meter and a SimpleEVSE
 on one RS-485 line use one ``ModbusBus`` (one owner, one lock). Building does
-no I/O; ``board.open()`` does. A bad board is a ``HalConfigurationError``
-whose ``key`` is the station-config name of the setting at fault
-(``board.meter.port``), so the CLI reports it as a configuration error.
+no I/O; ``board.open()`` does. Drivers are imported only for the devices a
+board has: the simulated board alone loads no Modbus, serial or GPIO code. A
+bad board is a ``HalConfigurationError`` whose ``key`` is the station-config
+name of the setting at fault (``board.meter.port``), so the CLI reports it as
+a configuration error.
 """
 
 import os
@@ -57,7 +59,7 @@ class LoadedBoard:
         self.board = board
         self.sim = sim
         self.definition = definition or {}
-        self.buses = buses  # the BusRegistry of the board's Modbus lines (stats, benchmarks)
+        self.buses = buses  # the BusRegistry of the board's Modbus lines (stats, benchmarks); None: no real device
 
 
 def board_names() -> list:
@@ -235,14 +237,16 @@ def _board_keys(evse: dict, board: str) -> dict:
     return out
 
 
+def _bus_registry():
+    from hal.modbus import BusRegistry  # no pymodbus yet: a bus imports it when it opens
+
+    return BusRegistry()
+
+
 def load_board(name_or_path: str, overrides: dict | None, data_dir: str, clock) -> LoadedBoard:
     """Build the hal objects a board describes (no I/O until ``board.open()``)."""
-    from hal.interfaces import Board, ConnectorHardware
-    from hal.modbus import BusRegistry
-
     definition = read_definition(name_or_path, overrides)
     name = board_name(board_path(name_or_path))
-    buses = BusRegistry()
 
     evse_table = definition["evse"]
     if evse_table["driver"] == "sim":
@@ -254,10 +258,13 @@ def load_board(name_or_path: str, overrides: dict | None, data_dir: str, clock) 
         except HalConfigurationError as e:
             _fail("evse", e, name)
         # Real devices configured next to the simulated EV: they replace the sim's own.
+        buses = None  # the simulator alone needs no Modbus bus (nor hal.modbus)
         for section in ("meter", "contactor", "reader", "lock"):
             table = definition.get(section)
             if table is None or table["driver"] == "sim":
                 continue
+            if buses is None:
+                buses = _bus_registry()
             device = build_device(section, table, buses, clock, name)
             if section == "reader":
                 board.reader = device
@@ -269,10 +276,13 @@ def load_board(name_or_path: str, overrides: dict | None, data_dir: str, clock) 
                 setattr(hw, section, device)
         return LoadedBoard(board, sim, definition, buses)
 
+    from hal.interfaces import Board, ConnectorHardware
+
     for section, table in definition.items():
         if table["driver"] == "sim":
             raise HalConfigurationError("board %s: the sim %s driver only works with [evse] driver = \"sim\""
                                         % (name, section), key="board.%s.driver" % section)
+    buses = _bus_registry()
     keys = _board_keys(evse_table, name)
     devices = {}
     for section in ("evse", "meter", "contactor", "reader", "lock"):

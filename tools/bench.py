@@ -37,7 +37,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-TARGET_RSS_RATIO = 1.3
+# The targets of issue 11: RSS against the stock ocpp charge point (both after their
+# MeterValues round trips), start-up against the bare import of the dependencies.
+TARGET_RSS_VS_STOCK_RATIO = 1.1
+TARGET_START_RATIO = 1.5
 TARGET_IDLE_CPU_PCT = 0.5
 TARGET_MV_CPU_RATIO = 1.0
 
@@ -209,7 +212,9 @@ class Bench:
         os.makedirs(base)
         path = os.path.join(base, "agent.toml")
         with open(path, "w") as f:
-            f.write('[station]\nid = "%s"\ndata_dir = "%s"\n\n[csms]\nurl = "%s"\n'
+            # The status page runs as on a charger (enabled), on a free port: a taken 8080 would
+            # leave it out of the figures.
+            f.write('[station]\nid = "%s"\ndata_dir = "%s"\n\n[csms]\nurl = "%s"\n\n[status_page]\nport = 0\n'
                     % (station_id, os.path.join(base, "data"), self.cs.url))
         return path
 
@@ -279,6 +284,7 @@ class Bench:
             await self.procs.stop(proc)
         agent_med, bare_med = statistics.median(agent), statistics.median(bare)
         return {"agent_s": agent_med, "baseline_s": bare_med, "ratio": agent_med / bare_med,
+                "target_ratio": TARGET_START_RATIO, "target_met": agent_med / bare_med <= TARGET_START_RATIO,
                 "agent_runs_s": agent, "baseline_runs_s": bare}
 
     # ------------------------------------------------------------------ 1 + 3. idle RSS and CPU
@@ -296,7 +302,7 @@ class Bench:
         window = t1 - t0
         return {
             "rss": {"agent_mib": agent_rss / 1024, "baseline_mib": bare_rss / 1024,
-                    "ratio": agent_rss / bare_rss, "target_ratio": TARGET_RSS_RATIO,
+                    "ratio": agent_rss / bare_rss,
                     "agent_after_idle_mib": agent_rss_after / 1024,
                     "baseline_after_idle_mib": bare_rss_after / 1024},
             "idle_cpu": {"agent_pct": 100 * (a1 - a0) / window, "baseline_pct": 100 * (b1 - b0) / window,
@@ -359,6 +365,7 @@ class Bench:
             "cpu_s": {"agent": agent_cpu, "stock_triggered": stock_trig_cpu, "stock_call": stock_call_cpu,
                       "stock_sync_validation": stock_sync_cpu},
             "agent_rss_mib": agent_rss / 1024, "stock_cp_rss_mib": stock_rss / 1024,
+            "rss_ratio": agent_rss / stock_rss, "rss_target_ratio": TARGET_RSS_VS_STOCK_RATIO,
         }
 
     async def _start_stock(self, station_id: str, sample: dict, *flags: str):
@@ -386,8 +393,9 @@ class Bench:
         meter = await self.meter_values(agent, station)
         await self.procs.stop(agent)
         results = {"boot": boot, **idle, "meter_values": meter}
+        # (start-up: boot["target_met"]; this set of keys is what tests/tools/test_bench.py pins)
         results["targets_met"] = {
-            "rss_ratio": idle["rss"]["ratio"] <= TARGET_RSS_RATIO,
+            "rss_ratio": meter["rss_ratio"] <= TARGET_RSS_VS_STOCK_RATIO,
             "idle_cpu": idle["idle_cpu"]["agent_pct"] < TARGET_IDLE_CPU_PCT,
             "meter_values_cpu": meter["ratio"] is not None and meter["ratio"] <= TARGET_MV_CPU_RATIO,
         }
@@ -442,11 +450,12 @@ def render(r: dict) -> str:
     rss, boot, idle, mv, met = r["rss"], r["boot"], r["idle_cpu"], r["meter_values"], r["targets_met"]
     rows = [
         ("1 Idle RSS (VmRSS)", "%.1f MiB" % rss["agent_mib"], "%.1f MiB" % rss["baseline_mib"],
-         _fmt_ratio(rss["ratio"]), "<= %.1fx %s" % (TARGET_RSS_RATIO, _verdict(met["rss_ratio"]))),
+         _fmt_ratio(rss["ratio"]), "-"),
         ("  after MeterValues, vs stock CP", "%.1f MiB" % mv["agent_rss_mib"], "%.1f MiB" % mv["stock_cp_rss_mib"],
-         _fmt_ratio(mv["agent_rss_mib"] / mv["stock_cp_rss_mib"]), ""),
+         _fmt_ratio(mv["rss_ratio"]), "<= %.1fx %s" % (TARGET_RSS_VS_STOCK_RATIO, _verdict(met["rss_ratio"]))),
         ("2 Start -> Boot/ready (median of %d)" % s["repeats"], "%.0f ms" % (1000 * boot["agent_s"]),
-         "%.0f ms" % (1000 * boot["baseline_s"]), _fmt_ratio(boot["ratio"]), "-"),
+         "%.0f ms" % (1000 * boot["baseline_s"]), _fmt_ratio(boot["ratio"]),
+         "<= %.1fx %s" % (TARGET_START_RATIO, _verdict(boot["target_met"]))),
         ("3 Idle CPU (%% of one core, %.0f s)" % idle["window_s"], "%.3f %%" % idle["agent_pct"],
          "%.3f %%" % idle["baseline_pct"], "-", "< %.1f %% %s" % (TARGET_IDLE_CPU_PCT, _verdict(met["idle_cpu"]))),
         ("4 CPU per MeterValues round trip", "%.3f ms" % mv["agent_ms"], "%.3f ms" % mv["stock_triggered_ms"],
@@ -465,13 +474,15 @@ def render(r: dict) -> str:
     lines.append("")
     lines += [
         "What each figure is (agent = `python -m agent.app.cli run` on the simulated board, fresh data dir,",
-        "connected to the bench's TestCentralSystem; baseline = `python -c \"%s\"`):" % BASELINE_IMPORTS,
+        "status page on, connected to the bench's TestCentralSystem; baseline = `python -c \"%s\"`):"
+        % BASELINE_IMPORTS,
         "1 VmRSS from /proc/PID/status, read %.0f s after the agent's first StatusNotification (boot" % s["settle_s"],
         "  done, idle), next to the bare import process alive at the same moment. After the %.0f s idle" % idle["window_s"],
         "  window: agent %.1f MiB, baseline %.1f MiB. Second row: VmRSS of the agent after the round trips"
         % (rss["agent_after_idle_mib"], rss["baseline_after_idle_mib"]),
         "  of figure 4, next to the stock ocpp.v16.ChargePoint process of figure 4 (library defaults) after",
-        "  its own: the same library stack (ocpp.v16, jsonschema, websockets client) without the agent.",
+        "  its own: the same library stack (ocpp.v16, jsonschema, websockets client) without the agent;",
+        "  the memory target (issue 11) is on this row, the start-up one against the bare import.",
         "2 Wall time from spawning the process to the central system receiving its BootNotification",
         "  (Python start, imports, config, simulated board, websocket connect, first CALL), next to the",
         "  bare process's spawn-to-'ready' line printed right after its imports. Median of %d runs each"

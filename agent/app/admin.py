@@ -19,6 +19,7 @@ import logging
 
 from agent.app.config import ConfigError
 from agent.ocpp16.config_keys import ACCEPTED
+from agent.link import protocols
 from agent.link.endpoint import EndpointSettings, same_origin
 from agent.link.switch import SwitchError
 
@@ -43,6 +44,8 @@ class Admin:
     def csms_show(self) -> dict:
         out = self.agent.endpoint.show()
         out["running"] = True
+        # The OCPP version the central system selected (agent/link/protocols.py).
+        out.update(protocols.show(self.agent.config.csms["ocpp_version"], self.agent.connection.selected))
         return out
 
     def plan(self, url: str | None, station_id: str | None = None, password: str | None = None,
@@ -81,7 +84,7 @@ class Admin:
         agent = self.agent
         section, _, name = key.partition(".")
         if section == "ocpp":
-            keys = agent.station.keys
+            keys = agent.keys
             if name not in keys:
                 raise ValueError("%s: %s: unknown OCPP configuration key" % (self.path, key))
             known, _unknown = keys.read([name])
@@ -104,7 +107,7 @@ class Admin:
             applied = "now"
         elif section == "ocpp":
             text_value = _ocpp_text(value)
-            status = agent.station.keys.change(name, text_value)
+            status = agent.keys.change(name, text_value)
             applied = "now" if status == ACCEPTED else "at the next start (the running agent answered %s)" % status
         return {"message": "%s set" % key, "applied": applied}
 

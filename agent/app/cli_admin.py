@@ -15,15 +15,18 @@ import asyncio
 import functools
 import json
 import os
-import sqlite3
 import sys
 import time
 
 from agent.app.config import ConfigError, load_config, validate_csms_url, validate_station_id
-from agent.app.config_file import SECRET_KEYS, all_values, edit_config, format_value, parse_value, value_of
 from agent.app.control import CONTROL_SOCKET_FILE
-from hal.runtime.jsonline import request
+from agent.core.isotime import format_datetime
+from agent.link import protocols
 from agent.link.endpoint import EndpointSettings, EndpointState
+
+# ``ocpp-agent run`` builds this module's parser too: what only these commands need
+# (tomlkit through agent/app/config_file.py, sqlite3, the control socket's client) is
+# imported in the functions that use it.
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -54,6 +57,8 @@ def _with_config(command):
 
 def _ask(config, message: dict, timeout_s: float = 10.0):
     """The running agent's reply, or None when no agent serves this data_dir."""
+    from hal.runtime.jsonline import request
+
     path = os.path.join(config.data_dir, CONTROL_SOCKET_FILE)
     if not os.path.exists(path):
         return None
@@ -72,6 +77,8 @@ def _print_notes(notes) -> None:
 
 def _save_endpoint(path: str, new: EndpointSettings) -> None:
     """Write the central-system settings ``new`` to the configuration file at ``path``."""
+    from agent.app.config_file import edit_config
+
     edit_config(path, {"csms.url": new.url, "station.id": new.station_id,
                        "csms.password": new.password or None, "csms.ca_file": new.ca_file or None})
 
@@ -95,6 +102,7 @@ def offline_show(config) -> dict:
     out.update(running=False, connection="agent not running", connected=False, online=False,
                registration=None, last_error="", pending=None, rollback=None, held=[], queued=None,
                fallback_timeout_s=config.csms["fallback_timeout_s"], last_boot=None, last_accepted=None)
+    out.update(protocols.show(config.csms["ocpp_version"]))  # negotiated only by a running agent
     if have_state:
         out["last_accepted"] = state.last_accepted.public() if state.last_accepted else None
         out["last_boot"] = _iso(state.last_boot)
@@ -120,6 +128,8 @@ def offline_show(config) -> dict:
 
 
 def _journal_counts(data_dir: str):
+    import sqlite3
+
     path = os.path.join(data_dir, "journal.sqlite")
     if not os.path.exists(path):
         return None
@@ -139,7 +149,7 @@ def _journal_counts(data_dir: str):
 
 
 def _iso(ts):
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return None if ts is None else format_datetime(ts)
 
 
 def format_show(d: dict) -> str:
@@ -152,6 +162,8 @@ def format_show(d: dict) -> str:
     if d.get("ca_file"):
         lines.append("CA file:          %s" % d["ca_file"])
     lines.append("connection:       %s" % d["connection"])
+    if "subprotocols_offered" in d:  # (an agent started before this version does not report it)
+        lines.append("OCPP version:     %s" % protocols.describe(d, d.get("connected", False)))
     lines.append("last boot:        %s" % (d.get("last_boot") or "never accepted"))
     p = d.get("pending")
     if p:
@@ -242,6 +254,8 @@ def _wait_for_outcome(config, url: str) -> int:
 # ---------------------------------------------------------------------- config
 @_with_config
 def cmd_config_show(args, config) -> int:
+    from agent.app.config_file import all_values, format_value
+
     for key, value in all_values(config):
         print("%s = %s" % (key, format_value(value)))
     return 0
@@ -249,6 +263,8 @@ def cmd_config_show(args, config) -> int:
 
 @_with_config
 def cmd_config_get(args, config) -> int:
+    from agent.app.config_file import format_value, parse_value, value_of
+
     try:
         value = value_of(config, args.key)
     except KeyError:
@@ -263,6 +279,8 @@ def cmd_config_get(args, config) -> int:
 
 @_with_config
 def cmd_config_set(args, config) -> int:
+    from agent.app.config_file import SECRET_KEYS, edit_config, parse_value
+
     value_text = args.value
     if args.key in SECRET_KEYS:
         if value_text != "-":

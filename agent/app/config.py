@@ -11,6 +11,7 @@ import tomllib
 import urllib.parse
 
 from agent.link.endpoint import validate_csms_url
+from agent.link.protocols import AUTO, version_problem
 
 DEFAULT_DATA_DIR = "/var/lib/ocpp-agent"
 
@@ -36,6 +37,7 @@ _SCHEMA: dict = {
         "reconnect_initial_s": (float, 1.0),
         "reconnect_max_s": (float, 120.0),
         "fallback_timeout_s": (float, 300.0),
+        "ocpp_version": (str, AUTO),  # "auto" or a version (agent/link/protocols.py)
     },
     "limits": {
         "max_current_a": (float, 0.0),
@@ -142,7 +144,8 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
 
     st, cs = sections["station"], sections["csms"]
     for dotted, problem in (("station.id", validate_station_id(st["id"])),
-                            ("csms.url", validate_csms_url(cs["url"]))):
+                            ("csms.url", validate_csms_url(cs["url"])),
+                            ("csms.ocpp_version", version_problem(cs["ocpp_version"]))):
         if problem:
             raise ConfigError(path, dotted, problem)
     if cs["password"] and ":" in st["id"]:

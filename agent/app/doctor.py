@@ -6,9 +6,10 @@ it in its safe, non-delivering state) and its pilot state reported, the
 contactor's output is requested *off* and its feedback read (it is never
 switched on), the RFID reader is woken and asked its firmware version. Then
 the central system: name lookup, TCP connection, TLS handshake (wss://) and
-the websocket handshake with the configured credentials and subprotocol
-``ocpp1.6`` — no BootNotification is sent, so the backend sees nothing but a
-connection that closes at once.
+the websocket handshake with the configured credentials, offering the
+subprotocols of ``csms.ocpp_version`` as the agent does (``ocpp1.6``), and the
+OCPP version the central system selects — no BootNotification is sent, so the
+backend sees nothing but a connection that closes at once.
 
 Run it with the agent stopped: the probes need the serial ports and GPIO
 lines the agent would hold, and opening a controller stops any charging.
@@ -31,6 +32,7 @@ import urllib.parse
 from boards import NONE, build_device, controller_meter, read_definition
 from hal.runtime.aio import wait_for
 from hal.errors import CommunicationError, HalConfigurationError
+from hal.interfaces import NO_ERROR
 
 OK, FAIL, WARN, SKIP = "OK", "FAIL", "WARN", "SKIP"
 DEVICE_ORDER = ("meter", "evse", "contactor", "reader", "lock")
@@ -280,7 +282,7 @@ async def probe_evse(table: dict, clock, timeout_s: float, has_meter_section: bo
             st.error_code, evse.min_current_a, evse.max_current_a)
         if st.vendor_error_code:
             details += " (%s)" % st.vendor_error_code
-        rows.append(Check(check, where, OK if st.error_code == "NoError" else FAIL, details))
+        rows.append(Check(check, where, OK if st.error_code == NO_ERROR else FAIL, details))
 
         meter = None if has_meter_section else controller_meter(table, evse)
         if meter is not None:
@@ -392,13 +394,15 @@ async def probe_devices(definition: dict, clock, timeout_s: float) -> list:
 # ------------------------------------------------------------------------------ central system
 
 async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str = "",
-                     timeout_s: float = 5.0) -> list:
-    """DNS, TCP, TLS and the websocket handshake (no OCPP message is sent)."""
-    from websockets.asyncio.client import connect
+                     timeout_s: float = 5.0, ocpp_version: str = "auto") -> list:
+    """DNS, TCP, TLS and the websocket handshake offering the subprotocols of
+    ``ocpp_version`` (``csms.ocpp_version``); no OCPP message is sent."""
     from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
 
-    from agent.link.connection import basic_auth_header, ssl_context
-    from agent.ocpp16.codec import SUBPROTOCOL
+    from agent.link import protocols
+    from agent.link.connection import SubprotocolError, basic_auth_header, open_websocket, ssl_context
+
+    offered = [p.subprotocol for p in protocols.offered(ocpp_version)]
 
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
@@ -463,14 +467,16 @@ async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str
     # 4. websocket handshake, no BootNotification
     headers = {"Authorization": basic_auth_header(station_id, password)} if password else {}
     try:
-        async with connect(full_url, subprotocols=[SUBPROTOCOL], additional_headers=headers, ssl=context,
-                           open_timeout=timeout_s, close_timeout=2, ping_interval=None) as ws:
-            if ws.subprotocol != SUBPROTOCOL:
-                rows.append(Check("csms websocket", full_url, FAIL, "handshake OK but the central system did not "
-                                  "accept subprotocol %s (is it an OCPP 1.6J endpoint?)" % SUBPROTOCOL))
-            else:
-                rows.append(Check("csms websocket", full_url, OK, "handshake OK, subprotocol %s%s (no "
-                                  "BootNotification sent)" % (SUBPROTOCOL, ", Basic auth" if password else "")))
+        ws = await open_websocket(full_url, offered, headers=headers, ssl_context=context, open_timeout=timeout_s,
+                                  close_timeout=2)
+        try:
+            version = protocols.by_subprotocol(ws.subprotocol).version
+            rows.append(Check("csms websocket", full_url, OK, "handshake OK, OCPP %s (subprotocol %s)%s (no "
+                              "BootNotification sent)" % (version, ws.subprotocol, ", Basic auth" if password else "")))
+        finally:
+            await ws.close()
+    except SubprotocolError as e:
+        rows.append(Check("csms websocket", full_url, FAIL, "handshake OK but %s" % e.describe()))
     except InvalidStatus as e:
         code = e.response.status_code
         if code == 401:
@@ -510,7 +516,7 @@ async def diagnose(config, *, timeout_s: float = 1.0, csms_timeout_s: float = 5.
     rows.extend(await probe_devices(definition, clock, timeout_s))
     endpoint = endpoint_in_use(config)
     rows.extend(await probe_csms(endpoint.url, endpoint.station_id, endpoint.password,
-                                 endpoint.ca_file, csms_timeout_s))
+                                 endpoint.ca_file, csms_timeout_s, ocpp_version=config.csms["ocpp_version"]))
     return rows
 
 

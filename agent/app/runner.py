@@ -1,5 +1,9 @@
 """Assembles an agent from a configuration: board, station, OCPP client, connection.
 
+The OCPP adapter comes from the registry of agent/link/protocols.py: the
+preferred one of those ``csms.ocpp_version`` offers is imported when the agent
+is built, another only when a connection selects it.
+
 ``Agent`` is self-contained (no module state), so a process can run many —
 tests run one per scenario, a fleet simulation hundreds.
 """
@@ -12,11 +16,11 @@ from agent.app.admin import Admin
 from agent.core.auth import AuthorizationCache, LocalAuthList
 from hal.runtime.clock import Clock
 from agent.app.config import Config, ConfigError
-from agent.ocpp16.config_keys import FEATURE_PROFILES, ConfigurationStore, InvalidKeyValue, core_keys
+from agent.core.settings import SETTINGS_FILE
+from agent.ocpp16.config_keys import FEATURE_PROFILES, ConfigurationStore, InvalidKeyValue, core_keys, settings_for
 from agent.link.connection import CsmsConnection
-from agent.ocpp16.client import Ocpp16Client
-from agent.ocpp16.codec import SUBPROTOCOL
-from agent.ocpp16.session import Ocpp16Session
+from agent.ocpp16.profiles import from_stored_16
+from agent.link.protocols import by_subprotocol, offered
 from agent.store.journal import TransactionJournal
 from agent.store.state_store import StationStateStore
 from agent.core.station import Station
@@ -43,7 +47,8 @@ class Agent:
         self.stopped = asyncio.Event()
         self.loaded = None
         self.station: Station | None = None
-        self.client: Ocpp16Client | None = None
+        self.protocols: tuple = ()  # what the connection offers, in order of preference (agent/link/protocols.py)
+        self.client = None  # the station's link: the client of the adapter the station speaks
         self.connection: CsmsConnection | None = None
         self.endpoint: EndpointManager | None = None  # which central system, switches, rollback
         self.admin: Admin | None = None  # settings changes from the CLI and the status page
@@ -69,8 +74,9 @@ class Agent:
         if cfg.station["model"]:
             board.model = cfg.station["model"]
         try:
+            settings = settings_for(FEATURE_PROFILES, os.path.join(cfg.data_dir, SETTINGS_FILE))
             keys = ConfigurationStore(core_keys(len(board.connectors), FEATURE_PROFILES),
-                                      ConfigurationStore.path_in(cfg.data_dir), initial=cfg.ocpp)
+                                      ConfigurationStore.path_in(cfg.data_dir), initial=cfg.ocpp, settings=settings)
         except KeyError as e:
             raise ConfigError(cfg.path, "ocpp.%s" % e.args[0], "unknown OCPP configuration key") from None
         except InvalidKeyValue as e:
@@ -79,23 +85,31 @@ class Agent:
             raise ConfigError(cfg.path, "ocpp", "invalid value: %s" % e) from None
         self.journal = TransactionJournal(TransactionJournal.path_in(cfg.data_dir),
                                           max_entries=cfg.station["journal_max_entries"])
-        self.station = Station(board, keys, self.clock, max_current_a=cfg.limits["max_current_a"],
+        self.keys = keys  # the 1.6 configuration keys over the station's settings
+        self.station = Station(board, settings, self.clock, max_current_a=cfg.limits["max_current_a"],
                                store=StationStateStore(cfg.data_dir), journal=self.journal,
                                auth_cache=AuthorizationCache(os.path.join(cfg.data_dir, "auth-cache.json")),
                                local_list=LocalAuthList(os.path.join(cfg.data_dir, "local-list.json")),
                                # its ChargingProfileStore takes the SmartCharging keys' limits
-                               charging_profiles_path=os.path.join(cfg.data_dir, CHARGING_PROFILES_FILE))
+                               charging_profiles_path=os.path.join(cfg.data_dir, CHARGING_PROFILES_FILE),
+                               migrate_profiles=from_stored_16)  # the file of releases before 0.2: 1.6 JSON
         self.station.on_restart = self._request_restart
-        self.client = Ocpp16Client(
+        # The station's link is the client of the preferred adapter. With one adapter enabled
+        # (1.6 today) every connection selects it; once a second one is, the link has to follow
+        # the version each connection selects (EndpointManager holds one client).
+        self.protocols = offered(cfg.csms["ocpp_version"])
+        preferred = self.protocols[0]
+        self._adapters = {preferred.subprotocol: preferred.load()}
+        self.client = self._adapters[preferred.subprotocol].client_class(
             self.station, cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],
             serial_number=cfg.station["serial_number"], firmware_version=cfg.station["firmware_version"],
-            traffic_log=self.traffic.record)
-        settings = dict(cfg.csms)
-        settings.update(url=cfg.connect_url(), station_id=cfg.station["id"])
+            traffic_log=self.traffic.record, keys=keys)
+        conn_settings = dict(cfg.csms)
+        conn_settings.update(url=cfg.connect_url(), station_id=cfg.station["id"])
         self.connection = CsmsConnection(
-            self.client, settings, self.clock, SUBPROTOCOL,
-            lambda sid, ws: Ocpp16Session(sid, ws, self.client, cfg.csms["response_timeout_s"]), rng=self.rng)
-        keys.on_change(self._on_key_changed)
+            self.client, conn_settings, self.clock, [p.subprotocol for p in self.protocols], self._session,
+            rng=self.rng, traffic=self.traffic)
+        self.station.settings.on_change(self._on_setting_changed)
         self.admin = Admin(self)
         self.endpoint = EndpointManager(config=cfg, client=self.client, connection=self.connection,
                                         station=self.station, journal=self.journal, clock=self.clock,
@@ -103,8 +117,16 @@ class Agent:
         self.endpoint.register_keys(keys)
         self.endpoint.load()  # before the journal opens: the backend its rows belong to
 
-    def _on_key_changed(self, name: str, value) -> None:
-        if name == "WebSocketPingInterval":
+    def _session(self, station_id: str, ws):
+        """The session of the adapter whose subprotocol the central system selected
+        (``ws.subprotocol``, always one the connection offered)."""
+        adapter = self._adapters.get(ws.subprotocol)
+        if adapter is None:  # loaded when first selected
+            adapter = self._adapters[ws.subprotocol] = by_subprotocol(ws.subprotocol).load()
+        return adapter.session_class(station_id, ws, self.client, self.config.csms["response_timeout_s"])
+
+    def _on_setting_changed(self, name: str, value) -> None:
+        if name == "ws_ping_interval_s":
             self.connection.restart_ping()
 
     async def start(self) -> None:

@@ -1,7 +1,7 @@
 """The local status and setup page, served by the agent (h11 over asyncio streams).
 
 It shows the connection (central system, station id, security profile,
-state, last boot, a switch in progress or the last rollback), the connectors
+state, OCPP version, last boot, a switch in progress or the last rollback), the connectors
 with their meter readings, and the recent OCPP traffic; and it has a form to
 move the charger to another central system — the same validation and
 rollback as ``ocpp-agent csms set`` (agent/app/admin.py).
@@ -39,8 +39,11 @@ from http import HTTPStatus
 import h11
 
 from agent.app.config import is_loopback_host
+from agent.core.isotime import format_datetime
+from agent.link import protocols
 from hal.runtime.aio import wait_for
 from hal.errors import HalError
+from hal.interfaces import NO_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +328,7 @@ class StatusPage:
                 "current_a": list(reading.current_a) if reading is not None and reading.current_a else None,
                 "voltage_v": list(reading.voltage_v) if reading is not None and reading.voltage_v else None,
                 "transaction": None if tx is None else {
-                    "id": tx.transaction_id, "id_tag": tx.id_tag, "meter_start_wh": tx.meter_start_wh,
+                    "id": tx.backend_id, "id_tag": tx.id_tag, "meter_start_wh": tx.meter_start_wh,
                     "started": _iso(tx.start_time), "central_system": tx.backend},
             })
         traffic = [{"time": _iso(t), "clock": _hms(t), "direction": d, "via": via, "text": text}
@@ -414,7 +417,7 @@ class StatusPage:
 def _iso(ts) -> str | None:
     if ts is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return format_datetime(ts)
 
 
 def _hms(ts) -> str:
@@ -450,6 +453,7 @@ def _status_html(data: dict) -> str:
         ("Station id", '<span id="csms-station-id">%s</span>' % e(cs["station_id"])),
         ("Security profile", e(cs["security_profile"]) + (" · password set" if cs["password_set"] else "")),
         ("Connection", '<span id="connection-state">%s</span>' % e(cs["connection"])),
+        ("OCPP version", '<span id="ocpp-version">%s</span>' % e(protocols.describe(cs, cs["connected"]))),
         ("Last accepted boot", e(cs["last_boot"] or "never")),
     ]
     if cs.get("pending"):
@@ -476,7 +480,7 @@ def _status_html(data: dict) -> str:
         tx = c["transaction"]
         out.append("<tr><td>%d</td><td class=\"conn-status\">%s%s</td><td>%s</td><td>%s</td><td>%s</td>"
                    "<td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
-                       c["id"], e(c["status"]), "" if c["error_code"] == "NoError" else " (%s)" % e(c["error_code"]),
+                       c["id"], e(c["status"]), "" if c["error_code"] == NO_ERROR else " (%s)" % e(c["error_code"]),
                        e(c["cp_state"] or ""), _fmt(c["offered_current_a"], "A", 1),
                        _fmt(None if c["energy_wh"] is None else c["energy_wh"] / 1000, "kWh", 3),
                        _fmt(c["power_w"], "W"), _fmt(c["current_a"], "A", 1), _fmt(c["voltage_v"], "V"),
@@ -485,7 +489,7 @@ def _status_html(data: dict) -> str:
     out.append("</table>")
     out.append('<h2>Recent OCPP traffic</h2><table id="traffic"><tr><th>UTC</th><th></th><th>message</th></tr>')
     for t in reversed(data["traffic"]):
-        arrow = "→" if t["direction"] == "out" else "←"
+        arrow = {"out": "→", "in": "←"}.get(t["direction"], "·")  # "·": a connection opened
         via = ' <span class="via">(to %s)</span>' % e(t["via"]) if t["via"] else ""
         out.append('<tr><td title="%s">%s</td><td>%s</td><td><code>%s</code>%s</td></tr>' % (
             e(t["time"] or ""), e(t["clock"]), arrow, e(t["text"][:400]), via))

@@ -1,7 +1,15 @@
-"""The websocket to the central system: connect, authenticate, keep alive, reconnect.
+"""The websocket to the central system: connect, authenticate, negotiate the OCPP
+version, keep alive, reconnect.
 
 CPython-only (wraps ``websockets``). One ``CsmsConnection`` owns the socket;
 the OCPP adapter runs a session over each connection it opens.
+
+The OCPP version is the websocket subprotocol (OCPP-J): the connection offers
+the subprotocols it is given, in order of preference (agent/link/protocols.py
+turns ``csms.ocpp_version`` into that list), and the central system selects
+one. A central system that selects none, or one that was not offered, is a
+``SubprotocolError`` naming both: logged, and retried with backoff like any
+other failure to connect.
 """
 
 import asyncio
@@ -10,9 +18,10 @@ import logging
 import random
 import ssl
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus, NegotiationError, WebSocketException
 
+from agent.link.protocols import by_subprotocol
 from hal.runtime.aio import wait_for
 
 log = logging.getLogger(__name__)
@@ -39,8 +48,58 @@ def ssl_context(url: str, ca_file: str = ""):
     return ssl.create_default_context(cafile=ca_file or None)
 
 
+class SubprotocolError(InvalidHandshake):
+    """The central system selected no OCPP subprotocol, or one that was not offered."""
+
+    def __init__(self, offered, answered) -> None:
+        self.offered = tuple(offered)
+        self.answered = tuple(answered)  # the Sec-WebSocket-Protocol values of its answer
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        offered = ", ".join(self.offered)
+        if not self.answered:
+            return ("the central system selected no subprotocol: its handshake answer has no "
+                    "Sec-WebSocket-Protocol (offered: %s; is it an OCPP endpoint for this version?)" % offered)
+        return "the central system selected subprotocol %s, which was not offered (offered: %s)" % (
+            ", ".join(repr(a) for a in self.answered), offered)
+
+
+class _OcppClientConnection(ClientConnection):
+    """A websockets client connection whose failed subprotocol negotiation says what
+    was offered and what came back (websockets says only "unsupported subprotocol")."""
+
+    async def handshake(self, *args, **kwargs) -> None:
+        try:
+            await super().handshake(*args, **kwargs)
+        except NegotiationError:
+            response = self.response
+            headers = response.headers.get_all("Sec-WebSocket-Protocol") if response is not None else []
+            answered = [v.strip() for h in headers for v in h.split(",") if v.strip()]
+            offered = self.protocol.available_subprotocols or ()
+            if len(answered) > 1 or any(a not in offered for a in answered):
+                raise SubprotocolError(offered, answered) from None
+            raise  # an extension's negotiation failed, not the subprotocol's
+
+
+async def open_websocket(url: str, subprotocols, *, headers: dict | None = None, ssl_context=None,
+                         open_timeout: float = 10, close_timeout: float = 5, max_size: int = 1 << 20):
+    """Open an OCPP websocket offering ``subprotocols`` (in order of preference); the
+    central system must select one of them (``ws.subprotocol``), else ``SubprotocolError``."""
+    offered = list(subprotocols)
+    ws = await connect(url, subprotocols=offered, additional_headers=headers or {}, ssl=ssl_context,
+                       open_timeout=open_timeout, ping_interval=None, close_timeout=close_timeout,
+                       max_size=max_size, create_connection=_OcppClientConnection)
+    if ws.subprotocol not in offered:
+        await ws.close(1002, "no OCPP subprotocol selected")
+        raise SubprotocolError(offered, [ws.subprotocol] if ws.subprotocol else [])
+    return ws
+
+
 def describe_error(e: BaseException) -> str:
     """A short, secret-free description of why a connection failed."""
+    if isinstance(e, SubprotocolError):
+        return e.describe()
     if isinstance(e, InvalidStatus):
         code = e.response.status_code
         return "HTTP %d from the central system%s" % (code, " (wrong password?)" if code == 401 else "")
@@ -58,29 +117,38 @@ def describe_error(e: BaseException) -> str:
 class CsmsConnection:
     """Keeps one OCPP websocket open to ``url`` + station id, reconnecting with backoff."""
 
-    def __init__(self, client, settings: dict, clock, subprotocol: str, session_factory,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, client, settings: dict, clock, subprotocols, session_factory,
+                 rng: random.Random | None = None, traffic=None, via: str = "") -> None:
         self.client = client
         self.settings = settings  # url (full, with station id), station_id, password, ca_file, timeouts
         self.clock = clock
-        self.subprotocol = subprotocol
-        self.session_factory = session_factory  # (station_id, ws) -> session
+        # What Sec-WebSocket-Protocol offers, in order of preference ("ocpp1.6", or a list).
+        self.offered = (subprotocols,) if isinstance(subprotocols, str) else tuple(subprotocols)
+        self.selected: str | None = None  # the subprotocol of the open (or the last) connection
+        self.session_factory = session_factory  # (station_id, ws) -> session; ws.subprotocol is the selected one
         self.rng = rng or random.Random()
+        self.traffic = traffic  # a TrafficLog (agent/link/traffic.py): notes each opened connection
+        self.via = via  # how the traffic log names this connection ("" = the main one)
         self.connected = False
         self.last_error = ""
         self.connect_count = 0
         self._ping_task = None
         self._ws = None
 
+    @property
+    def version(self) -> str | None:
+        """The OCPP version of the open (or the last) connection, None before the first."""
+        protocol = by_subprotocol(self.selected)
+        return protocol.version if protocol is not None else None
+
     async def open(self):
         s = self.settings
         headers = {}
         if s.get("password"):
             headers["Authorization"] = basic_auth_header(s["station_id"], s["password"])
-        return await connect(
-            s["url"], subprotocols=[self.subprotocol], additional_headers=headers,
-            ssl=ssl_context(s["url"], s.get("ca_file", "")), open_timeout=s.get("connect_timeout_s", 10),
-            ping_interval=None, close_timeout=5, max_size=1 << 20)
+        return await open_websocket(s["url"], self.offered, headers=headers,
+                                    ssl_context=ssl_context(s["url"], s.get("ca_file", "")),
+                                    open_timeout=s.get("connect_timeout_s", 10))
 
     async def run(self) -> None:
         """Connect, run sessions, and reconnect forever (until cancelled)."""
@@ -92,19 +160,17 @@ class CsmsConnection:
             except (OSError, asyncio.TimeoutError, InvalidHandshake, WebSocketException, ssl.SSLError) as e:
                 self.last_error = describe_error(e)
                 delay = next(delays)
-                log.warning("cannot connect to %s: %s; retrying in %.1f s", self.settings["url"],
-                            self.last_error, delay)
+                # A subprotocol refused is a setup problem (csms.ocpp_version, or not an OCPP endpoint).
+                log.log(logging.ERROR if isinstance(e, SubprotocolError) else logging.WARNING,
+                        "cannot connect to %s: %s; retrying in %.1f s", self.settings["url"], self.last_error, delay)
                 await self.clock.sleep(delay)
                 continue
-            if ws.subprotocol != self.subprotocol:
-                self.last_error = "central system did not accept subprotocol %s" % self.subprotocol
-                log.error("%s", self.last_error)
-                await ws.close()
-                await self.clock.sleep(next(delays))
-                continue
             self.connect_count += 1
+            self.selected = ws.subprotocol
             self.connected, self.last_error, self._ws = True, "", ws
-            log.info("connected to %s", self.settings["url"])
+            log.info("connected to %s: OCPP %s (subprotocol %s)", self.settings["url"], self.version, ws.subprotocol)
+            if self.traffic is not None:
+                self.traffic.connection_opened(self.settings["url"], self.version, ws.subprotocol, via=self.via)
             self.restart_ping()
             try:
                 await self.client.run_session(self.session_factory(self.settings["station_id"], ws))
@@ -127,7 +193,7 @@ class CsmsConnection:
         if self._ping_task is not None:
             self._ping_task.cancel()
             self._ping_task = None
-        interval = self.client.station.keys.get("WebSocketPingInterval")
+        interval = self.client.station.settings.get("ws_ping_interval_s")
         if self._ws is not None and interval > 0:
             self._ping_task = asyncio.create_task(self._ping(self._ws, interval))
 

@@ -1,4 +1,5 @@
-"""The recent OCPP traffic, for the status page: a bounded list of frames.
+"""The recent OCPP traffic, for the status page: a bounded list of frames, and a
+note for each connection opened naming the OCPP version it speaks.
 
 Secrets never enter it: the value of a ChangeConfiguration for
 AuthorizationKey is replaced before the frame is kept or passed on.
@@ -7,6 +8,7 @@ AuthorizationKey is replaced before the frame is kept or passed on.
 import json
 
 REDACTED = "(hidden)"
+OPENED = "open"  # the direction of a note: a connection opened (with its OCPP version)
 SECRET_CONFIGURATION_KEYS = ("AuthorizationKey",)
 
 
@@ -26,7 +28,8 @@ def redact(text: str) -> str:
 
 
 class TrafficLog:
-    """The last ``max_frames`` frames: (wall time, direction, via, text)."""
+    """The last ``max_frames`` frames: (wall time, direction, via, text). The direction is
+    ``"in"`` or ``"out"`` for a frame, ``"open"`` for the note of a connection opening."""
 
     def __init__(self, clock, max_frames: int = 200, forward=None) -> None:
         self.clock = clock
@@ -41,6 +44,14 @@ class TrafficLog:
             del self.frames[:len(self.frames) - self.max_frames]
         if self.forward is not None and not via:
             self.forward(direction, text)
+
+    def connection_opened(self, url: str, version: str | None, subprotocol: str, via: str = "") -> None:
+        """A note in the log (direction ``"open"``, never forwarded as a frame): a connection
+        opened, and the OCPP version the central system selected for it."""
+        self.frames.append((self.clock.time(), OPENED, via, "connection opened to %s: OCPP %s (subprotocol %s)"
+                            % (url, version or "?", subprotocol)))
+        if len(self.frames) > self.max_frames:
+            del self.frames[:len(self.frames) - self.max_frames]
 
     def recent(self, n: int = 50) -> list:
         return self.frames[-n:]
