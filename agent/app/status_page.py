@@ -20,23 +20,19 @@ framework's memory) on ``asyncio.start_server``: one request per connection
 body up to ``MAX_BODY_BYTES``, at most ``MAX_CLIENTS`` connections at once.
 ``close()`` hangs up on every client and waits for its task.
 
-CPython only (h11).
+CPython only (h11). What only serving a request needs (h11, html, email.utils,
+hmac, http, secrets) is imported at the first request: a page nobody opens costs
+no memory for them.
 """
 
 import asyncio
 import base64
 import binascii
-import email.utils
-import hmac
-import html
 import json
 import logging
-import secrets
 import time
 import urllib.parse
-from http import HTTPStatus
 
-import h11
 
 from agent.app.config import is_loopback_host
 from agent.core.isotime import format_datetime
@@ -74,7 +70,7 @@ class Request:
 
     __slots__ = ("method", "path", "query", "headers", "body")
 
-    def __init__(self, event: h11.Request, body: bytes = b"") -> None:
+    def __init__(self, event, body: bytes = b"") -> None:
         self.method = event.method.decode("ascii")
         target = event.target.decode("latin-1")
         if target.startswith("/"):
@@ -136,13 +132,22 @@ class StatusPage:
         self.port = port
         self.password = password
         self.read_timeout_s = read_timeout_s
-        self.token = secrets.token_urlsafe(24)
+        self._token = ""
         self._server = None
         self._serving = False
         self._clients: dict = {}  # connection task -> its StreamWriter
         self._meter_cache: dict = {}  # connector id -> (monotonic time, reading)
         if not is_loopback_host(host) and not password:
             raise ValueError("the status page needs a password when bound to %s" % host)
+
+    @property
+    def token(self) -> str:
+        """The per-process form token, made when a page first needs it."""
+        if not self._token:
+            import secrets
+
+            self._token = secrets.token_urlsafe(24)
+        return self._token
 
     @property
     def url(self) -> str:
@@ -187,6 +192,8 @@ class StatusPage:
         self._clients[asyncio.create_task(self._serve(reader, writer))] = writer
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import h11
+
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         try:
             try:
@@ -205,9 +212,11 @@ class StatusPage:
             await self._hang_up(writer)
             self._clients.pop(asyncio.current_task(), None)
 
-    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
+    async def _read_request(self, conn, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> Request | None:
         """The next request, read whole; None if the client left before sending one."""
+        import h11
+
         deadline = time.monotonic() + self.read_timeout_s
         try:
             event = await self._next_event(conn, reader, deadline)
@@ -236,7 +245,9 @@ class StatusPage:
                 return None  # an idle connection (a browser's preconnect): just close it
             raise _Refused(408, "request not received within %g s\n" % self.read_timeout_s) from None
 
-    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader, deadline: float):
+    async def _next_event(self, conn, reader: asyncio.StreamReader, deadline: float):
+        import h11
+
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
@@ -264,8 +275,13 @@ class StatusPage:
             log.exception("status page: %s %s failed", request.method, request.path)
             return _text(500, "500: Internal Server Error\n")
 
-    async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter, response: Response,
+    async def _send(self, conn, writer: asyncio.StreamWriter, response: Response,
                     head: bool = False) -> None:
+        import h11
+
+        import email.utils
+        from http import HTTPStatus
+
         headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
                    ("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close")] + response.headers
         try:
@@ -309,6 +325,8 @@ class StatusPage:
             decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             return False
+        import hmac
+
         return hmac.compare_digest(decoded.partition(":")[2].encode(), self.password.encode())
 
     # ------------------------------------------------------------------ data
@@ -369,6 +387,8 @@ class StatusPage:
         origin = request.headers.get("origin")
         if origin not in (None, "null") and origin.split("://", 1)[-1] != request.host:
             return _text(403, "cross-site request refused\n")
+        import hmac
+
         if not hmac.compare_digest(form.get("token", "").encode(), self.token.encode()):
             return _text(403, "stale or missing form token: reload the page\n")
         url = form.get("url", "").strip()
@@ -396,6 +416,8 @@ class StatusPage:
               status: int = 200) -> Response:
         cs = data["csms"]
         f = fields or {"url": "", "station_id": "", "ca_file": ""}
+        import html
+
         e = html.escape
         notice = ""
         if message:
@@ -446,6 +468,8 @@ def _fmt(value, unit: str = "", digits: int = 0) -> str:
 
 def _status_html(data: dict) -> str:
     """The part of the page the script refreshes (same HTML as the first render)."""
+    import html
+
     e = html.escape
     cs = data["csms"]
     rows = [

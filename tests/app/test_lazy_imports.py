@@ -68,7 +68,8 @@ async def test_a_sim_board_agent_loads_no_modbus_serial_or_toml_editor(tmp_path)
         report = await run_agent(tmp_path, cs.url, page_enabled=True)
     assert report["online"] and report["version"] == "1.6"
     assert loaded(report["modules"], NEVER_ON_A_SIM_BOARD) == []
-    assert loaded(report["modules"], STATUS_PAGE)  # enabled: it runs
+    assert loaded(report["modules"], ("agent.app.status_page",))  # enabled: it listens
+    assert loaded(report["modules"], ("h11", "html")) == []  # until a first request
 
 
 async def test_without_the_status_page_no_http_server_code_is_loaded(tmp_path):
