@@ -24,9 +24,10 @@ import sys
 import time
 
 from agent.core import smart_charging
+from agent.core.profile_store import ChargingProfileStore
 from agent.core.smart_charging import (
     ABSOLUTE, ACCEPTED, DAILY, DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL, RECURRING, RELATIVE,
-    STATION_MAX, TX, TX_DEFAULT, ChargingProfileStore, compile_profile, composite_schedule, limit_at, new_profile,
+    STATION_MAX, TX, TX_DEFAULT, compile_profile, composite_schedule, limit_at, new_profile,
 )
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -9,9 +9,9 @@ import asyncio
 import logging
 
 from agent.core.connector import Connector
+from agent.core.profile_store import ChargingProfileStore
 from agent.core.smart_charging import (ACCEPTED, DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES,
-                                       DEFAULT_MAX_STACK_LEVEL, STORE_VERSION, ChargingProfileStore,
-                                       composite_schedule, limit_at)
+                                       DEFAULT_MAX_STACK_LEVEL, STORE_VERSION, composite_schedule, limit_at)
 from hal.runtime.storage import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from agent.core.outbox import START, STOP, OutboxEntry, TransactionOutbox
 from agent.core.sampling import Sampling
 from agent.core.sessions import Sessions
 from agent.core.settings import Settings
-from agent.core.smart_charging import ChargingProfileStore
+from agent.core.profile_store import ChargingProfileStore
 from agent.core.supervision import HardwareSupervision
 from hal.errors import HalError
 from hal.interfaces import NO_ERROR, Board

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.core.isotime import format_datetime, parse_datetime
-from agent.core.smart_charging import (
-    ABSOLUTE, ACCEPTED, DAILY, RECURRING, REJECTED, RELATIVE, STATION_MAX, STORE_VERSION, TX, TX_DEFAULT, UNKNOWN,
-    WEEKLY, ChargingProfileStore, ProfileError, compile_profile, composite_schedule, limit_at, new_profile,
-)
+from agent.core.profile_store import ChargingProfileStore
+from agent.core.smart_charging import (ABSOLUTE, ACCEPTED, DAILY, RECURRING, REJECTED, RELATIVE, STATION_MAX,
+                                       STORE_VERSION, TX, TX_DEFAULT, UNKNOWN, WEEKLY, ProfileError,
+                                       compile_profile, composite_schedule, limit_at, new_profile)
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, a Thursday
 DAY = 86400

@@ -10,12 +10,14 @@ import shutil
 import pytest
 from ocpp.exceptions import PropertyConstraintViolationError, TypeConstraintViolationError
 
+from tests.harness import AgentHarness
+
 from agent.core import smart_charging as sc
-from agent.core.smart_charging import ChargingProfileStore, ProfileError, composite_schedule, limit_at
+from agent.core.profile_store import ChargingProfileStore
+from agent.core.smart_charging import ProfileError, composite_schedule, limit_at
 from agent.ocpp16 import profiles
 from agent.ocpp16.codec import profile_error
 from agent.ocpp16.profiles import ProfileFormatError, from_stored_16, profile_from_16, profile_to_16
-from tests.harness import AgentHarness
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "charging-profiles-v1.json")
