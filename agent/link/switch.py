@@ -33,23 +33,22 @@ CPython only (wraps websockets through CsmsConnection, and the ocpp library).
 """
 
 import asyncio
-import json
 import logging
 import os
 import shutil
 
 import ocpp.messages
 from ocpp.exceptions import OCPPError
-from ocpp.v16 import ChargePoint, call
+from ocpp.v16 import call
 
 from agent.core.auth import FULL
-from agent.link.endpoint import validate_csms_url
-from agent.ocpp16.config_keys import ACCEPTED, REJECTED, KeyDef
 from agent.link.connection import CsmsConnection
-from agent.link.endpoint import EndpointSettings, EndpointState
-from agent.ocpp16.client import Ocpp16Client, first_of
-from agent.ocpp16.codec import SUBPROTOCOL, iso_time
-from agent.ocpp16.outbox_sender import OutboxSender, sleep_or_event
+from agent.link.drain import Drain
+from agent.link.endpoint import EndpointSettings, EndpointState, validate_csms_url
+from agent.ocpp16.client import Ocpp16Client
+from agent.ocpp16.codec import iso_time
+from agent.ocpp16.config_keys import ACCEPTED, REJECTED, KeyDef
+from agent.ocpp16.outbox_sender import sleep_or_event
 from hal.runtime.aio import wait_for
 
 log = logging.getLogger(__name__)
@@ -94,7 +93,7 @@ class EndpointManager:
         self._apply_tasks: list = []
         self._answered = None  # Event: the ChangeConfiguration.conf was sent
         self._tasks: list = []
-        self._drains: dict = {}  # backend key -> _Drain
+        self._drains: dict = {}  # backend key -> Drain
         self._supervisor = None  # a short task that opens and closes drain connections
         self._supervise_again = False
         self._running = False
@@ -554,7 +553,7 @@ class EndpointManager:
 
     def _start_drain(self, s: EndpointSettings) -> None:
         log.info("delivering messages queued for %s over a connection of their own", s.url)
-        self._drains[s.key] = _Drain(self, s)
+        self._drains[s.key] = Drain(self, s)
 
     async def _stop_drain(self, key: str) -> None:
         drain = self._drains.pop(key, None)
@@ -567,108 +566,3 @@ class EndpointManager:
             self.state.save()
         except OSError as e:
             log.error("cannot write %s: %s", self.state.path, e)
-
-
-class _Drain:
-    """One connection to an earlier backend, delivering what is queued for it."""
-
-    def __init__(self, manager: EndpointManager, settings: EndpointSettings) -> None:
-        self.settings = settings
-        cfg = manager.config.csms
-        self.client = DrainClient(manager.station, settings.key, manager.clock, traffic=manager.traffic,
-                                  on_idle=manager._kick)
-        conn_settings = dict(cfg)
-        conn_settings.update(url=settings.connect_url, station_id=settings.station_id,
-                             password=settings.password, ca_file=settings.ca_file)
-        self.connection = CsmsConnection(
-            self.client, conn_settings, manager.clock, SUBPROTOCOL,
-            lambda sid, ws: DrainSession(sid, ws, self.client, cfg["response_timeout_s"]), rng=manager.rng)
-        manager.station.outbox.listeners.append(self.client.wake)
-        self._outbox = manager.station.outbox
-        self.task = asyncio.create_task(self.connection.run())
-
-    async def close(self) -> None:
-        if self.client.wake in self._outbox.listeners:
-            self._outbox.listeners.remove(self.client.wake)
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-
-
-class DrainClient:
-    """Delivers the transaction messages held for one earlier central system, in order
-    and with the usual retry rules (the adapter's ``OutboxSender``), over a connection
-    of its own. It does not boot (that central system accepted this charger before),
-    sends nothing else and runs no commands from that central system (``DrainSession``).
-    Its answers confirm the transactions but stay out of the current central system's
-    authorization cache."""
-
-    boot_accepted = True  # for CsmsConnection: a session ending resets the reconnect backoff
-
-    def __init__(self, station, backend: str, clock, traffic=None, on_idle=None) -> None:
-        self.station = station  # CsmsConnection reads its settings (WebSocketPingInterval)
-        self.backend = backend
-        self.traffic = traffic
-        self.session = None
-        self.sender = OutboxSender(station, self._call, clock, asyncio.Event(), backend=backend,
-                                   update_auth_cache=False, on_idle=on_idle)
-
-    def wake(self, entry=None) -> None:
-        """An outbox listener: something may have changed for this backend."""
-        self.sender.wake.set()
-
-    def record(self, direction: str, text: str) -> None:
-        if self.traffic is not None:
-            self.traffic.record(direction, text, via=self.backend)
-
-    async def _call(self, payload):
-        if self.session is None:
-            raise ConnectionError("not connected")
-        return await self.session.call(payload, suppress=False)
-
-    async def run_session(self, session) -> None:
-        self.session = session
-        reader = asyncio.create_task(session.start())
-        sender = asyncio.create_task(self.sender.run(lambda: self.session is session))
-        try:
-            await first_of(reader, sender)
-        except Exception as e:
-            log.info("drain session to %s ended: %s", self.backend, e)
-        finally:
-            self.session = None
-            for t in (reader, sender):
-                t.cancel()
-            await asyncio.gather(reader, sender, return_exceptions=True)
-
-
-class DrainSession(ChargePoint):
-    """An OCPP connection that only carries the drain client's calls and their answers;
-    a request from the central system gets CALLERROR NotSupported."""
-
-    def __init__(self, station_id: str, connection, client: DrainClient, response_timeout: float) -> None:
-        super().__init__(station_id, connection, response_timeout=response_timeout, logger=log)
-        self.client = client
-
-    async def start(self) -> None:
-        while True:
-            await self.route_message(await self._connection.recv())
-
-    async def _send(self, message: str) -> None:
-        self.client.record("out", message)
-        await self._connection.send(message)
-
-    async def route_message(self, raw_msg) -> None:
-        self.client.record("in", raw_msg)
-        try:
-            msg = json.loads(raw_msg)
-        except (ValueError, TypeError):
-            return
-        if not isinstance(msg, list) or len(msg) < 3:
-            return
-        if msg[0] == 2 and isinstance(msg[1], str):
-            await self._send(json.dumps([4, msg[1], "NotSupported",
-                                         "this connection only delivers queued transaction messages", {}]))
-        elif msg[0] in (3, 4):
-            try:
-                self._response_queue.put_nowait(ocpp.messages.unpack(raw_msg))
-            except OCPPError as e:
-                log.warning("ignoring malformed response %s: %s", str(raw_msg)[:200], e)

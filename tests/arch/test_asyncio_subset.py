@@ -43,6 +43,7 @@ EXEMPT = {
     "hal/serial_port.py": "pyserial wrapper: the loop's add_reader/add_writer on the tty's file descriptor",
     "hal/runtime/jsonline.py": "unix-socket JSON-line servers and their client (start_unix_server is CPython only)",
     "agent/link/switch.py": "endpoint switching: drives CsmsConnection (websockets) and the ocpp library's ChargePoint",
+    "agent/link/drain.py": "drain connections: CsmsConnection (websockets) and an ocpp library ChargePoint",
     "agent/app/status_page.py": "the local status page is served with h11 (a CPython library) over asyncio.start_server",
     "agent/app/config_file.py": "edits the TOML configuration file with tomlkit (CLI and running agent)",
 }
