@@ -1,4 +1,5 @@
-"""One connector's state and the rules that derive its OCPP status.
+"""One connector's state and the rule that derives its status (in the core's words,
+which each protocol adapter names in its own).
 
 The status is never set by hand: it is derived from what the hardware
 reports (pilot state, faults), from authorization and from the transaction,
@@ -62,7 +63,7 @@ class Connector:
         return self.evse.ev_connected
 
     def derive_status(self, charger_fault: bool, min_current_a: float) -> str:
-        """The OCPP status that describes this connector now."""
+        """The status that describes this connector now (agent/core/model.py)."""
         if self.faulted or charger_fault:
             return model.FAULTED
         tx = self.transaction
