@@ -119,17 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _admin(name: str):
+    """The command ``name`` of agent/app/cli_admin.py, imported when it runs (``run`` never loads it)."""
+    def command(args) -> int:
+        from agent.app import cli_admin
+
+        return getattr(cli_admin, name)(args)
+
+    return command
+
+
 def _add_settings_commands(sub) -> None:
     """``csms show|set`` and ``config show|get|set`` (agent/app/cli_admin.py)."""
-    from agent.app import cli_admin
-
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", required=True, help="configuration file (TOML)")
     c = sub.add_parser("csms", help="show or change the central system (a running agent moves at once)")
     csub = c.add_subparsers(dest="csms_cmd", required=True)
     show = csub.add_parser("show", parents=[config], help="endpoint, connection, last boot, switch and rollback")
     show.add_argument("--json", action="store_true", help="machine-readable output")
-    show.set_defaults(func=cli_admin.cmd_csms_show)
+    show.set_defaults(func=_admin("cmd_csms_show"))
     cset = csub.add_parser("set", parents=[config], help="move to another central system (with rollback)")
     cset.add_argument("url", help="ws:// or wss:// URL of the central system, without the station id")
     cset.add_argument("--id", help="the station id to use there (default: keep)")
@@ -137,18 +145,18 @@ def _add_settings_commands(sub) -> None:
                       help="read the HTTP Basic auth password from standard input (empty: none)")
     cset.add_argument("--ca-file", help="CA bundle for a wss:// server (\"\": the system's)")
     cset.add_argument("--wait", action="store_true", help="wait until the move is accepted or rolled back")
-    cset.set_defaults(func=cli_admin.cmd_csms_set)
+    cset.set_defaults(func=_admin("cmd_csms_set"))
     g = sub.add_parser("config", help="show, read or change configuration keys (section.key)")
     gsub = g.add_subparsers(dest="config_cmd", required=True)
     gsub.add_parser("show", parents=[config], help="every key with its value").set_defaults(
-        func=cli_admin.cmd_config_show)
+        func=_admin("cmd_config_show"))
     get = gsub.add_parser("get", parents=[config], help="one key's value")
     get.add_argument("key")
-    get.set_defaults(func=cli_admin.cmd_config_get)
+    get.set_defaults(func=_admin("cmd_config_get"))
     gset = gsub.add_parser("set", parents=[config], help="change a key (a running agent applies it)")
     gset.add_argument("key")
     gset.add_argument("value", help="the value; - reads it from standard input (required for passwords)")
-    gset.set_defaults(func=cli_admin.cmd_config_set)
+    gset.set_defaults(func=_admin("cmd_config_set"))
 
 
 def main(argv: list | None = None) -> int:
