@@ -43,7 +43,6 @@ from ocpp.v16 import call
 
 from agent.core.auth import FULL
 from agent.link.connection import CsmsConnection
-from agent.link.drain import Drain
 from agent.link.endpoint import EndpointSettings, EndpointState, validate_csms_url
 from agent.ocpp16.client import Ocpp16Client
 from agent.ocpp16.codec import iso_time
@@ -553,6 +552,8 @@ class EndpointManager:
 
     def _start_drain(self, s: EndpointSettings) -> None:
         log.info("delivering messages queued for %s over a connection of their own", s.url)
+        from agent.link.drain import Drain  # loaded when an earlier backend still has messages
+
         self._drains[s.key] = Drain(self, s)
 
     async def _stop_drain(self, key: str) -> None:
