@@ -134,9 +134,9 @@ class AuthorizationCache:
 
 
 class LocalAuthList:
-    """The Local Authorization List the central system manages with SendLocalList (§3.5.2, §5.15).
+    """The Local Authorization List the central system manages with its list updates (1.6 §3.5.2, §5.15).
 
-    ``version`` is what GetLocalListVersion reports: 0 while the list is empty.
+    ``version`` is the list's version as the central system reads it: 0 while the list is empty.
     """
 
     def __init__(self, path: str | None) -> None:
@@ -169,7 +169,7 @@ class LocalAuthList:
 
     def apply(self, update_type: str, version: int, entries: list, max_length: int,
               max_send: int | None = None) -> str:
-        """SendLocalList. ``entries``: (idTag, IdTagInfo or None) pairs; None deletes
+        """A list update. ``entries``: (idTag, IdTagInfo or None) pairs; None deletes
         (Differential only). Returns the OCPP UpdateStatus; nothing changes unless Accepted."""
         if max_send is not None and len(entries) > max_send:
             log.info("local list update: %d entries, more than the %d one update may have", len(entries), max_send)

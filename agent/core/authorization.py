@@ -14,7 +14,7 @@ from agent.core.metering import energy_wh_of
 
 log = logging.getLogger(__name__)
 
-INVALID_ID_POLL_S = 1.0  # meter reads while charging on MaxEnergyOnInvalidId
+INVALID_ID_POLL_S = 1.0  # meter reads while charging on max_energy_on_invalid_id_wh
 
 
 class Authorization:
@@ -36,8 +36,8 @@ class Authorization:
         return None
 
     def id_tag_info_received(self, id_tag: str | None, info: model.IdTagInfo | None) -> None:
-        """The central system answered about a tag (Authorize, StartTransaction or
-        StopTransaction.conf): update the Authorization Cache, unless the tag is in
+        """The central system answered about a tag (an authorization, or the answer to a
+        transaction's start or end): update the Authorization Cache, unless the tag is in
         the Local Authorization List (§3.5.3)."""
         if not id_tag or info is None or not self.settings.get("auth_cache_enabled", False):
             return
@@ -52,11 +52,11 @@ class Authorization:
         self.auth_cache.update(id_tag, info, self.clock.time())
 
     async def authorize(self, id_tag: str) -> model.IdTagInfo:
-        """Authorize a tag (OCPP 1.6 §3.5). Online: a valid entry in the Local
+        """Decide whether a tag may charge (1.6 §3.5). Online: a valid entry in the Local
         Authorization List or the Authorization Cache starts at once with
-        LocalPreAuthorize; otherwise Authorize.req decides and its answer is cached.
-        Offline (or no answer): the local entry with LocalAuthorizeOffline, an unknown
-        tag with AllowOfflineTxForUnknownId; otherwise Invalid."""
+        local_pre_authorize; otherwise the central system decides and its answer is cached.
+        Offline (or no answer): the local entry with local_authorize_offline, an unknown
+        tag with offline_start_unknown_id; otherwise invalid."""
         local = self._local_info(id_tag)
         if self.link.online:
             if local is not None and local.accepted and self.settings.get("local_pre_authorize", False):
@@ -66,7 +66,7 @@ class Authorization:
             if info is not None:
                 self.id_tag_info_received(id_tag, info)
                 return info
-            log.info("no answer to Authorize(%s): deciding offline", id_tag)
+            log.info("no answer from the central system about %s: deciding offline", id_tag)
             local = self._local_info(id_tag)
         if local is not None:
             if not local.accepted:
@@ -76,23 +76,23 @@ class Authorization:
                 log.info("tag %s: authorized offline from the local list or cache", id_tag)
                 return local
         if self.settings.get("offline_start_unknown_id", False):
-            log.info("tag %s: accepted offline (AllowOfflineTxForUnknownId)", id_tag)
+            log.info("tag %s: accepted offline (offline_start_unknown_id)", id_tag)
             return model.IdTagInfo(model.AUTH_ACCEPTED)
         log.info("tag %s: cannot be authorized offline", id_tag)
         return model.IdTagInfo(model.AUTH_INVALID)
 
     def clear_cache(self) -> bool:
-        """ClearCache: False if the cache could not be cleared."""
+        """Clear the authorization cache: False if it could not be cleared."""
         return self.auth_cache.clear()
 
     def local_list_version(self) -> int:
-        """GetLocalListVersion: -1 when the list is not supported or not enabled, 0 when empty."""
+        """The local list's version: -1 when the list is not supported or not enabled, 0 when empty."""
         if not self._local_list_enabled():
             return -1
         return self.local_list.version
 
     def send_local_list(self, update_type: str, version: int, entries: list) -> str:
-        """SendLocalList; ``entries`` are (idTag, IdTagInfo or None) pairs. Returns the UpdateStatus."""
+        """Update the local list; ``entries`` are (idTag, IdTagInfo or None) pairs. Returns the outcome."""
         if not self._local_list_enabled():
             return model.NOT_SUPPORTED
         status = self.local_list.apply(update_type, version, entries, self.settings.get("local_list_max_entries"),
@@ -101,7 +101,7 @@ class Authorization:
         return status
 
     def _invalid_id_energy_left(self, c: Connector, tx: model.Transaction) -> bool:
-        """MaxEnergyOnInvalidId: a transaction whose tag the central system did not accept
+        """max_energy_on_invalid_id_wh: a transaction whose tag the central system did not accept
         may deliver this much energy (from its start) before energy delivery stops."""
         limit = self.settings.get("max_energy_on_invalid_id_wh", 0)
         energy = energy_wh_of(c.last_reading)
@@ -111,7 +111,7 @@ class Authorization:
         return True
 
     async def _watch_invalid_id_energy(self, c: Connector, tx: model.Transaction) -> None:
-        """Read the meter while charging on MaxEnergyOnInvalidId; re-evaluate at the limit."""
+        """Read the meter while charging on max_energy_on_invalid_id_wh; re-evaluate at the limit."""
         while c.transaction is tx and not tx.stopped:
             await self.clock.sleep(INVALID_ID_POLL_S)
             await self._read_meter(c)

@@ -51,7 +51,7 @@ NOT_SUPPORTED = "not_supported"
 UNLOCKED = "unlocked"
 UNLOCK_FAILED = "unlock_failed"
 
-# Reset: now (ending transactions) or once no transaction runs.
+# Restarting: now (ending transactions) or once no transaction runs.
 RESET_NOW = "now"
 RESET_ON_IDLE = "on_idle"
 
@@ -105,7 +105,7 @@ class Transaction:
     ``id`` is the station's own identifier, a string made at the start (what a
     2.0.1 central system knows it by); ``local_id`` is its sequence number in the
     journal; ``backend_id`` is an identifier the central system assigned, if its
-    protocol has one (1.6: the transactionId of StartTransaction.conf; None until
+    protocol has one (1.6: the transactionId it answers a transaction's start with; None until
     confirmed, e.g. while offline).
     """
 
@@ -121,8 +121,8 @@ class Transaction:
         self.start_time = start_time
         self.reservation_id = reservation_id
         self.backend_id = None  # the central system's identifier (1.6: an integer)
-        self.authorized = True  # False after StartTransaction.conf said the tag is not valid
-        self.stop_data: list = []  # MeterSample list for StopTransaction transactionData
+        self.authorized = True  # False after the answer to its start said the tag is not valid
+        self.stop_data: list = []  # MeterSample list sent with the transaction's end
         self.meter_stop_wh: int | None = None
         self.stop_time: float | None = None
         self.stop_reason: str | None = None

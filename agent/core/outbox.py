@@ -1,6 +1,6 @@
 """The ordered queue of transaction messages waiting for the central system.
 
-StartTransaction, StopTransaction and transaction MeterValues must reach the
+A transaction's start, its end and its meter values must reach the
 central system in order and exactly once. The station appends; the OCPP
 adapter sends the head, and removes it only when the central system confirmed
 it. Payloads are built at send time, so messages queued for a transaction
@@ -10,7 +10,7 @@ With a journal (agent/store/journal.py) every change is written through: Start a
 Stop durably (fsync) before the agent goes on, meter values without an fsync
 of their own. Confirmed meter values are deleted with the next write instead
 of in a write of their own (fewer writes to an SD card; after a crash at most
-the last confirmed MeterValues is sent again) - or, in a replay of a backlog,
+the last confirmed meter values are sent again) - or, in a replay of a backlog,
 every CONFIRMED_METERS_FLUSH confirmations, so that a crash mid-replay resends
 at most that many. A failed journal write leaves ``resync_needed`` set: memory
 is then the truth and the station rewrites the journal from it once writes
@@ -34,7 +34,7 @@ CONFIRMED_METERS_FLUSH = 32  # confirmed meter values deleted in a write of thei
 
 
 class JournalUnavailable(Exception):
-    """A StartTransaction could not be made durable: the transaction must not start."""
+    """A transaction's start could not be made durable: the transaction must not start."""
 
 
 class OutboxEntry:
@@ -106,7 +106,7 @@ class TransactionOutbox:
     def append(self, entry: OutboxEntry) -> list:
         """Queue an entry (written through to the journal); returns meter entries
         dropped because the journal is full. Raises JournalUnavailable for a
-        StartTransaction that could not be made durable."""
+        transaction start that could not be made durable."""
         dropped = []
         self._own(entry)
         if self.journal is not None:

@@ -35,7 +35,7 @@ class Sampling:
             self._cancel(("sampler", c.id))
 
     async def _sample_loop(self, c: Connector) -> None:
-        """Sampled meter values every MeterValueSampleInterval; with the interval 0,
+        """Sampled meter values every sample_interval_s; with the interval 0,
         only a journal checkpoint of the reading every CHECKPOINT_S."""
         interval = self.settings.get("sample_interval_s")
         while c.transaction is not None:
@@ -91,7 +91,7 @@ class Sampling:
                 self.link.meter_values(c.id, sample)
 
     async def meter_sample_now(self, connector_id: int) -> tuple:
-        """(transaction or None, MeterSample) for a triggered MeterValues."""
+        """(transaction or None, MeterSample) for meter values the central system asked for."""
         c = self.connector(connector_id)
         reading = await self._read_meter(c)
         sample = build_meter_sample(reading, self.settings.get("sampled_measurands"), self.clock.time(),

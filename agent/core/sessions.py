@@ -67,11 +67,11 @@ class Sessions:
                 c.transaction is not None and not c.transaction.stopped and c.transaction.parent_id_tag
                 for c in self.connectors):
             # Nothing this tag could start, and no running transaction has a group (parent) tag it
-            # could share: no Authorize (OCTT TC_068_CS step 1). A transaction's parent is known from
-            # its tag's Authorize.conf, the local list/cache or its StartTransaction.conf (TC_069_CS).
+            # could share: no authorization request (OCTT TC_068_CS step 1). A transaction's parent is
+            # known from its tag's authorization, the local list/cache or the answer to its start (TC_069_CS).
             log.info("tag %s: no connector free for a session", id_tag)
             return "no-connector"
-        info = await self.authorize(id_tag)  # Authorize.req online, else the local list/cache
+        info = await self.authorize(id_tag)  # the central system online, else the local list/cache
         # A different tag may end a running transaction when both share a parent (group) tag.
         for c in self.connectors:
             tx = c.transaction
@@ -114,7 +114,7 @@ class Sessions:
         await self.clock.sleep(self.settings.get("ev_connect_timeout_s"))
         self._conn_tasks.pop(("timeout", c.id), None)
         if c.pending_auth is not None and c.transaction is None:
-            log.info("connector %d: no EV plugged in within ConnectionTimeOut; authorization dropped", c.id)
+            log.info("connector %d: no EV plugged in within ev_connect_timeout_s; authorization dropped", c.id)
             c.pending_auth = None
             await self._update(c)
 
@@ -203,7 +203,7 @@ class Sessions:
         return model.UNLOCKED if ok else model.UNLOCK_FAILED
 
     def request_reset(self, hard: bool, when: str = model.RESET_NOW) -> None:
-        """Reset in the background (the central system has its answer already)."""
+        """Restart in the background (the central system has its answer already)."""
         self._spawn(self.reset(hard, when))
 
     async def reset(self, hard: bool, when: str = model.RESET_NOW) -> None:
@@ -271,7 +271,7 @@ class Sessions:
         log.info("connector %d: transaction %d started for %s at %d Wh", c.id, tx.local_id, id_tag,
                  tx.meter_start_wh)
         if charging_profile is not None:
-            # Bound to the transaction id when StartTransaction.conf brings it (transaction_confirmed).
+            # Bound to the transaction id when the answer to its start brings it (transaction_confirmed).
             status = self.charging_profiles.install(c.id, charging_profile, now=tx.start_time,
                                                     transaction_active=True)
             if status != ACCEPTED:
@@ -303,7 +303,7 @@ class Sessions:
         tx.backend_id = backend_id
         log.info("connector %d: transaction %s has the central system's id %r (%s)", tx.connector_id, tx.id,
                  backend_id, info.status)
-        if info.parent_id_tag:  # the start tag's group, when no Authorize.conf told it (OCTT TC_069_CS)
+        if info.parent_id_tag:  # the start tag's group, when no authorization told it (OCTT TC_069_CS)
             tx.parent_id_tag = info.parent_id_tag
         if update_auth_cache:
             self.id_tag_info_received(tx.id_tag, info)
@@ -316,7 +316,7 @@ class Sessions:
             c = self.connector(tx.connector_id)
             if self.settings.get("stop_on_invalid_id"):
                 self._spawn(self.stop_transaction(c.id, model.REASON_DEAUTHORIZED))
-            else:  # only energy delivery stops (after MaxEnergyOnInvalidId, see _charging_allowed)
+            else:  # only energy delivery stops (after max_energy_on_invalid_id_wh, see _charging_allowed)
                 self._spawn(self._update(c))
 
     async def stop_transaction(self, connector_id: int, reason: str, id_tag: str | None = None) -> None:

@@ -85,7 +85,7 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
         self.max_current_a = max_current_a  # local supply limit per phase; 0 = none
         self.charger_error_code = NO_ERROR
         self.charger_status = model.AVAILABLE
-        self.charger_availability = model.OPERATIVE  # of connector 0, set by ChangeAvailability for 0
+        self.charger_availability = model.OPERATIVE  # of connector 0, set by a change of availability for 0
         self.on_restart = None  # callable(hard: bool), set by the runner
         self.reset_pending = False  # a reset waits for the running transactions to end
         self._store = store  # persistent station state (availability, transaction counter)
@@ -277,10 +277,10 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
 
     @staticmethod
     def _requeue_lost(txs: dict, entries: list) -> bool:
-        """Queue again the StartTransaction or StopTransaction of a journaled transaction
+        """Queue again the start or end message of a journaled transaction
         whose message was lost to a damaged journal (salvaged rows). A transaction's row
-        is deleted in the commit that confirms its StopTransaction and saved with its
-        id in the one that confirms its StartTransaction, so: no id means the Start is
+        is deleted in the commit that confirms its end and saved with its
+        id in the one that confirms its start, so: no id means the Start is
         unconfirmed, stopped means the Stop is. Returns True if anything was requeued."""
         kinds: dict = {}
         for e in entries:
