@@ -18,10 +18,12 @@ ALLOWED = {
     "agent.core": {"hal", "hal.runtime"},
     "agent.store": {"agent.core", "hal", "hal.runtime"},
     "agent.ocpp16": {"agent.core", "hal", "hal.runtime"},
-    "agent.link": {"agent.core", "agent.ocpp16", "hal", "hal.runtime"},
-    "agent.app": {"agent.core", "agent.store", "agent.ocpp16", "agent.link", "boards", "hal", "hal.runtime"},
-    "tools": {"agent.core", "agent.store", "agent.ocpp16", "agent.link", "agent.app", "boards", "hal",
-              "hal.runtime"},
+    "agent.ocpp201": {"agent.core", "hal", "hal.runtime"},
+    "agent.link": {"agent.core", "agent.ocpp16", "agent.ocpp201", "hal", "hal.runtime"},
+    "agent.app": {"agent.core", "agent.store", "agent.ocpp16", "agent.ocpp201", "agent.link", "boards", "hal",
+                  "hal.runtime"},
+    "tools": {"agent.core", "agent.store", "agent.ocpp16", "agent.ocpp201", "agent.link", "agent.app", "boards",
+              "hal", "hal.runtime"},
 }
 
 
