@@ -28,15 +28,7 @@ async def test_drained_answers_confirm_the_transaction_but_stay_out_of_the_curre
     cs1.handlers["StopTransaction"] = lambda p: {"idTagInfo": {"status": "Blocked"}}
     cs2.handlers["StartTransaction"] = lambda p: {"transactionId": 77, "idTagInfo": info}
     try:
-        h1 = await rig.start_at(cs1)
-        port1, url1 = cs1.port, cs1.url
-        await cs1.stop()
-        await until(lambda: not rig.agent.client.online, what="offline")
-        rig.sim.plug("1")
-        rig.sim.swipe("TAG-OLD")  # unknown, offline: AllowOfflineTxForUnknownId
-        await until(lambda: rig.station.connectors[0].transaction is not None, clock=rig.clock,
-                    what="an offline transaction")
-        tx = rig.station.connectors[0].transaction
+        h1, port1, url1, tx = await rig.offline_transaction(cs1, "TAG-OLD")
         assert tx.backend == EndpointSettings(url1, "CP001").key
 
         code, out, err = await run_cli("csms", "set", cs2.url, "--config", rig.path)

@@ -136,6 +136,20 @@ class Rig:
                     what="the agent online with %s" % cs.url)
         return handle
 
+    async def offline_transaction(self, cs: TestCentralSystem, tag: str):
+        """Boot at ``cs``, lose it (it stops listening), then plug in and badge ``tag``
+        (unknown, offline: AllowOfflineTxForUnknownId). Returns (the station on ``cs``,
+        its port, its URL, the transaction started offline)."""
+        handle = await self.start_at(cs)
+        port, url = cs.port, cs.url
+        await cs.stop()
+        await until(lambda: not self.agent.client.online, what="offline")
+        self.sim.plug("1")
+        self.sim.swipe(tag)
+        await until(lambda: self.station.connectors[0].transaction is not None, clock=self.clock,
+                    what="an offline transaction")
+        return handle, port, url, self.station.connectors[0].transaction
+
     async def dead_url(self) -> str:
         """The URL of a central system that stopped listening."""
         dead = await self.central()
@@ -406,16 +420,7 @@ async def test_queued_messages_of_the_old_backend_reach_the_old_backend_not_the_
     rig = Rig(tmp_path)
     cs1, cs2 = await rig.central(), await rig.central()
     try:
-        h1 = await rig.start_at(cs1)
-        port1, url1 = cs1.port, cs1.url
-        await cs1.stop()
-        await until(lambda: not rig.agent.client.online, what="offline")
-
-        rig.sim.plug("1")
-        rig.sim.swipe("TAG-OFFLINE")
-        await until(lambda: rig.station.connectors[0].transaction is not None, clock=rig.clock,
-                    what="an offline transaction")
-        tx = rig.station.connectors[0].transaction
+        h1, port1, url1, tx = await rig.offline_transaction(cs1, "TAG-OFFLINE")
         await rig.clock.advance(61)  # one sampled MeterValues, queued too
         cs1_key = EndpointSettings(url1, "CP001").key
         assert tx.backend == cs1_key
