@@ -163,7 +163,10 @@ class Relay(Device):
 
 
 class IdReader(Device):
-    """An identification reader (RFID, keypad…)."""
+    """An identification reader (RFID, keypad…). ``token_kind`` says what its tokens are:
+    "iso14443" (RFID cards, the UID in hex; the default), "iso15693", "key_code"…"""
+
+    token_kind = "iso14443"
 
     async def read_tag(self) -> str:
         """Wait for the next presented id token and return it (upper-case hex for RFID UIDs)."""

@@ -50,6 +50,22 @@ SCHEDULED = "scheduled"
 NOT_SUPPORTED = "not_supported"
 UNLOCKED = "unlocked"
 UNLOCK_FAILED = "unlock_failed"
+ONGOING_TRANSACTION = "ongoing_transaction"  # an unlock refused while a transaction runs
+
+# What an identifier is (as the reader or the request says).
+TOKEN_ISO14443 = "iso14443"  # RFID cards: the UID in hex (the PN532's)
+TOKEN_ISO15693 = "iso15693"
+TOKEN_CENTRAL = "central"  # made up by the central system (a remote start)
+TOKEN_LOCAL = "local"
+TOKEN_KEY_CODE = "key_code"
+TOKEN_EMAID = "emaid"
+TOKEN_MAC_ADDRESS = "mac_address"
+TOKEN_NO_AUTHORIZATION = "no_authorization"
+
+# What came last when a transaction began.
+START_AUTHORIZED = "authorized"  # the identifier, with the EV already plugged in
+START_CABLE_PLUGGED_IN = "cable_plugged_in"  # the EV, after the identifier
+START_REMOTE = "remote_start"  # a remote start, with the EV already plugged in
 
 # Restarting: now (ending transactions) or once no transaction runs.
 RESET_NOW = "now"
@@ -130,6 +146,10 @@ class Transaction:
         self.last_meter_wh: int = meter_start_wh  # the latest reading, kept for power-loss recovery
         self.last_meter_time: float = start_time
         self.backend = ""  # key of the central system it belongs to (agent/link/endpoint.py), set when queued
+        self.token_kind = TOKEN_ISO14443  # what the identifier is (TOKEN_*)
+        self.remote_start_id = None  # the remote start's id, when one started it (2.0.1)
+        self.start_cause = None  # what came last at the start (START_*)
+        self.event_count = 0  # events queued for it so far: the next one's sequence number
 
     @property
     def stopped(self) -> bool:
@@ -157,7 +177,8 @@ def transaction_id_for(local_id: int, start_time: float) -> str:
 
 _TX_FIELDS = ("local_id", "connector_id", "id_tag", "parent_id_tag", "meter_start_wh", "start_time",
               "reservation_id", "backend_id", "authorized", "meter_stop_wh", "stop_time", "stop_reason",
-              "stop_id_tag", "last_meter_wh", "last_meter_time", "backend")
+              "stop_id_tag", "last_meter_wh", "last_meter_time", "backend", "token_kind", "remote_start_id",
+              "start_cause", "event_count")
 
 
 def transaction_to_dict(tx: Transaction) -> dict:

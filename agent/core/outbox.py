@@ -40,7 +40,8 @@ class JournalUnavailable(Exception):
 class OutboxEntry:
     """One queued transaction message."""
 
-    __slots__ = ("kind", "tx", "connector_id", "samples", "attempts", "seq", "not_before", "jseq", "backend")
+    __slots__ = ("kind", "tx", "connector_id", "samples", "attempts", "seq", "not_before", "jseq", "backend",
+                 "seq_no", "offline")
 
     def __init__(self, kind: str, tx, connector_id: int, samples: list | None = None) -> None:
         self.kind = kind
@@ -52,6 +53,12 @@ class OutboxEntry:
         self.not_before = 0.0  # monotonic time before which a retry must not be sent
         self.jseq = None  # its row in the journal
         self.backend = ""  # the central system it belongs to: its transaction's
+        self.seq_no = None  # its number among its transaction's events (0: the start), set when queued
+        self.offline = None  # whether it arose while the central system was unreachable, set when queued
+
+    def info(self) -> dict:
+        """What the journal keeps of it besides kind, transaction and samples."""
+        return {"seq_no": self.seq_no, "offline": self.offline}
 
     def __repr__(self) -> str:
         return "OutboxEntry(%s, %r, attempts=%d)" % (self.kind, self.tx, self.attempts)
@@ -71,6 +78,7 @@ class TransactionOutbox:
         self.emptied.set()
         self.backend = ""  # key of the current central system (set_backend)
         self.listeners: list = []  # callables(entry or None) run after each change
+        self.online = lambda: False  # whether the central system is reachable now (the station sets it)
 
     def next_seq(self) -> int:
         """A sequence number shared with other outgoing messages, to keep their order."""
@@ -109,12 +117,18 @@ class TransactionOutbox:
         transaction start that could not be made durable."""
         dropped = []
         self._own(entry)
+        if entry.seq_no is None:  # numbered in the same journal write as its transaction's count
+            entry.seq_no = entry.tx.event_count
+            entry.tx.event_count += 1
+        if entry.offline is None:
+            entry.offline = not self.online()
         if self.journal is not None:
             try:
                 entry.jseq, dropped_jseqs = self.journal.append(
                     entry.kind, entry.tx.local_id, entry.connector_id,
                     [sample_to_dict(s) for s in entry.samples], tx=transaction_to_dict(entry.tx),
-                    remove=tuple(self._confirmed_meters), durable=entry.kind != METER, backend=entry.backend)
+                    remove=tuple(self._confirmed_meters), durable=entry.kind != METER, backend=entry.backend,
+                    info=entry.info())
                 self._confirmed_meters = []
             except Exception as e:  # JournalError: logged by the journal
                 if entry.kind == START:
@@ -225,7 +239,7 @@ class TransactionOutbox:
             txs[e.tx.local_id] = e.tx
         msgs = [{"kind": e.kind, "local_id": e.tx.local_id, "connector_id": e.connector_id,
                  "samples": [sample_to_dict(s) for s in e.samples], "attempts": e.attempts,
-                 "backend": e.backend}
+                 "backend": e.backend, "info": e.info()}
                 for e in self._entries]
         try:
             jseqs = self.journal.replace_all([transaction_to_dict(t) for t in txs.values()], msgs)

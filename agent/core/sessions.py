@@ -24,6 +24,14 @@ RESET_FLUSH_TIMEOUT_S = 10.0
 IDLE_RESET_POLL_S = 1.0  # a reset on idle looks this often whether the last transaction ended
 
 
+def start_request(id_tag: str, parent_id_tag: str | None, charging_profile: dict | None = None,
+                  token_kind: str | None = None, remote_start_id: int | None = None, remote: bool = False) -> dict:
+    """What may start a transaction once an EV is plugged in: an authorized identifier, its
+    group, a remote start's charging profile, the token's kind and the remote start's id."""
+    return {"id_tag": id_tag, "parent_id_tag": parent_id_tag, "charging_profile": charging_profile,
+            "token_kind": token_kind or model.TOKEN_ISO14443, "remote_start_id": remote_start_id, "remote": remote}
+
+
 class Sessions:
     """Sessions"""
 
@@ -34,8 +42,7 @@ class Sessions:
             if c.pending_auth is not None and tx is None:
                 pending, c.pending_auth = c.pending_auth, None
                 self._cancel(("timeout", c.id))
-                await self._begin_transaction(c, pending["id_tag"], pending.get("parent_id_tag"),
-                                              pending.get("charging_profile"))
+                await self._begin_transaction(c, pending, model.START_CABLE_PLUGGED_IN)
             return
         # No EV (state A, or F while unavailable).
         if c.finishing:
@@ -55,9 +62,10 @@ class Sessions:
             c.status, c.status_error_code = model.FINISHING, c.effective_error_code
             self.link.status_changed(c.id)
 
-    async def present_tag(self, id_tag: str) -> str:
+    async def present_tag(self, id_tag: str, token_kind: str | None = None) -> str:
         """A tag was presented at the reader: stop a running transaction of the
-        same tag (or parent), or authorize and start/prepare one. Returns what happened."""
+        same tag (or parent), or authorize and start/prepare one. ``token_kind``: what the
+        reader says the token is (model.TOKEN_*). Returns what happened."""
         for c in self.connectors:
             tx = c.transaction
             if tx is not None and not tx.stopped and tag_key(tx.id_tag) == tag_key(id_tag):  # case-insensitive
@@ -86,7 +94,7 @@ class Sessions:
         if target is None:
             log.info("tag %s: no connector free for a session", id_tag)
             return "no-connector"
-        await self._authorized(target, id_tag, info.parent_id_tag)
+        await self._authorized(target, start_request(id_tag, info.parent_id_tag, token_kind=token_kind))
         return "authorized"
 
     def _connector_for_new_session(self) -> Connector | None:
@@ -99,14 +107,15 @@ class Sessions:
                 return c
         return usable[0] if usable else None
 
-    async def _authorized(self, c: Connector, id_tag: str, parent_id_tag: str | None,
-                          charging_profile: dict | None = None) -> None:
+    async def _authorized(self, c: Connector, start: dict) -> None:
+        """``start`` (``start_request``) may begin a transaction on ``c``: now if an EV is
+        plugged in, else when one is (within ev_connect_timeout_s)."""
         async with self._locks[c.id - 1]:
             if c.ev_connected:
-                await self._begin_transaction(c, id_tag, parent_id_tag, charging_profile)
+                cause = model.START_REMOTE if start["remote"] else model.START_AUTHORIZED
+                await self._begin_transaction(c, start, cause)
             else:
-                c.pending_auth = {"id_tag": id_tag, "parent_id_tag": parent_id_tag,
-                                  "charging_profile": charging_profile}
+                c.pending_auth = start
                 self._spawn(self._connection_timeout(c), key=("timeout", c.id))
         await self._update(c)
 
@@ -119,11 +128,13 @@ class Sessions:
             await self._update(c)
 
     async def remote_start(self, id_tag: str, connector_id: int | None = None,
-                           charging_profile: dict | None = None) -> bool:
+                           charging_profile: dict | None = None, token_kind: str = model.TOKEN_CENTRAL,
+                           remote_start_id: int | None = None) -> bool:
         """A remote start: True if accepted. ``charging_profile`` (a profile
         dict, agent/core/smart_charging.py) becomes the transaction's tx profile
         when it starts; one the store would not take rejects the request (OCTT
-        TC_060). Raises ``ProfileError`` for a malformed profile."""
+        TC_060). ``token_kind`` and ``remote_start_id`` (2.0.1) are kept with the
+        transaction. Raises ``ProfileError`` for a malformed profile."""
         journal = self.outbox.journal
         if journal is not None and not journal.healthy and not journal.probe():
             return False  # it could not be recorded: don't promise a transaction
@@ -141,18 +152,19 @@ class Sessions:
         if charging_profile is not None and self.charging_profiles.check_remote_start(
                 charging_profile, c.id) != ACCEPTED:
             return False
-        self._spawn(self._remote_start(c, id_tag, charging_profile))
+        self._spawn(self._remote_start(c, start_request(id_tag, None, charging_profile, token_kind, remote_start_id,
+                                                        remote=True)))
         return True
 
-    async def _remote_start(self, c: Connector, id_tag: str, charging_profile: dict | None = None) -> None:
-        parent = None
+    async def _remote_start(self, c: Connector, start: dict) -> None:
+        id_tag = start["id_tag"]
         if self.settings.get("authorize_remote_start"):
             info = await self.authorize(id_tag)
             if not info.accepted:
                 log.info("remote start for %s: tag not authorized (%s)", id_tag, info.status)
                 return
-            parent = info.parent_id_tag
-        await self._authorized(c, id_tag, parent, charging_profile)
+            start["parent_id_tag"] = info.parent_id_tag
+        await self._authorized(c, start)
 
     async def remote_stop(self, tx_id: str | None = None, backend_id=None) -> bool:
         """Stop a transaction on the central system's request (by either identifier)."""
@@ -186,14 +198,18 @@ class Sessions:
         self._update_charger_status()
         return model.SCHEDULED if scheduled else model.ACCEPTED
 
-    async def unlock_connector(self, connector_id: int) -> str:
-        """Unlocked, UnlockFailed or NotSupported."""
+    async def unlock_connector(self, connector_id: int, stop_running: bool = True) -> str:
+        """unlocked, unlock_failed, not_supported, or ongoing_transaction: a running
+        transaction is stopped first (``stop_running``, 1.6) or keeps the cable locked
+        (2.0.1 F05.FR.02)."""
         if not 1 <= connector_id <= len(self.connectors):
             return model.NOT_SUPPORTED
         c = self.connector(connector_id)
         if c.hw.lock is None:
             return model.NOT_SUPPORTED
         if c.transaction is not None and not c.transaction.stopped:
+            if not stop_running:
+                return model.ONGOING_TRANSACTION
             await self.stop_transaction(c.id, model.REASON_UNLOCK)
         try:
             ok = await c.hw.lock.set_locked(False)
@@ -240,10 +256,11 @@ class Sessions:
             except asyncio.TimeoutError:
                 log.warning("power failure: %d transaction messages still queued", len(self.outbox))
 
-    async def _begin_transaction(self, c: Connector, id_tag: str, parent_id_tag: str | None,
-                                 charging_profile: dict | None = None) -> None:
-        """Start a transaction (called with the connector lock held); ``charging_profile``
-        (from a remote start) becomes its tx profile."""
+    async def _begin_transaction(self, c: Connector, start: dict, cause: str) -> None:
+        """Start a transaction for ``start`` (``start_request``; called with the connector
+        lock held); its charging profile (from a remote start) becomes its tx profile.
+        ``cause``: what came last, model.START_*."""
+        id_tag, charging_profile = start["id_tag"], start["charging_profile"]
         reading = await self._read_meter(c)
         energy = energy_wh_of(reading)
         if energy is None:
@@ -253,7 +270,8 @@ class Sessions:
             log.error("connector %d: the cable could not be locked; not starting a transaction", c.id)
             return
         tx = model.Transaction(self._next_local_id, c.id, id_tag, int(round(energy)), self.clock.time(),
-                               parent_id_tag=parent_id_tag)
+                               parent_id_tag=start["parent_id_tag"])
+        tx.token_kind, tx.remote_start_id, tx.start_cause = start["token_kind"], start["remote_start_id"], cause
         self._next_local_id += 1
         self._save()
         begin = build_meter_sample(reading, self.settings.get("sampled_end_measurands"), self.clock.time(),

@@ -78,6 +78,7 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
         self.clock = clock or Clock()
         self.link = CentralSystemLink()
         self.outbox = TransactionOutbox(journal)
+        self.outbox.online = lambda: self.link.online
         self.auth_cache = auth_cache if auth_cache is not None else AuthorizationCache(None)
         self.local_list = local_list if local_list is not None else LocalAuthList(None)
         self.recovered: list = []  # transactions closed at start after a crash or power cut
@@ -245,6 +246,8 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
             entry = OutboxEntry(m["kind"], tx, m["connector_id"],
                                 [model.sample_from_dict(x) for x in m["samples"]])
             entry.jseq, entry.attempts = m["jseq"], m["attempts"]
+            info = m.get("info") or {}  # rows of releases before 0.2 have none
+            entry.seq_no, entry.offline = info.get("seq_no"), bool(info.get("offline"))
             entries.append(entry)
         repaired = self._requeue_lost(txs, entries)
         self.outbox.restore(entries)
@@ -290,11 +293,15 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
             queued = kinds.get(tx.local_id, set())
             if tx.backend_id is None and START not in queued:
                 at = next((i for i, e in enumerate(entries) if e.tx is tx), len(entries))
-                entries.insert(at, OutboxEntry(START, tx, tx.connector_id))
+                entry = OutboxEntry(START, tx, tx.connector_id)
+                entry.seq_no, entry.offline = 0, True  # the start is its transaction's first event
+                entries.insert(at, entry)
                 log.error("journal: the start of transaction %d was lost: queued again", tx.local_id)
                 repaired = True
             if tx.stopped and STOP not in queued:
-                entries.append(OutboxEntry(STOP, tx, tx.connector_id))
+                entry = OutboxEntry(STOP, tx, tx.connector_id)
+                entry.seq_no, entry.offline = max(tx.event_count - 1, 0), True  # counted when first queued
+                entries.append(entry)
                 log.error("journal: the end of transaction %d (id %r) was lost: queued again",
                           tx.local_id, tx.backend_id)
                 repaired = True

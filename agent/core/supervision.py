@@ -68,7 +68,7 @@ class HardwareSupervision:
                 await self.clock.sleep(5)
                 continue
             try:
-                await self.present_tag(tag)
+                await self.present_tag(tag, getattr(self.board.reader, "token_kind", None))
             except Exception:  # one bad swipe must not stop the reader
                 log.exception("handling id tag %s failed", tag)
 

@@ -177,10 +177,11 @@ ANSWERS = {
     "RequestStartTransaction": {model.ACCEPTED: "Accepted", model.REJECTED: "Rejected"},
     "RequestStopTransaction": {model.ACCEPTED: "Accepted", model.REJECTED: "Rejected"},
     # The core answers not_supported for a connector it does not have (and for one without a
-    # lock, which it cannot tell apart); 2.0.1's nearest is UnknownConnector. It has no
-    # word yet for OngoingAuthorizedTransaction (it ends the transaction and unlocks, as 1.6 does).
+    # lock, which it cannot tell apart); 2.0.1's nearest is UnknownConnector. Asked not to stop a
+    # running transaction (F05.FR.02), it answers ongoing_transaction.
     "UnlockConnector": {model.UNLOCKED: "Unlocked", model.UNLOCK_FAILED: "UnlockFailed",
-                        model.NOT_SUPPORTED: "UnknownConnector"},
+                        model.NOT_SUPPORTED: "UnknownConnector",
+                        model.ONGOING_TRANSACTION: "OngoingAuthorizedTransaction"},
     # 2.0.1 has no NotSupported here: a disabled local list cannot take an update, Failed.
     "SendLocalList": {model.ACCEPTED: "Accepted", UPDATE_FAILED: "Failed",
                       UPDATE_VERSION_MISMATCH: "VersionMismatch", model.NOT_SUPPORTED: "Failed"},

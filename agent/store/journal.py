@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS tx (local_id INTEGER PRIMARY KEY, data TEXT NOT NULL)
 CREATE TABLE IF NOT EXISTS msg (
     jseq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, local_id INTEGER NOT NULL,
     connector_id INTEGER NOT NULL, samples TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    backend TEXT NOT NULL DEFAULT '');
+    backend TEXT NOT NULL DEFAULT '', info TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -99,9 +99,13 @@ class TransactionJournal:
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)
         db.execute("PRAGMA quick_check").fetchall()
-        if "backend" not in [row[1] for row in db.execute("PRAGMA table_info(msg)")]:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(msg)")]
+        if "backend" not in columns:
             # A journal from before endpoint switching: its rows get the current backend in _load.
             db.execute("ALTER TABLE msg ADD COLUMN backend TEXT NOT NULL DEFAULT ''")
+        if "info" not in columns:
+            # A journal from before 0.2: its messages have no sequence number or offline flag.
+            db.execute("ALTER TABLE msg ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
         self._sync_full = None
         return db
 
@@ -110,9 +114,10 @@ class TransactionJournal:
         if self.default_backend:
             self._migrate_backend(txs)
         msgs = [{"jseq": j, "kind": k, "local_id": lid, "connector_id": cid,
-                 "samples": json.loads(s), "attempts": a, "backend": b}
-                for j, k, lid, cid, s, a, b in self._db.execute(
-                    "SELECT jseq, kind, local_id, connector_id, samples, attempts, backend FROM msg ORDER BY jseq")]
+                 "samples": json.loads(s), "attempts": a, "backend": b, "info": json.loads(i)}
+                for j, k, lid, cid, s, a, b, i in self._db.execute(
+                    "SELECT jseq, kind, local_id, connector_id, samples, attempts, backend, info FROM msg "
+                    "ORDER BY jseq")]
         self._msg_count = len(msgs)
         return txs, msgs
 
@@ -139,12 +144,12 @@ class TransactionJournal:
         except sqlite3.Error:
             return txs, msgs
         try:
-            has_backend = "backend" in [row[1] for row in db.execute("PRAGMA table_info(msg)")]
+            columns = [row[1] for row in db.execute("PRAGMA table_info(msg)")]
         except sqlite3.Error:
-            has_backend = False
+            columns = []
         for table, out in (("tx", txs), ("msg", msgs)):
-            cols = "rowid, data" if table == "tx" else "jseq, kind, local_id, connector_id, samples, attempts, %s" % (
-                "backend" if has_backend else "''")
+            cols = "rowid, data" if table == "tx" else "jseq, kind, local_id, connector_id, samples, attempts, %s, %s" % (
+                "backend" if "backend" in columns else "''", "info" if "info" in columns else "'{}'")
             seen = set()
             # Forwards until a damaged page, then backwards from the end up to it: the rows
             # on both sides of the damage are kept.
@@ -160,7 +165,7 @@ class TransactionJournal:
                             else:
                                 out.append({"jseq": row[0], "kind": row[1], "local_id": row[2],
                                             "connector_id": row[3], "samples": json.loads(row[4]),
-                                            "attempts": row[5], "backend": row[6]})
+                                            "attempts": row[5], "backend": row[6], "info": json.loads(row[7])})
                         except (ValueError, TypeError):
                             continue
                     break  # the whole table was readable
@@ -185,10 +190,11 @@ class TransactionJournal:
             for t in txs:
                 _put_tx(db, t)
             for m in sorted(msgs, key=lambda m: m["jseq"]):
-                db.execute("INSERT INTO msg (jseq, kind, local_id, connector_id, samples, attempts, backend) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)", (m["jseq"], m["kind"], m["local_id"],
-                                                             m["connector_id"], json.dumps(m["samples"]),
-                                                             m["attempts"], m.get("backend", "")))
+                db.execute("INSERT INTO msg (jseq, kind, local_id, connector_id, samples, attempts, backend, info) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (m["jseq"], m["kind"], m["local_id"],
+                                                                m["connector_id"], json.dumps(m["samples"]),
+                                                                m["attempts"], m.get("backend", ""),
+                                                                json.dumps(m.get("info", {}))))
         self._commit(write, durable=True)
 
     def close(self) -> None:
@@ -244,7 +250,8 @@ class TransactionJournal:
         self._commit(lambda db: _put_tx(db, tx), durable)
 
     def append(self, kind: str, local_id: int, connector_id: int, samples: list,
-               tx: dict | None = None, remove: tuple = (), durable: bool = True, backend: str = "") -> tuple:
+               tx: dict | None = None, remove: tuple = (), durable: bool = True, backend: str = "",
+               info: dict | None = None) -> tuple:
         """Queue a message (optionally saving its transaction and removing confirmed
         entries in the same commit); returns (its journal sequence number, the jseqs of
         the meter values dropped because the journal was full)."""
@@ -260,8 +267,9 @@ class TransactionJournal:
                     (self._msg_count - len(remove) - self.max_entries + 1,))]
                 for j in dropped:
                     db.execute("DELETE FROM msg WHERE jseq = ?", (j,))
-            cur = db.execute("INSERT INTO msg (kind, local_id, connector_id, samples, backend) "
-                             "VALUES (?, ?, ?, ?, ?)", (kind, local_id, connector_id, json.dumps(samples), backend))
+            cur = db.execute("INSERT INTO msg (kind, local_id, connector_id, samples, backend, info) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (kind, local_id, connector_id, json.dumps(samples), backend,
+                                                           json.dumps(info or {})))
             return cur.lastrowid, dropped
         jseq, dropped = self._commit(work, durable)
         self._msg_count += 1 - len(remove) - len(dropped)
@@ -292,10 +300,11 @@ class TransactionJournal:
             db.execute("DELETE FROM tx")
             for t in txs:
                 db.execute("INSERT INTO tx VALUES (?, ?)", (t["local_id"], json.dumps(t)))
-            return [db.execute("INSERT INTO msg (kind, local_id, connector_id, samples, attempts, backend) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", (m["kind"], m["local_id"], m["connector_id"],
-                                                             json.dumps(m["samples"]), m["attempts"],
-                                                             m.get("backend", ""))).lastrowid
+            return [db.execute("INSERT INTO msg (kind, local_id, connector_id, samples, attempts, backend, info) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)", (m["kind"], m["local_id"], m["connector_id"],
+                                                                json.dumps(m["samples"]), m["attempts"],
+                                                                m.get("backend", ""),
+                                                                json.dumps(m.get("info", {})))).lastrowid
                     for m in msgs]
         jseqs = self._commit(work, durable=True)
         self._msg_count = len(msgs)
