@@ -1,8 +1,10 @@
-"""A local test central system for OCPP 1.6J, built on the ``ocpp`` library.
+"""A local test central system for OCPP 1.6J and 2.0.1, built on the ``ocpp`` library.
 
-It accepts any charger at ``ws://HOST:PORT/ocpp/<station id>``, answers every
-charger-initiated request with a sensible default, prints each message on one
-line and keeps a record that tests can wait on::
+It accepts any charger at ``ws://HOST:PORT/ocpp/<station id>``, speaking the
+subprotocol it prefers among those the charger offers (``protocols``, default
+``ocpp2.0.1`` then ``ocpp1.6``), answers every charger-initiated request with a
+sensible default, prints each message on one line and keeps a record that
+tests can wait on::
 
     async with TestCentralSystem(quiet=True) as cs:
         ...  # point the agent at cs.url
@@ -14,11 +16,16 @@ Defaults can be overridden per action with ``handlers`` (on the central system
 for every station, or on one ``StationHandle``): a callable taking the request
 payload (camelCase dict) and returning the reply payload (camelCase dict), or
 raising an ``ocpp.exceptions.OCPPError`` to answer with a CALLERROR.
+Payloads are those of the station's version (``StationHandle.version``, "1.6"
+or "2.0.1"); the 2.0.1 side (charge point class, default replies) is in
+``tools/csms201.py``. Every request a charger sends is schema-checked by the
+library: a violation is answered with a CALLERROR, recorded as ``<Action>.error``.
 
 From the command line (``python -m tools.csms --port 9000``) it serves until
 Ctrl-C and reads commands from stdin, one per line::
 
     CP001 RemoteStartTransaction {"idTag": "ABC", "connectorId": 1}
+    CP002 RequestStartTransaction {"idToken": {"idToken": "ABC", "type": "ISO14443"}, "remoteStartId": 1}
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from http import HTTPStatus
+from types import ModuleType
 from typing import Any, NamedTuple, TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -65,6 +73,9 @@ OUT = "←"
 """Direction of a frame from the central system to the charger."""
 
 SUBPROTOCOL = "ocpp1.6"
+SUBPROTOCOL_201 = "ocpp2.0.1"
+PROTOCOLS: tuple[str, ...] = (SUBPROTOCOL_201, SUBPROTOCOL)
+"""The subprotocols served by default, most preferred first."""
 
 Payload = dict[str, Any]
 Handler = Callable[[Payload], "Payload | Awaitable[Payload]"]
@@ -88,6 +99,45 @@ CHARGER_ACTIONS: tuple[str, ...] = (
 )
 
 _CALL, _CALL_RESULT, _CALL_ERROR = 2, 3, 4
+
+
+class _Version(NamedTuple):
+    """What differs between the OCPP versions this central system speaks."""
+
+    version: str  # "1.6", "2.0.1"
+    subprotocol: str
+    call: ModuleType  # the ocpp library's request dataclasses
+    call_result: ModuleType
+    snake: Callable[[str], str]  # a top-level camelCase key → the dataclass field name
+    charge_point: Callable[..., Any]  # (handle, connection, response_timeout_s) → an ocpp ChargePoint
+
+
+_versions: dict[str, _Version] = {}
+
+
+def _version_of(subprotocol: str) -> _Version:
+    """The table entry of ``ocpp1.6`` or ``ocpp2.0.1`` (the 2.0.1 side is imported on first use)."""
+    if not _versions:
+        from ocpp.v201 import call as v201_call
+        from ocpp.v201 import call_result as v201_call_result
+
+        from tools import csms201
+
+        _versions[SUBPROTOCOL] = _Version(
+            "1.6", SUBPROTOCOL, v16_call, v16_call_result, _snake, _CentralChargePoint
+        )
+        _versions[SUBPROTOCOL_201] = _Version(
+            csms201.VERSION,
+            csms201.SUBPROTOCOL,
+            v201_call,
+            v201_call_result,
+            csms201.snake,
+            lambda handle, ws, timeout_s: csms201.CentralChargePoint201(handle, ws, timeout_s, _library_log),
+        )
+    try:
+        return _versions[subprotocol]
+    except KeyError:
+        raise ValueError(f"unknown OCPP subprotocol {subprotocol!r}; known: {', '.join(PROTOCOLS)}") from None
 
 
 class Message(NamedTuple):
@@ -140,8 +190,12 @@ def _parse_frame(text: str | bytes) -> tuple[int, str, str | None, Any] | None:
     return None
 
 
-_ALIASES: dict[str, str] = {"connectorId": "connector", "errorCode": "error", "transactionId": "tx"}
-_FIRST = ("connectorId", "transactionId", "idTag", "status", "errorCode")  # printed before other keys
+_ALIASES: dict[str, str] = {
+    "connectorId": "connector", "errorCode": "error", "transactionId": "tx", "evseId": "evse",
+}
+_FIRST = (  # printed before other keys (evseId and after errorCode: 2.0.1 only)
+    "evseId", "connectorId", "transactionId", "idTag", "status", "errorCode", "eventType", "connectorStatus",
+)
 
 
 def _flatten(name: str, value: Any, out: list[str]) -> None:
@@ -166,7 +220,8 @@ def _format_meter_values(meter_values: list[Any]) -> str:
             name = str(sample.get("measurand", "Energy.Active.Import.Register"))
             if "phase" in sample:
                 name += "." + str(sample["phase"])
-            parts.append(f"{name}={sample.get('value')}{sample.get('unit', '')}")
+            unit = sample.get("unit") or (sample.get("unitOfMeasure") or {}).get("unit", "")  # 1.6 / 2.0.1
+            parts.append(f"{name}={sample.get('value')}{unit}")
     return " ".join(parts) or "meterValue=[]"
 
 
@@ -201,7 +256,8 @@ class StationHandle:
         self.connections = 0  # how many websockets this station has opened
         self._central = central
         self._ws: ServerConnection | None = None
-        self._cp: _CentralChargePoint | None = None
+        self._cp: Any = None  # the ocpp ChargePoint of the current connection
+        self._version: _Version | None = None  # of the current or last connection
         self._changed = asyncio.Event()
         self._actions_in: dict[str, str] = {}  # unique id → action, calls from the charger
         self._payloads_in: dict[str, Any] = {}  # unique id → payload, calls being handled
@@ -217,6 +273,11 @@ class StationHandle:
     def connected(self) -> bool:
         """Whether the station has an open websocket now."""
         return self._ws is not None and self._ws.state is State.OPEN
+
+    @property
+    def version(self) -> str | None:
+        """The OCPP version of the current (or last) connection: "1.6", "2.0.1"; None before any."""
+        return self._version.version if self._version is not None else None
 
     @property
     def subprotocol(self) -> str | None:
@@ -240,10 +301,11 @@ class StationHandle:
         """
         cp = self._require_cp()
         ws = self._require_ws()
-        request_cls = getattr(v16_call, action, None)
+        assert self._version is not None
+        request_cls = getattr(self._version.call, action, None)
         if request_cls is None or not isinstance(request_cls, type):
-            raise ValueError(f"not an OCPP 1.6 request: {action!r}")
-        request = request_cls(**{_snake(key): value for key, value in payload.items()})
+            raise ValueError(f"not an OCPP {self._version.version} request: {action!r}")
+        request = request_cls(**{self._version.snake(key): value for key, value in payload.items()})
         unique_id = str(uuid.uuid4())
         self._pending.add(unique_id)
         calling = asyncio.create_task(cp.call(request, suppress=False, unique_id=unique_id))
@@ -360,7 +422,7 @@ class StationHandle:
             raise NotConnectedError(f"station {self.id} is not connected")
         return self._ws
 
-    def _require_cp(self) -> _CentralChargePoint:
+    def _require_cp(self) -> Any:
         self._require_ws()
         assert self._cp is not None
         return self._cp
@@ -422,8 +484,9 @@ class StationHandle:
                 reply = await reply
         else:
             reply = self._central.default_reply(self, action, payload)
-        result_cls = getattr(v16_call_result, action)
-        return result_cls(**{_snake(key): value for key, value in reply.items()})
+        version = self._version or _version_of(SUBPROTOCOL)
+        result_cls = getattr(version.call_result, action)
+        return result_cls(**{version.snake(key): value for key, value in reply.items()})
 
 
 class _CentralChargePoint(_V16ChargePoint):
@@ -458,11 +521,20 @@ del _action
 
 
 class TestCentralSystem:
-    """A permissive OCPP 1.6J central system for tests and manual runs.
+    """A permissive OCPP 1.6J and 2.0.1 central system for tests and manual runs.
+
+    ``protocols`` are the subprotocols served, most preferred first: a charger
+    gets the first of them it offers (``("ocpp1.6",)`` pins 1.6). If it offers
+    none of them, the handshake completes without a subprotocol and the
+    connection is closed (code 1002), unless ``require_subprotocol`` is False:
+    then it is served as 1.6, or as 2.0.1 if only that is in ``protocols``
+    (``protocols=()`` with ``require_subprotocol=False`` selects no subprotocol
+    for anyone, for negotiation tests).
 
     ``boot_status`` (Accepted, Pending, Rejected) and ``boot_interval_s`` set
     the BootNotification reply; tags in ``reject_tags`` are answered Invalid by
-    Authorize, StartTransaction and StopTransaction; with ``password`` set the
+    Authorize, StartTransaction and StopTransaction (1.6) and by Authorize and
+    TransactionEvent (2.0.1, the ``idToken`` value); with ``password`` set the
     handshake needs HTTP Basic auth ``<station id>:<password>`` (username
     unchecked if ``check_username`` is False) or gets HTTP 401.
     """
@@ -482,7 +554,13 @@ class TestCentralSystem:
         out: TextIO | None = None,
         require_subprotocol: bool = True,
         response_timeout_s: float = 30,
+        protocols: Sequence[str] = PROTOCOLS,
     ) -> None:
+        if isinstance(protocols, str):
+            raise TypeError("protocols is a sequence of subprotocols, e.g. ('ocpp1.6',)")
+        for subprotocol in protocols:
+            _version_of(subprotocol)  # ValueError for an unknown one
+        self.protocols: tuple[str, ...] = tuple(protocols)
         self.boot_status = boot_status
         self.boot_interval_s = boot_interval_s
         self.reject_tags: set[str] = set(reject_tags)
@@ -528,8 +606,8 @@ class TestCentralSystem:
             self._serve_connection,
             host,
             port,
-            subprotocols=[Subprotocol(SUBPROTOCOL)],
-            select_subprotocol=_select_subprotocol,
+            subprotocols=[Subprotocol(p) for p in self.protocols],
+            select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
         )
         log.info("central system listening on %s", self.url)
@@ -559,6 +637,10 @@ class TestCentralSystem:
 
     def default_reply(self, station: StationHandle, action: str, payload: Payload) -> Payload:
         """The reply to a charger request when no handler overrides it."""
+        if station.version == "2.0.1":
+            from tools import csms201
+
+            return csms201.default_reply(self, action, payload, _utc_now_iso())
         if action == Action.boot_notification:
             return {
                 "status": self.boot_status,
@@ -626,15 +708,29 @@ class TestCentralSystem:
             return self._reject(connection, station_id, HTTPStatus.UNAUTHORIZED, "wrong credentials")
         return None
 
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        """Our most preferred protocol the charger offers; else none, and the handler
+        decides (websockets would answer 400)."""
+        return next((Subprotocol(p) for p in self.protocols if p in offered), None)
+
     async def _serve_connection(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         station_id = _station_id(ws.request.path)
-        if self.require_subprotocol and ws.subprotocol != SUBPROTOCOL:
-            # OCPP-J 1.6 §3.1.2: complete the handshake, then close at once.
-            self.rejections.append((station_id, "no ocpp1.6 subprotocol"))
-            self._print(station_id, "✗", "rejected", "no ocpp1.6 subprotocol offered")
-            await ws.close(1002, "subprotocol ocpp1.6 required")
+        if ws.subprotocol is not None:
+            version = _version_of(ws.subprotocol)
+        elif self.require_subprotocol:
+            # OCPP-J 1.6 §3.1.2 / 2.0.1 §3.1.2: complete the handshake, then close at once.
+            wanted = " or ".join(self.protocols)
+            reason = f"no {wanted} subprotocol" if wanted else "no subprotocol served"
+            self.rejections.append((station_id, reason))
+            self._print(station_id, "✗", "rejected", reason + (" offered" if wanted else ""))
+            await ws.close(1002, f"subprotocol {wanted} required" if wanted else reason)
             return
+        else:
+            only_201 = bool(self.protocols) and SUBPROTOCOL not in self.protocols
+            version = _version_of(self.protocols[0] if only_201 else SUBPROTOCOL)
         handle = self.stations.get(station_id)
         if handle is None:
             handle = self.stations[station_id] = StationHandle(station_id, self)
@@ -642,8 +738,8 @@ class TestCentralSystem:
         if previous is not None:
             self._print(station_id, "✗", "replaced", "a new connection supersedes the open one")
             await previous.close(1000, "replaced by a new connection")
-        cp = _CentralChargePoint(handle, ws, self.response_timeout_s)
-        handle._ws, handle._cp = ws, cp
+        cp = version.charge_point(handle, ws, self.response_timeout_s)
+        handle._ws, handle._cp, handle._version = ws, cp, version
         handle.connections += 1
         self._print(station_id, "·", "connected", f"subprotocol={ws.subprotocol}")
         self._notify()
@@ -659,11 +755,6 @@ class TestCentralSystem:
             self._print(station_id, "·", "disconnected", f"code={ws.close_code} reason={ws.close_reason!r}")
             handle._notify()
             self._notify()
-
-
-def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-    """ocpp1.6 if offered; else none, and the handler decides (websockets would answer 400)."""
-    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
 
 
 def _station_id(path: str) -> str:
@@ -712,6 +803,7 @@ async def _main_async(args: argparse.Namespace) -> None:
         reject_tags=args.reject_tag,
         password=args.password,
         quiet=args.quiet,
+        protocols=args.protocol or PROTOCOLS,
     )
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
@@ -720,7 +812,8 @@ async def _main_async(args: argparse.Namespace) -> None:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     commands: set[asyncio.Task[None]] = set()
     await cs.start(args.host, args.port)
-    print(f"OCPP 1.6J central system on {cs.url}/<station id> (Ctrl-C to stop)", flush=True)
+    served = ", ".join(cs.protocols)
+    print(f"OCPP central system ({served}) on {cs.url}/<station id> (Ctrl-C to stop)", flush=True)
     threading.Thread(target=_read_stdin_lines, args=(loop, lines), daemon=True).start()
     try:
         while (line := await lines.get()) is not None:
@@ -742,6 +835,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--password", help="require HTTP Basic auth <station id>:<password>")
+    parser.add_argument(
+        "--protocol",
+        action="append",
+        choices=PROTOCOLS,
+        help="serve this subprotocol (repeatable, most preferred first; default: %s)" % " ".join(PROTOCOLS),
+    )
     parser.add_argument(
         "--boot-interval", type=int, default=300, help="heartbeat interval sent in BootNotification"
     )

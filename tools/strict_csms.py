@@ -3,11 +3,12 @@
 The agent and ``tools.csms`` share the Python ``ocpp`` library, so a bug in
 it (its schema check, its camelCase conversion) could hide on both ends. This
 central system comes from another ecosystem: ocpp-rpc validates every request
-and every reply against the OCPP 1.6J schemas (including ``date-time``
+and every reply against the OCPP 1.6J or 2.0.1 schemas (including ``date-time``
 formats, which the Python library does not check) and reports each failure as
-an event::
+an event; a station's invalid request is answered with ocpp-rpc's CALLERROR
+(e.g. TypeConstraintViolation)::
 
-    async with StrictCentralSystem() as cs:
+    async with StrictCentralSystem() as cs:  # protocols=("ocpp2.0.1",) for 2.0.1
         ...  # point the agent at cs.url
         await cs.wait_for("BootNotification", timeout_s=10)
         assert cs.station_errors() == []
@@ -24,7 +25,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 SERVER_DIR = Path(__file__).resolve().parent / "strict_csms"
 """The Node.js project: ``package.json``, ``package-lock.json``, ``server.js``."""
+
+PROTOCOLS: tuple[str, ...] = ("ocpp1.6", "ocpp2.0.1")
+"""The subprotocols server.js can serve."""
 
 Event = dict[str, Any]
 
@@ -60,7 +64,12 @@ class StrictCallError(StrictCsmsError):
 class StrictCentralSystem:
     """One ``node server.js`` process on an ephemeral port of ``host``.
 
-    ``replies`` replaces the reply to a charger action by a fixed payload
+    ``protocols`` are the subprotocols it serves, most preferred first (default
+    ``("ocpp1.6",)``; ``("ocpp2.0.1",)`` for 2.0.1, ``("ocpp2.0.1", "ocpp1.6")``
+    for both); a station offering none of them is closed after the handshake.
+    Payloads are those of the version negotiated (the ``connect`` event's
+    ``protocol``; ``protocol_of(station)``). ``reject_tags`` apply to ``idTag``
+    (1.6) and ``idToken.idToken`` (2.0.1). ``replies`` replaces the reply to a charger action by a fixed payload
     (e.g. ``{"Authorize": {"idTagInfo": {"status": "Blocked"}}}``); it is
     schema-checked like every other reply.
     """
@@ -80,7 +89,11 @@ class StrictCentralSystem:
         node: str = "node",
         npm: str = "npm",
         echo: bool = False,
+        protocols: Sequence[str] = ("ocpp1.6",),
     ) -> None:
+        if isinstance(protocols, str) or not protocols or set(protocols) - set(PROTOCOLS):
+            raise ValueError(f"protocols must be some of {PROTOCOLS}, got {protocols!r}")
+        self.protocols = tuple(protocols)
         self.host = host
         self.password = password
         self.boot_interval_s = boot_interval_s
@@ -121,6 +134,11 @@ class StrictCentralSystem:
         """Every ``{"dir": "error"}`` event so far (ours and the station's)."""
         return [event for event in self.events if event.get("dir") == "error"]
 
+    def protocol_of(self, station: str) -> str | None:
+        """The subprotocol of the station's last connection, None if it never connected."""
+        connects = [e for e in self.events if e.get("dir") == "connect" and e.get("station") == station]
+        return connects[-1].get("protocol") if connects else None
+
     def station_errors(self) -> list[Event]:
         """Error events caused by a station: invalid requests or results, bad frames, CALLERRORs."""
         return [event for event in self.errors if event.get("origin") == "station"]
@@ -135,6 +153,7 @@ class StrictCentralSystem:
         args = [str(SERVER_DIR / "server.js"), "--port", "0", "--host", self.host]
         args += ["--boot-interval", str(self.boot_interval_s), "--boot-status", self.boot_status]
         args += ["--call-timeout-ms", str(int(self.call_timeout_s * 1000))]
+        args += ["--protocols", ",".join(self.protocols)]
         for tag in self.reject_tags:
             args += ["--reject-tag", tag]
         for action, reply in self.replies.items():

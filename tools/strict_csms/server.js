@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * A schema-strict OCPP 1.6J test central system on ocpp-rpc (independent of
- * the Python `ocpp` library the agent uses).
+ * A schema-strict OCPP 1.6J / 2.0.1 test central system on ocpp-rpc
+ * (independent of the Python `ocpp` library the agent uses). It serves the
+ * subprotocols given by --protocols (most preferred first; default ocpp1.6),
+ * validating every frame against that version's schemas.
  *
  * Every frame and event is one JSON line on stdout:
  *   {"dir":"listening","port":9000,"url":"ws://127.0.0.1:9000/ocpp"}
@@ -11,22 +13,25 @@
  *   {"dir":"error","kind":"strictValidation"|"badMessage"|"callError"|"subprotocol"|"command",
  *    "origin":"station"|"csms", ...}
  *   {"dir":"result","station":..,"action":..,"id":..,"payload":{...}} or with "error":{...}
- *   {"dir":"connect"|"disconnect"|"rejected"|"stopped", ...}
+ *   {"dir":"connect","station":..,"protocol":"ocpp2.0.1"}
+ *   {"dir":"disconnect"|"rejected"|"stopped", ...}
  * Commands to stations come as JSON lines on stdin:
  *   {"station":"CP001","action":"RemoteStopTransaction","payload":{"transactionId":1},"id":"optional"}
  * Exits on SIGTERM, SIGINT or stdin EOF.
  *
  * Usage: node server.js [--port N|N] [--host H] [--password P] [--boot-interval S]
+ *                       [--protocols ocpp2.0.1,ocpp1.6]
  *                       [--boot-status Accepted|Pending|Rejected] [--reject-tag T]...
  *                       [--reply 'Action={"json":"reply"}']... [--call-timeout-ms MS]
- * (port 0 picks a free one; the "listening" line tells which)
+ * (port 0 picks a free one; the "listening" line tells which; --reject-tag applies to
+ * idTag in 1.6 and to idToken.idToken in 2.0.1; --reply to stations of either version)
  * Environment: STRICT_CSMS_PORT, STRICT_CSMS_HOST, STRICT_CSMS_PASSWORD.
  */
 
 const readline = require('node:readline');
 const { RPCServer, createRPCError } = require('ocpp-rpc');
 
-const PROTOCOL = 'ocpp1.6';
+const PROTOCOLS = ['ocpp1.6', 'ocpp2.0.1']; // what this server has default replies for
 
 function usageError(message) {
     process.stderr.write(`server.js: ${message}\n`);
@@ -43,6 +48,7 @@ function parseArgs(argv, env) {
         rejectTags: new Set(),
         replies: new Map(),
         callTimeoutMs: 30000,
+        protocols: ['ocpp1.6'],
     };
     for (let i = 0; i < argv.length; i++) {
         const arg = argv[i];
@@ -58,6 +64,14 @@ function parseArgs(argv, env) {
             case '--boot-status': opts.bootStatus = value(); break;
             case '--reject-tag': opts.rejectTags.add(value()); break;
             case '--call-timeout-ms': opts.callTimeoutMs = Number(value()); break;
+            case '--protocols': {
+                opts.protocols = value().split(',').map((p) => p.trim()).filter(Boolean);
+                const unknown = opts.protocols.filter((p) => !PROTOCOLS.includes(p));
+                if (unknown.length || !opts.protocols.length) {
+                    usageError(`--protocols wants some of ${PROTOCOLS.join(',')}, got ${unknown.join(',') || 'none'}`);
+                }
+                break;
+            }
             case '--reply': {
                 const text = value();
                 const eq = text.indexOf('=');
@@ -90,11 +104,44 @@ function errorInfo(err) {
     };
 }
 
-/** Default replies to charger-initiated requests; `state` holds the txn counter. */
+/** Default replies to charger-initiated requests, per subprotocol; `state` holds the txn counter. */
 function defaultReplies(opts, state) {
     const now = () => new Date().toISOString();
     const tagInfo = (idTag) => ({ status: opts.rejectTags.has(idTag) ? 'Invalid' : 'Accepted' });
-    return {
+    const tokenInfo = (idToken) => tagInfo(idToken?.idToken);
+    const ocpp201 = {
+        BootNotification: () => ({
+            currentTime: now(),
+            interval: opts.bootInterval,
+            status: opts.bootStatus,
+        }),
+        Heartbeat: () => ({ currentTime: now() }),
+        StatusNotification: () => ({}),
+        Authorize: (p) => ({ idTokenInfo: tokenInfo(p.idToken) }),
+        // idTokenInfo is required when the request carries an idToken.
+        TransactionEvent: (p) => (p.idToken !== undefined ? { idTokenInfo: tokenInfo(p.idToken) } : {}),
+        MeterValues: () => ({}),
+        NotifyEvent: () => ({}),
+        NotifyReport: () => ({}),
+        NotifyMonitoringReport: () => ({}),
+        NotifyChargingLimit: () => ({}),
+        ClearedChargingLimit: () => ({}),
+        NotifyCustomerInformation: () => ({}),
+        NotifyDisplayMessages: () => ({}),
+        NotifyEVChargingNeeds: () => ({ status: 'Rejected' }), // no schedules computed here
+        NotifyEVChargingSchedule: () => ({ status: 'Accepted' }),
+        ReportChargingProfiles: () => ({}),
+        ReservationStatusUpdate: () => ({}),
+        DataTransfer: () => ({ status: 'Accepted' }),
+        FirmwareStatusNotification: () => ({}),
+        PublishFirmwareStatusNotification: () => ({}),
+        LogStatusNotification: () => ({}),
+        SecurityEventNotification: () => ({}),
+        SignCertificate: () => ({ status: 'Accepted' }),
+        GetCertificateStatus: () => ({ status: 'Failed' }), // no OCSP responder here
+        Get15118EVCertificate: () => ({ status: 'Failed', exiResponse: '' }), // no 15118 PKI here
+    };
+    const ocpp16 = {
         BootNotification: () => ({
             status: opts.bootStatus,
             currentTime: now(),
@@ -114,6 +161,7 @@ function defaultReplies(opts, state) {
         SignedFirmwareStatusNotification: () => ({}),
         SignCertificate: () => ({ status: 'Accepted' }),
     };
+    return { 'ocpp1.6': ocpp16, 'ocpp2.0.1': ocpp201 };
 }
 
 /** Log every frame of one connection, naming results and errors by their call's action. */
@@ -191,7 +239,7 @@ async function main() {
     const stations = new Map(); // identity → RPCServerClient (the latest connection)
 
     const server = new RPCServer({
-        protocols: [PROTOCOL],
+        protocols: opts.protocols,
         strictMode: true,
         callTimeoutMs: opts.callTimeoutMs,
     });
@@ -208,8 +256,8 @@ async function main() {
                 return;
             }
         }
-        if (!handshake.protocols.has(PROTOCOL)) {
-            // OCPP-J 1.6: complete the handshake without a subprotocol, then close.
+        if (!opts.protocols.some((p) => handshake.protocols.has(p))) {
+            // OCPP-J 1.6 / 2.0.1: complete the handshake without a subprotocol, then close.
             accept({ noSubprotocol: true }, false);
             return;
         }
@@ -219,9 +267,10 @@ async function main() {
     server.on('client', (client) => {
         const station = client.identity;
         if (client.session?.noSubprotocol) {
-            const error = 'station did not offer ocpp1.6';
+            const wanted = opts.protocols.join(' or ');
+            const error = `station did not offer ${wanted}`;
             emit({ dir: 'error', kind: 'subprotocol', origin: 'station', station, error });
-            client.close({ code: 1002, reason: 'subprotocol ocpp1.6 required' });
+            client.close({ code: 1002, reason: `subprotocol ${wanted} required` });
             return;
         }
         stations.set(station, client);
@@ -231,7 +280,7 @@ async function main() {
             if (stations.get(station) === client) stations.delete(station);
             emit({ dir: 'disconnect', station, code, reason: String(reason ?? '') });
         });
-        for (const [action, reply] of Object.entries(replies)) {
+        for (const [action, reply] of Object.entries(replies[client.protocol])) {
             client.handle(action, ({ params }) => reply(params ?? {}));
         }
         for (const [action, reply] of opts.replies) {
