@@ -3,7 +3,8 @@
 ``async with AgentHarness(tmp_path) as h:`` starts the central system peer
 (tools/csms.py, built on ``ocpp``), an ``Agent`` with a ``VirtualClock`` and
 waits for its BootNotification. Every frame the agent sends is checked
-against the OCPP 1.6 JSON schemas when the harness closes.
+against the JSON schemas of the OCPP version it speaks (1.6, or 2.0.1 with
+``csms_extra={"ocpp_version": "2.0.1"}``) when the harness closes.
 
 The functions after the class are the helpers the end-to-end test files share:
 waiting (``until``, ``quiet``), what the central system saw (``statuses``,
@@ -32,8 +33,10 @@ from tools.csms import IN, OUT, TestCentralSystem
 
 
 def validate_agent_frames(handle, allowed_errors: tuple = ()) -> int:
-    """Validate every frame the agent sent on ``handle`` against the 1.6 schemas;
-    return how many were checked. CALLERRORs must carry an allowed code."""
+    """Validate every frame the agent sent on ``handle`` against the schemas of the
+    version it spoke (1.6 or 2.0.1); return how many were checked. CALLERRORs must
+    carry an allowed code."""
+    version = handle.version or "1.6"
     calls_out = {}
     for direction, text in handle.raw:
         if direction != OUT:
@@ -51,12 +54,12 @@ def validate_agent_frames(handle, allowed_errors: tuple = ()) -> int:
             continue
         msg = json.loads(text)
         if msg[0] == 2:
-            get_validator(2, msg[2], "1.6").validate(msg[3])
-        elif msg[0] == 3 and calls_out.get(msg[1]) == "GetCompositeSchedule":  # decimals, as ocpp checks them
+            get_validator(2, msg[2], version).validate(msg[3])
+        elif msg[0] == 3 and version == "1.6" and calls_out.get(msg[1]) == "GetCompositeSchedule":  # decimals
             get_validator(3, "GetCompositeSchedule", "1.6", parse_float=decimal.Decimal).validate(
                 json.loads(text, parse_float=decimal.Decimal)[2])
         elif msg[0] == 3 and msg[1] in calls_out:
-            get_validator(3, calls_out[msg[1]], "1.6").validate(msg[2])
+            get_validator(3, calls_out[msg[1]], version).validate(msg[2])
         elif msg[0] == 4:
             assert msg[2] in allowed_errors, "unexpected CALLERROR from the agent: %s" % text
             assert isinstance(msg[3], str) and isinstance(msg[4], dict)

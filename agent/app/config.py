@@ -49,7 +49,7 @@ _SCHEMA: dict = {
         "password": (str, ""),
     },
 }
-_FREE_SECTIONS = ("ocpp", "board")  # validated by their owners (config keys, board loader)
+_FREE_SECTIONS = ("ocpp", "ocpp201", "board")  # validated by their owners (config keys, board loader)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # RFC 3986 unreserved characters plus '*' and '-' which OCPP identities use widely.
 _ID_MAX = 48
@@ -67,12 +67,13 @@ class Config:
     """A validated configuration. Sections are dicts: ``cfg.station["id"]``."""
 
     def __init__(self, path: str, station: dict, csms: dict, limits: dict, ocpp: dict, board: dict,
-                 status_page: dict | None = None) -> None:
+                 status_page: dict | None = None, ocpp201: dict | None = None) -> None:
         self.path = path
         self.station = station
         self.csms = csms
         self.limits = limits
         self.ocpp = ocpp
+        self.ocpp201 = ocpp201 or {}  # initial 2.0.1 device model values, "Component.Variable[instance]" = value
         self.board = board
         self.status_page = status_page if status_page is not None else {
             k: default for k, (_t, default) in _SCHEMA["status_page"].items()}
@@ -182,15 +183,16 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
             raise ConfigError(path, "station.data_dir", problem)
 
     ocpp = data.get("ocpp", {})
+    ocpp201 = data.get("ocpp201", {})
     board = data.get("board", {})
-    for name, table in (("ocpp", ocpp), ("board", board)):
+    for name, table in (("ocpp", ocpp), ("ocpp201", ocpp201), ("board", board)):
         if not isinstance(table, dict):
             raise ConfigError(path, name, "must be a table ([%s])" % name)
     for sect, table in board.items():
         if not isinstance(table, dict):
             raise ConfigError(path, "board." + sect, "must be a table ([board.%s])" % sect)
     return Config(path, st, cs, sections["limits"], dict(ocpp), {k: dict(v) for k, v in board.items()},
-                  status_page=page)
+                  status_page=page, ocpp201=dict(ocpp201))
 
 
 def _check_writable_dir(path: str) -> str:

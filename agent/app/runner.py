@@ -20,7 +20,7 @@ from agent.core.settings import SETTINGS_FILE
 from agent.ocpp16.config_keys import FEATURE_PROFILES, ConfigurationStore, InvalidKeyValue, core_keys, settings_for
 from agent.link.connection import CsmsConnection
 from agent.ocpp16.profiles import from_stored_16
-from agent.link.protocols import by_subprotocol, offered
+from agent.link.protocols import ClientContext, by_subprotocol, offered
 from agent.store.journal import TransactionJournal
 from agent.store.state_store import StationStateStore
 from agent.core.station import Station
@@ -100,10 +100,15 @@ class Agent:
         self.protocols = offered(cfg.csms["ocpp_version"])
         preferred = self.protocols[0]
         self._adapters = {preferred.subprotocol: preferred.load()}
-        self.client = self._adapters[preferred.subprotocol].client_class(
-            self.station, cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],
-            serial_number=cfg.station["serial_number"], firmware_version=cfg.station["firmware_version"],
-            traffic_log=self.traffic.record, keys=keys)
+        # Built by the adapter: the 1.6 configuration keys go to the 1.6 client only.
+        context = ClientContext(cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],
+                                serial_number=cfg.station["serial_number"],
+                                firmware_version=cfg.station["firmware_version"], traffic_log=self.traffic.record,
+                                data_dir=cfg.data_dir, keys=keys, ocpp201=cfg.ocpp201)
+        try:
+            self.client = self._adapters[preferred.subprotocol].build_client(self.station, context)
+        except ValueError as e:  # the 2.0.1 device model's DeviceModelError: an [ocpp201] value
+            raise ConfigError(cfg.path, "ocpp201.%s" % getattr(e, "name", ""), getattr(e, "problem", str(e))) from None
         conn_settings = dict(cfg.csms)
         conn_settings.update(url=cfg.connect_url(), station_id=cfg.station["id"])
         self.connection = CsmsConnection(

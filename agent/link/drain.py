@@ -10,16 +10,14 @@ requests from that central system get CALLERROR NotSupported (``DrainSession``).
 """
 
 import asyncio
-import json
 import logging
 
-import ocpp.messages
-from ocpp.exceptions import OCPPError
 from ocpp.v16 import ChargePoint
 
 from agent.link.connection import CsmsConnection
 from agent.link.endpoint import EndpointSettings
-from agent.ocpp16.client import first_of
+from agent.ocppj.link import first_of
+from agent.ocppj.session import FramedSession, call_error
 from agent.ocpp16.codec import SUBPROTOCOL
 from agent.ocpp16.outbox_sender import OutboxSender
 
@@ -98,7 +96,7 @@ class DrainClient:
             await asyncio.gather(reader, sender, return_exceptions=True)
 
 
-class DrainSession(ChargePoint):
+class DrainSession(FramedSession, ChargePoint):
     """An OCPP connection that only carries the drain client's calls and their answers;
     a request from the central system gets CALLERROR NotSupported."""
 
@@ -106,27 +104,5 @@ class DrainSession(ChargePoint):
         super().__init__(station_id, connection, response_timeout=response_timeout, logger=log)
         self.client = client
 
-    async def start(self) -> None:
-        while True:
-            await self.route_message(await self._connection.recv())
-
-    async def _send(self, message: str) -> None:
-        self.client.record("out", message)
-        await self._connection.send(message)
-
-    async def route_message(self, raw_msg) -> None:
-        self.client.record("in", raw_msg)
-        try:
-            msg = json.loads(raw_msg)
-        except (ValueError, TypeError):
-            return
-        if not isinstance(msg, list) or len(msg) < 3:
-            return
-        if msg[0] == 2 and isinstance(msg[1], str):
-            await self._send(json.dumps([4, msg[1], "NotSupported",
-                                         "this connection only delivers queued transaction messages", {}]))
-        elif msg[0] in (3, 4):
-            try:
-                self._response_queue.put_nowait(ocpp.messages.unpack(raw_msg))
-            except OCPPError as e:
-                log.warning("ignoring malformed response %s: %s", str(raw_msg)[:200], e)
+    async def handle_call(self, uid: str, action: str, payload: dict) -> None:
+        await self._send(call_error(uid, "NotSupported", "this connection only delivers queued transaction messages"))

@@ -7,37 +7,73 @@ that version — only when it is called, for the version a charger uses: a
 version that is not in use costs no memory and no start-up time.
 
 ``csms.ocpp_version`` (agent/app/config.py) chooses what the connection offers
-in Sec-WebSocket-Protocol: ``"auto"`` offers every enabled adapter in order of
-preference, newest first, and the central system selects one; a version
-offers only that one.
+in Sec-WebSocket-Protocol: ``"auto"`` offers every adapter marked ``auto`` in
+order of preference, newest first, and the central system selects one; a
+version offers only that one. An adapter with ``auto=False`` (2.0.1, experimental
+while incomplete) is spoken only when its version is pinned.
+
+An adapter builds the station's link with ``build_client(station, context)``:
+``context`` (``ClientContext``) carries what the application has for any
+version (configuration, clock, traffic log, data_dir) and the 1.6 configuration
+keys, which only the 1.6 client takes.
 
 Portable: no I/O, nothing imported until an adapter is loaded.
 """
 
 AUTO = "auto"
-PLANNED = ("2.0.1", "2.1")  # the versions whose adapters are not written yet
+PLANNED = ("2.1",)  # the versions whose adapters are not written yet
+
+
+class ClientContext:
+    """What the application hands an adapter to build the station's link with."""
+
+    __slots__ = ("station_id", "clock", "response_timeout_s", "serial_number", "firmware_version", "traffic_log",
+                 "data_dir", "keys", "ocpp201")
+
+    def __init__(self, station_id: str, clock, response_timeout_s: float = 30.0, serial_number: str = "",
+                 firmware_version: str = "", traffic_log=None, data_dir: str | None = None, keys=None,
+                 ocpp201: dict | None = None) -> None:
+        self.station_id = station_id
+        self.clock = clock
+        self.response_timeout_s = response_timeout_s
+        self.serial_number = serial_number
+        self.firmware_version = firmware_version
+        self.traffic_log = traffic_log  # callable(direction, text)
+        self.data_dir = data_dir  # where an adapter keeps its own state (2.0.1: device-model.json)
+        self.keys = keys  # the 1.6 ConfigurationStore (only the 1.6 client takes it)
+        self.ocpp201 = ocpp201 or {}  # the configuration's [ocpp201] table: initial device model values
 
 
 class Adapter:
     """A loaded protocol adapter: the station's link to the central system
-    (``client_class``) and the handling of one connection (``session_class``)."""
+    (``client_class``, built by ``build_client``) and the handling of one
+    connection (``session_class``)."""
 
-    __slots__ = ("client_class", "session_class")
+    __slots__ = ("client_class", "session_class", "_build")
 
-    def __init__(self, client_class, session_class) -> None:
+    def __init__(self, client_class, session_class, build=None) -> None:
         self.client_class = client_class
         self.session_class = session_class
+        self._build = build  # (station, ClientContext) -> client
+
+    def build_client(self, station, context: ClientContext):
+        """The station's link for this version."""
+        if self._build is not None:
+            return self._build(station, context)
+        return self.client_class(station, context.station_id, context.clock,
+                                 response_timeout_s=context.response_timeout_s)
 
 
 class Protocol:
-    """One OCPP version the agent can speak."""
+    """One OCPP version the agent can speak; ``auto`` False: only when pinned."""
 
-    __slots__ = ("version", "subprotocol", "_loader")
+    __slots__ = ("version", "subprotocol", "_loader", "auto")
 
-    def __init__(self, version: str, subprotocol: str, loader) -> None:
+    def __init__(self, version: str, subprotocol: str, loader, auto: bool = True) -> None:
         self.version = version
         self.subprotocol = subprotocol
         self._loader = loader  # () -> Adapter, importing the adapter's modules
+        self.auto = auto  # offered by csms.ocpp_version = "auto"
 
     def load(self) -> Adapter:
         return self._loader()
@@ -50,11 +86,30 @@ def _load_ocpp16() -> Adapter:
     from agent.ocpp16.client import Ocpp16Client
     from agent.ocpp16.session import Ocpp16Session
 
-    return Adapter(Ocpp16Client, Ocpp16Session)
+    def build(station, ctx: ClientContext):
+        return Ocpp16Client(station, ctx.station_id, ctx.clock, response_timeout_s=ctx.response_timeout_s,
+                            serial_number=ctx.serial_number, firmware_version=ctx.firmware_version,
+                            traffic_log=ctx.traffic_log, keys=ctx.keys)
+
+    return Adapter(Ocpp16Client, Ocpp16Session, build)
 
 
-# Enabled adapters, newest first: the order "auto" offers them in.
+def _load_ocpp201() -> Adapter:
+    from agent.ocpp201.client import Ocpp201Client
+    from agent.ocpp201.session import Ocpp201Session
+
+    def build(station, ctx: ClientContext):
+        return Ocpp201Client(station, ctx.station_id, ctx.clock, response_timeout_s=ctx.response_timeout_s,
+                             serial_number=ctx.serial_number, firmware_version=ctx.firmware_version,
+                             traffic_log=ctx.traffic_log, data_dir=ctx.data_dir, initial=ctx.ocpp201)
+
+    return Adapter(Ocpp201Client, Ocpp201Session, build)
+
+
+# Enabled adapters, newest first: the order "auto" offers those marked auto in.
+# 2.0.1 is experimental and opt-in (csms.ocpp_version = "2.0.1") until the adapter is complete.
 PROTOCOLS = (
+    Protocol("2.0.1", "ocpp2.0.1", _load_ocpp201, auto=False),
     Protocol("1.6", "ocpp1.6", _load_ocpp16),
 )
 
@@ -77,7 +132,7 @@ def version_problem(value: str) -> str:
 def offered(ocpp_version: str = AUTO) -> tuple:
     """The protocols a connection offers for ``csms.ocpp_version``, in order of preference."""
     if ocpp_version == AUTO:
-        return PROTOCOLS
+        return tuple(p for p in PROTOCOLS if p.auto)
     chosen = tuple(p for p in PROTOCOLS if p.version == ocpp_version)
     if not chosen:
         raise ValueError(version_problem(ocpp_version))

@@ -47,7 +47,7 @@ from agent.link.endpoint import EndpointSettings, EndpointState, validate_csms_u
 from agent.ocpp16.client import Ocpp16Client
 from agent.ocpp16.codec import iso_time
 from agent.ocpp16.config_keys import ACCEPTED, REJECTED, KeyDef
-from agent.ocpp16.outbox_sender import sleep_or_event
+from agent.ocppj.link import sleep_or_event
 from hal.runtime.aio import wait_for
 
 log = logging.getLogger(__name__)

@@ -15,64 +15,31 @@ from ocpp.exceptions import OCPPError
 from ocpp.v16 import call
 
 from agent.core import model
-from agent.core.station import CentralSystemLink, Station
+from agent.core.station import Station
+from agent.ocppj.link import OcppjLink
 from agent.ocpp16.config_keys import FEATURE_PROFILES, ConfigurationStore, core_keys
 from agent.ocpp16.vocabulary import to_16
 from agent.ocpp16.codec import id_tag_info, iso_time, meter_value
 from agent.ocpp16.outbox_sender import OutboxSender, call_quietly
-from agent.ocpp16.session import Ocpp16Session
 
 log = logging.getLogger(__name__)
 
 
-async def first_of(a, b) -> None:
-    """Until task ``a`` or task ``b`` is done; ``b``'s exception, if it ended with one, is raised."""
-    done = asyncio.Event()
-    for t in (a, b):
-        t.add_done_callback(lambda _t: done.set())
-    await done.wait()
-    if b.done() and not b.cancelled() and b.exception() is not None:
-        raise b.exception()
-
-
-class Ocpp16Client(CentralSystemLink):
+class Ocpp16Client(OcppjLink):
     """The station's link to an OCPP 1.6J central system over one connection at a time."""
 
     def __init__(self, station: Station, station_id: str, clock, response_timeout_s: float = 30.0,
                  vendor: str = "", model_name: str = "", serial_number: str = "",
                  firmware_version: str = "", traffic_log=None, keys: ConfigurationStore | None = None) -> None:
-        self.station = station
+        super().__init__(station, station_id, clock, response_timeout_s, vendor, model_name, serial_number,
+                         firmware_version, traffic_log)
         # The 1.6 configuration keys (GetConfiguration, ChangeConfiguration) over the station's settings.
         self.keys = keys if keys is not None else ConfigurationStore(
             core_keys(len(station.connectors), FEATURE_PROFILES), None, settings=station.settings)
-        self.station_id = station_id
-        self.clock = clock
-        self.response_timeout_s = response_timeout_s
-        self.vendor = vendor or station.board.vendor
-        self.model_name = model_name or station.board.model
-        self.serial_number = serial_number
-        self.firmware_version = firmware_version
-        self.traffic_log = traffic_log  # callable(direction, text) for the status page and the demo
-        self.session: Ocpp16Session | None = None
-        self.registration = None  # None until the first BootNotification answer
-        self.boot_accepted = False
-        self.last_boot_time: float | None = None
-        self.on_boot = None  # callable(status) after each BootNotification answer (agent/link/switch.py)
-        self.messages_sent = 0
-        self.messages_received = 0
-        self._last_activity = 0.0
-        self._wake = station.outbox.changed
         # The current central system's transaction messages, with status notifications in order.
         self.outbox_sender = OutboxSender(station, self._call, clock, self._wake)
-        self._heartbeat_task = None
-        station.link = self
-        station.settings.on_change(self._on_setting_changed)
 
     # ------------------------------------------------------------------ CentralSystemLink
-    @property
-    def online(self) -> bool:
-        return self.session is not None and self.boot_accepted
-
     async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
         if not self.online:
             return None
@@ -119,17 +86,6 @@ class Ocpp16Client(CentralSystemLink):
             vendor_error_code=vendor_error or None, timestamp=iso_time(self.clock.time()))
 
     # ------------------------------------------------------------------ plumbing
-    def mark_activity(self) -> None:
-        self._last_activity = self.clock.monotonic()
-
-    def record(self, direction: str, text: str) -> None:
-        if direction == "out":
-            self.messages_sent += 1
-        else:
-            self.messages_received += 1
-        if self.traffic_log is not None:
-            self.traffic_log(direction, text)
-
     async def _call(self, payload):
         session = self.session
         if session is None:
@@ -140,35 +96,8 @@ class Ocpp16Client(CentralSystemLink):
         await call_quietly(self._call, payload)
 
     # ------------------------------------------------------------------ session
-    async def run_session(self, session: Ocpp16Session) -> None:
-        """Run the protocol over one open connection until it closes."""
-        self.session = session
-        reader = asyncio.create_task(session.start())
-        workers: list = []
-        try:
-            boot = asyncio.create_task(self._boot())
-            workers.append(boot)
-            await first_of(reader, boot)
-            if reader.done():
-                return
-            self.outbox_sender.reset_others(
-                [self._status_payload(cid) for cid in range(0, len(self.station.connectors) + 1)])
-            workers.append(asyncio.create_task(self.outbox_sender.run(lambda: self.session is session)))
-            self._heartbeat_task = asyncio.create_task(self._heartbeat(session))
-            await reader
-        except Exception as e:  # the connection ended: the caller reconnects
-            log.info("session ended: %s", e)
-        finally:
-            # Loops also check ``self.session`` and wake on ``_wake``: a cancellation
-            # can be swallowed inside asyncio.wait_for on Python 3.11 (bpo-42130).
-            self.session = None
-            if self._heartbeat_task is not None:
-                workers.append(self._heartbeat_task)
-                self._heartbeat_task = None
-            self._wake.set()
-            for t in workers + [reader]:
-                t.cancel()
-            await asyncio.gather(*workers, reader, return_exceptions=True)
+    def _first_messages(self) -> list:
+        return [self._status_payload(cid) for cid in range(0, len(self.station.connectors) + 1)]
 
     async def _boot(self) -> None:
         """BootNotification until Accepted (once per process life; a reconnect skips it)."""
@@ -207,23 +136,8 @@ class Ocpp16Client(CentralSystemLink):
             charge_point_serial_number=self.serial_number[:25] or None,
             firmware_version=self.firmware_version[:50] or None)
 
-    async def _heartbeat(self, session) -> None:
-        while self.session is session:
-            interval = self.station.settings.get("heartbeat_interval_s")
-            if interval <= 0:
-                await asyncio.Event().wait()  # disabled until the key changes (task is restarted)
-            due = self._last_activity + interval
-            now = self.clock.monotonic()
-            if now < due:
-                await self.clock.sleep(due - now)
-                continue
-            await self._send_quietly(call.Heartbeat())
-            self.mark_activity()
-
-    def _on_setting_changed(self, name: str, value) -> None:
-        if name == "heartbeat_interval_s" and self._heartbeat_task is not None and self.session is not None:
-            self._heartbeat_task.cancel()
-            self._heartbeat_task = asyncio.create_task(self._heartbeat(self.session))
+    async def _heartbeat_call(self) -> None:
+        await self._send_quietly(call.Heartbeat())
 
     async def send_triggered(self, message: str, connector_id: int | None) -> None:
         """Send the message an Accepted TriggerMessage asked for (the session answers

@@ -32,10 +32,6 @@ def iso_time(ts: float) -> str:
     return format_datetime(ts, millis=True)
 
 
-def call_error(unique_id: str, code: str, description: str, details: dict | None = None) -> str:
-    return json.dumps([4, unique_id, code, description, details or {}], separators=(",", ":"))
-
-
 def validate_request(action: str, payload: dict) -> None:
     """Check a request payload against its 1.6 JSON schema (raises SchemaValidationError).
     Charging schedules' decimals (multipleOf 0.1) are checked as the ``ocpp`` library

@@ -28,6 +28,7 @@ import ocpp.exceptions
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call as messages
 
+from agent.ocppj.link import sleep_or_event
 from agent.core.outbox import METER, START, STOP
 from agent.ocpp16.codec import id_tag_info, iso_time, meter_value
 from agent.ocpp16.vocabulary import to_16
@@ -36,25 +37,6 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY_S = 3600  # Start/Stop are retried forever (never dropped), at least hourly
 FAILURES = (OCPPError, asyncio.TimeoutError, ocpp.exceptions.ValidationError)  # a CALL answered badly or not at all
-
-
-async def sleep_or_event(clock, event: asyncio.Event, seconds: float) -> None:
-    """Until ``event`` is set or ``seconds`` passed on ``clock``, whichever comes first."""
-    done = asyncio.Event()
-
-    async def until(awaitable) -> None:
-        try:
-            await awaitable
-        finally:
-            done.set()
-
-    tasks = (asyncio.create_task(until(clock.sleep(seconds))), asyncio.create_task(until(event.wait())))
-    try:
-        await done.wait()
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def call_quietly(call, payload) -> None:

@@ -4,7 +4,6 @@ system, translated to the station's methods (no charging logic here).
 CPython-only (the ``ocpp`` library's ChargePoint).
 """
 
-import json
 import logging
 
 import ocpp.exceptions
@@ -16,77 +15,43 @@ from ocpp.v16.enums import Action
 from agent.core.smart_charging import ProfileError
 from agent.core.station import Station
 from agent.ocpp16 import profiles
+from agent.ocpp16.codec import (TRIGGERABLE, classify_schema_error, id_tag_info, ocpp_json, profile_error,
+                                validate_request)
 from agent.ocpp16.vocabulary import from_16, to_16
-from agent.ocpp16.codec import (TRIGGERABLE, call_error, classify_schema_error, id_tag_info, ocpp_json,
-                                profile_error, validate_request)
+from agent.ocppj.session import FramedSession, call_error
 
 log = logging.getLogger(__name__)
 
 
-class Ocpp16Session(ChargePoint):
-    """One websocket connection's OCPP 1.6 protocol handling."""
+class Ocpp16Session(FramedSession, ChargePoint):
+    """One websocket connection's OCPP 1.6 protocol handling (OCPP-J 1.6 error names)."""
 
     def __init__(self, station_id: str, connection, client, response_timeout: float) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout, logger=log)
         self.client = client
         self.station: Station = client.station
 
-    async def start(self) -> None:
-        """Read frames until the connection closes (raises ConnectionClosed)."""
-        while True:
-            await self.route_message(await self._connection.recv())
-
-    async def _send(self, message: str) -> None:
-        self.client.mark_activity()
-        self.client.record("out", message)
-        await self._connection.send(message)
-
-    async def route_message(self, raw_msg) -> None:
-        """Parse a frame and answer malformed ones with the OCPP-J 1.6 CALLERROR
-        (the library would only log them, leaving the central system waiting)."""
-        self.client.record("in", raw_msg)
+    async def handle_call(self, uid: str, action: str, payload: dict) -> None:
+        if action not in self.route_map:
+            try:
+                Action(action)
+                code, text = "NotSupported", "%s is recognized but not supported" % action
+            except ValueError:
+                code, text = "NotImplemented", "%s is not known" % action
+            await self._send(call_error(uid, code, text))
+            return
         try:
-            msg = json.loads(raw_msg)
-        except (ValueError, TypeError):
-            await self._send(call_error("-1", "FormationViolation", "Message is not valid JSON"))
+            validate_request(action, payload)
+        except ocpp.messages.SchemaValidationError as e:
+            await self._send(call_error(uid, classify_schema_error(e), e.message[:200]))
             return
-        if not isinstance(msg, list) or len(msg) < 3 or not isinstance(msg[1], str):
-            uid = msg[1] if isinstance(msg, list) and len(msg) > 1 and isinstance(msg[1], str) else "-1"
-            await self._send(call_error(uid, "FormationViolation", "Not an OCPP-J message array"))
-            return
-        type_id, uid = msg[0], msg[1]
-        if type_id == 2:
-            if len(msg) != 4 or not isinstance(msg[2], str) or not isinstance(msg[3], dict):
-                await self._send(call_error(uid, "FormationViolation", "CALL must be [2, id, action, {payload}]"))
-                return
-            action, payload = msg[2], msg[3]
-            if action not in self.route_map:
-                try:
-                    Action(action)
-                    code, text = "NotSupported", "%s is recognized but not supported" % action
-                except ValueError:
-                    code, text = "NotImplemented", "%s is not known" % action
-                await self._send(call_error(uid, code, text))
-                return
-            try:
-                validate_request(action, payload)
-            except ocpp.messages.SchemaValidationError as e:
-                await self._send(call_error(uid, classify_schema_error(e), e.message[:200]))
-                return
-            try:
-                await self._handle_call(ocpp.messages.Call(uid, action, payload))
-            except OCPPError as e:
-                await self._send(call_error(uid, e.code, str(e.description)))
-            except Exception:
-                log.exception("handling %s failed", action)
-                await self._send(call_error(uid, "InternalError", "An internal error occurred"))
-        elif type_id in (3, 4):
-            try:
-                self._response_queue.put_nowait(ocpp.messages.unpack(raw_msg))
-            except OCPPError as e:
-                log.warning("ignoring malformed response %s: %s", raw_msg[:200], e)
-        else:
-            await self._send(call_error(uid, "FormationViolation", "Unknown message type %r" % type_id))
+        try:
+            await self._handle_call(ocpp.messages.Call(uid, action, payload))
+        except OCPPError as e:
+            await self._send(call_error(uid, e.code, str(e.description)))
+        except Exception:
+            log.exception("handling %s failed", action)
+            await self._send(call_error(uid, "InternalError", "An internal error occurred"))
 
     # ---------------------------------------------------------------- Core, CS -> CP
     @on(Action.change_availability)

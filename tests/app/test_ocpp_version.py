@@ -26,16 +26,19 @@ def write(tmp_path, ocpp_version: str | None = None, url: str = "ws://127.0.0.1:
     return str(path)
 
 
-def test_default_is_auto_and_16_can_be_pinned(tmp_path):
+def test_default_is_auto_and_16_or_experimental_201_can_be_pinned(tmp_path):
     assert parse_config(str(tmp_path / "a.toml"), data()).csms["ocpp_version"] == "auto"
     assert parse_config(str(tmp_path / "a.toml"), data(ocpp_version="1.6")).csms["ocpp_version"] == "1.6"
+    assert parse_config(str(tmp_path / "a.toml"), data(ocpp_version="2.0.1")).csms["ocpp_version"] == "2.0.1"
+
+
+POSSIBLE = '(possible values: "auto", "2.0.1", "1.6")'
 
 
 @pytest.mark.parametrize("value, problem", [
-    ("2.0.1", 'OCPP 2.0.1 is not available yet (possible values: "auto", "1.6")'),
-    ("2.1", 'OCPP 2.1 is not available yet (possible values: "auto", "1.6")'),
-    ("1.5", "unknown OCPP version '1.5' (possible values: \"auto\", \"1.6\")"),
-    ("ocpp1.6", "unknown OCPP version 'ocpp1.6' (possible values: \"auto\", \"1.6\")"),
+    ("2.1", "OCPP 2.1 is not available yet " + POSSIBLE),
+    ("1.5", "unknown OCPP version '1.5' " + POSSIBLE),
+    ("ocpp1.6", "unknown OCPP version 'ocpp1.6' " + POSSIBLE),
 ])
 def test_other_versions_are_a_config_error(tmp_path, value, problem):
     with pytest.raises(ConfigError) as e:
@@ -43,12 +46,12 @@ def test_other_versions_are_a_config_error(tmp_path, value, problem):
     assert e.value.key == "csms.ocpp_version" and e.value.problem == problem
 
 
-def test_run_with_2_0_1_exits_2_with_one_message(tmp_path):
-    path = write(tmp_path, "2.0.1")
+def test_run_with_2_1_exits_2_with_one_message(tmp_path):
+    path = write(tmp_path, "2.1")
     result = run_cli("run", "--config", path)
     assert result.returncode == 2
-    assert result.stderr.strip() == ('error: %s: csms.ocpp_version: OCPP 2.0.1 is not available yet '
-                                     '(possible values: "auto", "1.6")' % path)
+    assert result.stderr.strip() == ('error: %s: csms.ocpp_version: OCPP 2.1 is not available yet ' % path
+                                     + POSSIBLE)
 
 
 def test_csms_show_and_config_set_with_the_agent_stopped(tmp_path):
@@ -60,8 +63,12 @@ def test_csms_show_and_config_set_with_the_agent_stopped(tmp_path):
     assert as_json["ocpp_version"] is None and as_json["subprotocols_offered"] == ["ocpp1.6"]
     assert as_json["ocpp_version_setting"] == "1.6"
 
-    refused = run_cli("config", "set", "csms.ocpp_version", "2.0.1", "--config", path)
-    assert refused.returncode == 2 and "csms.ocpp_version: OCPP 2.0.1 is not available yet" in refused.stderr
+    refused = run_cli("config", "set", "csms.ocpp_version", "2.1", "--config", path)
+    assert refused.returncode == 2 and "csms.ocpp_version: OCPP 2.1 is not available yet" in refused.stderr
+    pinned = run_cli("config", "set", "csms.ocpp_version", "2.0.1", "--config", path)
+    assert pinned.returncode == 0, pinned.stderr
+    shown = json.loads(run_cli("csms", "show", "--json", "--config", path).stdout)
+    assert shown["subprotocols_offered"] == ["ocpp2.0.1"]
     done = run_cli("config", "set", "csms.ocpp_version", "auto", "--config", path)
     assert done.returncode == 0, done.stderr
     assert run_cli("config", "get", "csms.ocpp_version", "--config", path).stdout.strip() == "auto"

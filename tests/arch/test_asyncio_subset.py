@@ -34,9 +34,12 @@ NO_KEYWORDS = frozenset(("create_task", "run", "sleep"))
 
 # Modules that wrap CPython-only libraries or OS facilities, with the reason.
 EXEMPT = {
+    "agent/ocppj/link.py": "the adapters' link plumbing: waits on tasks with add_done_callback (the ocpp library's sessions)",
     "agent/ocpp16/session.py": "wraps the ocpp library (its ChargePoint uses asyncio.Queue and Futures)",
     "agent/ocpp16/client.py": "drives the ocpp library's ChargePoint (its calls are Futures)",
     "agent/ocpp16/codec.py": "the ocpp library's schemas and errors",
+    "agent/ocpp201/session.py": "wraps the ocpp library's v201 ChargePoint (asyncio.Queue and Futures) and schemas",
+    "agent/ocpp201/client.py": "drives the ocpp library's v201 ChargePoint (its calls are Futures; done callbacks)",
     "agent/link/connection.py": "wraps websockets and ssl; the websocket is owned here",
     "agent/app/cli.py": "command line: argparse, signal handlers on the running loop, subprocess re-exec",
     "hal/sim_control.py": "unix-socket control server of the simulator (start_unix_server is CPython only)",

@@ -17,13 +17,14 @@ ALLOWED = {
     "boards": {"hal", "hal.runtime"},
     "agent.core": {"hal", "hal.runtime"},
     "agent.store": {"agent.core", "hal", "hal.runtime"},
-    "agent.ocpp16": {"agent.core", "hal", "hal.runtime"},
-    "agent.ocpp201": {"agent.core", "hal", "hal.runtime"},
-    "agent.link": {"agent.core", "agent.ocpp16", "agent.ocpp201", "hal", "hal.runtime"},
-    "agent.app": {"agent.core", "agent.store", "agent.ocpp16", "agent.ocpp201", "agent.link", "boards", "hal",
-                  "hal.runtime"},
-    "tools": {"agent.core", "agent.store", "agent.ocpp16", "agent.ocpp201", "agent.link", "agent.app", "boards",
-              "hal", "hal.runtime"},
+    "agent.ocppj": {"agent.core", "hal", "hal.runtime"},
+    "agent.ocpp16": {"agent.core", "agent.ocppj", "hal", "hal.runtime"},
+    "agent.ocpp201": {"agent.core", "agent.ocppj", "hal", "hal.runtime"},
+    "agent.link": {"agent.core", "agent.ocppj", "agent.ocpp16", "agent.ocpp201", "hal", "hal.runtime"},
+    "agent.app": {"agent.core", "agent.store", "agent.ocppj", "agent.ocpp16", "agent.ocpp201", "agent.link",
+                  "boards", "hal", "hal.runtime"},
+    "tools": {"agent.core", "agent.store", "agent.ocppj", "agent.ocpp16", "agent.ocpp201", "agent.link",
+              "agent.app", "boards", "hal", "hal.runtime"},
 }
 
 

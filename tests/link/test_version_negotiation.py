@@ -60,8 +60,9 @@ def agent_for(tmp_path, url: str, **csms) -> Agent:
 async def test_a_central_system_that_selects_ocpp16_gets_a_16_boot(tmp_path):
     async with AgentHarness(tmp_path, ocpp=keys()) as h:
         assert h.cs.subprotocol == "ocpp1.6"
-        # "auto": every enabled adapter, newest first (1.6 is the only one today).
-        assert h.cs.request_headers["Sec-WebSocket-Protocol"] == ", ".join(p.subprotocol for p in protocols.PROTOCOLS)
+        # "auto": every adapter marked auto, newest first (1.6 alone while 2.0.1 is opt-in).
+        assert h.cs.request_headers["Sec-WebSocket-Protocol"] == ", ".join(p.subprotocol for p in protocols.PROTOCOLS
+                                                                           if p.auto)
         await until(lambda: h.agent.client.online, what="BootNotification Accepted")
         assert h.cs.messages[0].action == "BootNotification"
         assert h.agent.connection.selected == "ocpp1.6" and h.agent.connection.version == "1.6"
@@ -129,14 +130,20 @@ def test_subprotocol_error_names_what_was_offered_and_what_came_back():
 
 
 def test_the_registry_offers_per_setting_and_loads_only_on_demand():
-    assert [p.subprotocol for p in protocols.offered("auto")] == [p.subprotocol for p in protocols.PROTOCOLS]
+    # 2.0.1 is experimental: offered only when pinned, "auto" keeps offering 1.6 alone.
+    assert [p.subprotocol for p in protocols.offered("auto")] == ["ocpp1.6"]
     assert [p.version for p in protocols.offered("1.6")] == ["1.6"]
-    assert protocols.choices() == ("auto", "1.6")
-    assert protocols.version_problem("2.0.1") == 'OCPP 2.0.1 is not available yet (possible values: "auto", "1.6")'
+    assert [p.subprotocol for p in protocols.offered("2.0.1")] == ["ocpp2.0.1"]
+    assert protocols.choices() == ("auto", "2.0.1", "1.6")
+    assert protocols.version_problem("2.0.1") == ""
+    assert protocols.version_problem("2.1") == (
+        'OCPP 2.1 is not available yet (possible values: "auto", "2.0.1", "1.6")')
     assert protocols.version_problem("1.5").startswith("unknown OCPP version '1.5'")
     assert protocols.by_subprotocol("ocpp1.6").version == "1.6" and protocols.by_subprotocol(None) is None
     adapter = protocols.by_subprotocol("ocpp1.6").load()
     assert adapter.client_class.__name__ == "Ocpp16Client" and adapter.session_class.__name__ == "Ocpp16Session"
+    adapter = protocols.by_subprotocol("ocpp2.0.1").load()
+    assert adapter.client_class.__name__ == "Ocpp201Client" and adapter.session_class.__name__ == "Ocpp201Session"
 
 
 def test_the_version_in_words_before_any_connection_and_after_one():

@@ -1,0 +1,236 @@
+"""The station's link to an OCPP 2.0.1 CSMS (``Ocpp201Client`` is the station's
+``CentralSystemLink``): BootNotification, Heartbeat, StatusNotification per
+connector, NotifyEvent for faults, Authorize, MeterValues outside transactions
+and the transaction outbox as TransactionEvents (agent/ocpp201/outbox_sender.py),
+over whatever connection the link layer provides. It owns the 2.0.1 device model
+(``DeviceModel.for_station``) and wires its live variables to the station.
+
+Experimental (issue 12): only spoken when ``csms.ocpp_version = "2.0.1"``.
+
+CPython-only (drives the ``ocpp`` library's v201 ChargePoint).
+"""
+
+import dataclasses
+import logging
+
+from agent.core import model
+from agent.core.station import Station
+from agent.ocppj.link import OcppjLink
+from agent.ocpp201 import events
+from agent.ocpp201 import vocabulary as words
+from agent.ocpp201.device_model import DeviceModel
+from agent.ocpp201.outbox_sender import OutboxSender
+from hal.interfaces import NO_ERROR
+
+log = logging.getLogger(__name__)
+
+BOOT_RETRY_S = 30  # after a BootNotification without an answer, or an answer without an interval
+
+
+class Ocpp201Client(OcppjLink):
+    """The station's link to an OCPP 2.0.1 CSMS over one connection at a time."""
+
+    def __init__(self, station: Station, station_id: str, clock, response_timeout_s: float = 30.0,
+                 vendor: str = "", model_name: str = "", serial_number: str = "", firmware_version: str = "",
+                 traffic_log=None, data_dir: str | None = None, initial: dict | None = None,
+                 device_model: DeviceModel | None = None) -> None:
+        super().__init__(station, station_id, clock, response_timeout_s, vendor, model_name, serial_number,
+                         firmware_version, traffic_log)
+        hw = station.connectors[0].hw if station.connectors else None
+        self.device_model = device_model if device_model is not None else DeviceModel.for_station(
+            len(station.connectors), station.settings, data_dir=data_dir, initial=initial, clock=clock,
+            supply_phases=getattr(hw, "phases", 3), voltage_v=getattr(hw, "voltage_v", 230.0),
+            message_timeout_s=int(response_timeout_s))
+        self._attach_live_values()
+        self.outbox_sender = OutboxSender(station, self._call, clock, self._wake)
+        self._sent_status: dict = {}  # evse id -> the connectorStatus last queued
+        self._faults: dict = {}  # evse id (0: the station) -> the fault word last reported
+        self._event_id = 0
+
+    def _attach_live_values(self) -> None:
+        st = self.station
+
+        def connector_state(component) -> str:
+            c = st.connector(component.evse)
+            return words.connector_status(c.status, c.ev_connected)
+
+        self.device_model.attach("ChargingStation", "AvailabilityState",
+                                 read=lambda _c: words.connector_status(st.charger_status))
+        self.device_model.attach("EVSE", "AvailabilityState", read=connector_state)
+        self.device_model.attach("Connector", "AvailabilityState", read=connector_state)
+
+    # ------------------------------------------------------------------ CentralSystemLink
+    async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
+        if not self.online:
+            return None
+        try:
+            result = await self._call("Authorize", events.authorize_request(events.id_token(id_tag)))
+        except ConnectionError as e:
+            log.warning("Authorize(%s) failed: %s", id_tag, e)
+            return None
+        except Exception as e:  # CALLERROR, timeout, an answer that is not valid
+            log.warning("Authorize(%s) failed: %s", id_tag, e)
+            return None
+        return events.id_tag_info(result.get("id_token_info"))
+
+    def status_changed(self, connector_id: int) -> None:
+        if not self.online:
+            return  # the whole picture goes out on the next (re)connection
+        if connector_id:
+            payload = self._status_payload(connector_id)
+            if self._sent_status.get(connector_id) != payload["connectorStatus"]:
+                self._sent_status[connector_id] = payload["connectorStatus"]
+                self.outbox_sender.queue_other("StatusNotification", payload)
+        self._report_fault(connector_id)
+
+    def meter_values(self, connector_id: int, sample) -> None:
+        if self.online and sample.samples:
+            self.outbox_sender.queue_other("MeterValues", events.meter_values(connector_id, [sample]))
+
+    def local_list_conflict(self, id_tag: str) -> None:
+        if self.online:
+            self.outbox_sender.queue_other("NotifyEvent", events.notify_event(
+                "local_list_conflict", False, None, self._next_event_id(), self.clock.time(),
+                tech_info="idToken %s" % id_tag))
+
+    # ------------------------------------------------------------------ payloads
+    def _status_payload(self, evse_id: int) -> dict:
+        c = self.station.connector(evse_id)
+        return events.status_notification(evse_id, self.station.status_of(evse_id)[0], self.clock.time(),
+                                          ev_connected=c.ev_connected)
+
+    def _next_event_id(self) -> int:
+        self._event_id += 1
+        return self._event_id
+
+    def _report_fault(self, evse_id: int) -> None:
+        """NotifyEvent when the fault of a connector (0: the station) appears, changes or clears."""
+        _status, fault, info, vendor = self.station.status_of(evse_id)
+        fault = fault if fault in words.FAULTS else NO_ERROR
+        before = self._faults.get(evse_id, NO_ERROR)
+        if fault == before:
+            return
+        self._faults[evse_id] = fault
+        now = self.clock.time()
+        if before != NO_ERROR:
+            self.outbox_sender.queue_other("NotifyEvent", events.notify_event(
+                before, True, evse_id or None, self._next_event_id(), now))
+        if fault != NO_ERROR:
+            self.outbox_sender.queue_other("NotifyEvent", events.notify_event(
+                fault, False, evse_id or None, self._next_event_id(), now, tech_info=vendor or info or None))
+
+    def _boot_payload(self, reason: str = "PowerUp") -> dict:
+        station = {"model": self.model_name[:20], "vendorName": self.vendor[:50]}
+        if self.serial_number:
+            station["serialNumber"] = self.serial_number[:25]
+        if self.firmware_version:
+            station["firmwareVersion"] = self.firmware_version[:50]
+        return {"reason": reason, "chargingStation": station}
+
+    # ------------------------------------------------------------------ plumbing
+    async def _call(self, action: str, payload: dict) -> dict:
+        """One CALL; the response as a dict (the library's snake_case keys)."""
+        session = self.session
+        if session is None:
+            raise ConnectionError("not connected")
+        result = await session.call(events.call(action, payload), suppress=False)
+        return dataclasses.asdict(result)
+
+    async def _send_quietly(self, action: str, payload: dict) -> None:
+        try:
+            await self._call(action, payload)
+        except Exception as e:
+            log.warning("%s not delivered: %s", action, e)
+
+    # ------------------------------------------------------------------ session
+    def _first_messages(self) -> list:
+        first = []
+        for n in range(1, len(self.station.connectors) + 1):  # B01.FR.05: every connector's status
+            payload = self._status_payload(n)
+            self._sent_status[n] = payload["connectorStatus"]
+            first.append(("StatusNotification", payload))
+        self._faults = {}
+        return first
+
+    def _session_started(self) -> None:
+        for n in range(0, len(self.station.connectors) + 1):  # faults present now, after the statuses
+            self._report_fault(n)
+
+    async def _boot(self) -> None:
+        """BootNotification until Accepted (B01-B03; once per process life, a reconnect skips it)."""
+        if self.boot_accepted:
+            return
+        while True:
+            try:
+                result = await self._call("BootNotification", self._boot_payload())
+            except ConnectionError:
+                raise
+            except Exception as e:
+                log.warning("BootNotification failed: %s; retrying", e)
+                await self.clock.sleep(BOOT_RETRY_S)
+                continue
+            status, interval = result["status"], result.get("interval") or 0
+            self.registration = status
+            log.info("BootNotification: %s (interval %d s)", status, interval)
+            if status == "Accepted":
+                self.boot_accepted = True
+                self.last_boot_time = self.clock.time()
+                if interval > 0:
+                    self.station.settings.set("heartbeat_interval_s", interval)
+                if self.on_boot is not None:
+                    self.on_boot(status)
+                return
+            if self.on_boot is not None:
+                self.on_boot(status)
+            await self.clock.sleep(interval if interval > 0 else BOOT_RETRY_S)
+
+    def new_backend(self) -> None:
+        """The next session is with another CSMS or new credentials: boot again."""
+        self.boot_accepted = False
+        self.registration = None
+
+    async def _heartbeat_call(self) -> None:
+        await self._send_quietly("Heartbeat", {})
+
+    # ------------------------------------------------------------------ TriggerMessage (F06)
+    async def send_triggered(self, message: str, evse_id: int | None) -> None:
+        """Send what an Accepted TriggerMessage asked for (the session checks first)."""
+        evses = [evse_id] if evse_id else list(range(1, len(self.station.connectors) + 1))
+        if message == "BootNotification":
+            await self._send_quietly("BootNotification", self._boot_payload("Triggered"))
+        elif message == "Heartbeat":
+            await self._send_quietly("Heartbeat", {})
+        elif message == "StatusNotification":
+            for n in evses:
+                await self._send_quietly("StatusNotification", self._status_payload(n))
+        elif message == "MeterValues":
+            for n in evses:
+                _tx, sample = await self.station.meter_sample_now(n)
+                if sample.samples:
+                    await self._send_quietly("MeterValues", events.meter_values(n, [sample]))
+        elif message == "TransactionEvent":
+            for n in evses:
+                c = self.station.connector(n)
+                tx = c.transaction
+                if tx is None or tx.stopped:
+                    continue
+                _tx, sample = await self.station.meter_sample_now(n)
+                seq_no = tx.event_count
+                tx.event_count += 1  # the next queued event numbers on from here
+                self.station.outbox.save_transaction(tx)
+                self.outbox_sender.queue_other("TransactionEvent", events.transaction_event(
+                    words.UPDATE, tx, n, seq_no, self.clock.time(), "trigger", charging_state=c.status,
+                    samples=[sample], ev_connected=c.ev_connected))
+
+    def triggerable(self, message: str, evse_id: int | None) -> bool:
+        """Whether a TriggerMessage for ``message`` is Accepted (F06): the answer and the
+        sending follow this one check."""
+        if evse_id is not None and not 1 <= evse_id <= len(self.station.connectors):
+            return False
+        if message == "BootNotification":
+            return not self.boot_accepted  # F06.FR.17
+        if message == "TransactionEvent":
+            evses = [evse_id] if evse_id else range(1, len(self.station.connectors) + 1)
+            return any(self.station.connector(n).transaction is not None
+                       and not self.station.connector(n).transaction.stopped for n in evses)
+        return message in ("Heartbeat", "StatusNotification", "MeterValues")

@@ -1,0 +1,211 @@
+"""One websocket connection's OCPP 2.0.1 protocol handling: requests from the CSMS,
+translated to the station's and the device model's methods (no charging logic here).
+
+The ``ocpp`` library's v201 ChargePoint sends the station's CALLs and matches their
+answers; incoming CALLs are routed here, on their camelCase JSON payloads as the
+schemas name them (the device model and agent/ocpp201/events.py speak that form):
+each is checked against its 2.0.1 schema, answered by an ``on_<Action>`` method, and
+its ``after_<Action>`` (if any) runs once the answer is sent. OCPP-J 2.0.1 CALLERRORs
+(part 4, 4.3): NotImplemented for an action 2.0.1 does not know, NotSupported for one
+it knows and this station does not handle, RpcFrameworkError / FormatViolation /
+MessageTypeNotSupported for broken frames; the connection stays up.
+
+Experimental (issue 12). CPython-only (the ``ocpp`` library's ChargePoint and schemas).
+"""
+
+import json
+import logging
+
+import ocpp.messages
+from jsonschema.exceptions import ValidationError as SchemaError
+from ocpp.v201 import ChargePoint
+from ocpp.v201.enums import Action
+
+from agent.core import model
+from agent.core.station import Station
+from agent.ocppj.session import FramedSession, call_error
+from agent.ocpp201 import events
+from agent.ocpp201 import vocabulary as words
+
+log = logging.getLogger(__name__)
+
+ocpp.messages.ASYNC_VALIDATION = False  # validate in the calling task (no thread pool)
+
+VERSION = "2.0.1"
+KNOWN_ACTIONS = frozenset(a.value for a in Action)
+TRIGGER_NOT_IMPLEMENTED = ("LogStatusNotification", "FirmwareStatusNotification", "SignChargingStationCertificate",
+                           "SignV2GCertificate", "SignCombinedCertificate", "PublishFirmwareStatusNotification")
+
+
+class CallError(Exception):
+    """A request answered with a CALLERROR."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code, self.description = code, description
+
+
+def schema_error_code(error) -> str:
+    """The OCPP-J 2.0.1 error code for a request payload that breaks its JSON schema."""
+    if error.validator in ("required", "minItems", "maxItems"):
+        return "OccurrenceConstraintViolation"
+    if error.validator == "type":
+        return "TypeConstraintViolation"
+    if error.validator == "additionalProperties":
+        return "FormatViolation"
+    return "PropertyConstraintViolation"  # enum, maxLength, minimum, format…
+
+
+class Ocpp201Session(FramedSession, ChargePoint):
+    """One websocket connection's OCPP 2.0.1 protocol handling."""
+
+    NOT_JSON, NOT_A_CALL, UNKNOWN_TYPE = "RpcFrameworkError", "FormatViolation", "MessageTypeNotSupported"
+
+    def __init__(self, station_id: str, connection, client, response_timeout: float) -> None:
+        super().__init__(station_id, connection, response_timeout=response_timeout, logger=log)
+        self.client = client
+        self.station: Station = client.station
+        self.model = client.device_model
+        self._reports: dict = {}  # requestId -> ReportData to send after an Accepted GetBaseReport/GetReport
+
+    async def handle_call(self, uid: str, action: str, payload: dict) -> None:
+        handler = getattr(self, "on_" + action, None) if action.isalnum() else None
+        if handler is None:
+            if action in KNOWN_ACTIONS:
+                await self._send(call_error(uid, "NotSupported", "%s is recognized but not supported" % action))
+            else:
+                await self._send(call_error(uid, "NotImplemented", "%s is not known" % action))
+            return
+        try:
+            ocpp.messages.get_validator(2, action, VERSION).validate(payload)
+        except SchemaError as e:
+            await self._send(call_error(uid, schema_error_code(e), e.message))
+            return
+        try:
+            response = await handler(payload)
+            ocpp.messages.get_validator(3, action, VERSION).validate(response)
+        except CallError as e:
+            await self._send(call_error(uid, e.code, e.description))
+            return
+        except Exception:
+            log.exception("handling %s failed", action)
+            await self._send(call_error(uid, "InternalError", "An internal error occurred"))
+            return
+        await self._send(json.dumps([3, uid, response], separators=(",", ":")))
+        after = getattr(self, "after_" + action, None)
+        if after is not None:
+            self.client.spawn(after(payload, response))  # a task: it may wait for answers the reader reads
+
+    # ---------------------------------------------------------------- B: provisioning
+    async def on_GetVariables(self, p: dict) -> dict:
+        data = p["getVariableData"]
+        if len(data) > self.model.get("DeviceDataCtrlr.ItemsPerMessage[GetVariables]"):
+            raise CallError("OccurrenceConstraintViolation", "more than ItemsPerMessage GetVariables")
+        return {"getVariableResult": self.model.get_variables(data)}
+
+    async def on_SetVariables(self, p: dict) -> dict:
+        data = p["setVariableData"]
+        if len(data) > self.model.get("DeviceDataCtrlr.ItemsPerMessage[SetVariables]"):
+            raise CallError("OccurrenceConstraintViolation", "more than ItemsPerMessage SetVariables")
+        return {"setVariableResult": self.model.set_variables(data)}
+
+    def _report_answer(self, request_id: int, make) -> dict:
+        """Accepted (the ReportData kept for after the answer), EmptyResultSet or NotSupported."""
+        try:
+            data = make()
+        except ValueError:
+            return {"status": "NotSupported"}
+        if not data:
+            return {"status": "EmptyResultSet"}
+        self._reports[request_id] = data
+        return {"status": "Accepted"}
+
+    async def on_GetBaseReport(self, p: dict) -> dict:
+        return self._report_answer(p["requestId"], lambda: self.model.base_report(p["reportBase"]))
+
+    async def on_GetReport(self, p: dict) -> dict:
+        return self._report_answer(
+            p["requestId"], lambda: self.model.report(p.get("componentVariable"), p.get("componentCriteria")))
+
+    async def _send_report(self, p: dict, response: dict) -> None:
+        data = self._reports.pop(p["requestId"], None)
+        if response["status"] != "Accepted" or not data:
+            return
+        for message in self.model.notify_report_messages(p["requestId"], data):
+            await self.client.outbox_sender.send_quietly("NotifyReport", message)
+
+    after_GetBaseReport = after_GetReport = _send_report
+
+    async def on_Reset(self, p: dict) -> dict:
+        if p.get("evseId") is not None:
+            return {"status": "Rejected"}  # resetting one EVSE is not supported (B11.FR.08 optional)
+        running = any(c.transaction is not None and not c.transaction.stopped for c in self.station.connectors)
+        if p["type"] == "OnIdle" and running:
+            return {"status": "Scheduled"}  # B12.FR.01
+        return {"status": "Accepted"}
+
+    async def after_Reset(self, p: dict, response: dict) -> None:
+        if p.get("evseId") is None:
+            self.station.request_reset(hard=False, when=words.RESET_TYPE[p["type"]])
+
+    async def on_ChangeAvailability(self, p: dict) -> dict:
+        evse = p.get("evse") or {}
+        evse_id = evse.get("id", 0)
+        if evse.get("connectorId") not in (None, 1) or not 0 <= evse_id <= len(self.station.connectors):
+            return {"status": "Rejected"}
+        status = await self.station.change_availability(evse_id, words.OPERATIONAL_STATUS[p["operationalStatus"]])
+        return {"status": words.answer("ChangeAvailability", status)}
+
+    # ---------------------------------------------------------------- C/D: authorization, local list
+    async def on_ClearCache(self, p: dict) -> dict:
+        return {"status": "Accepted" if self.station.clear_cache() else "Rejected"}
+
+    async def on_GetLocalListVersion(self, p: dict) -> dict:
+        return {"versionNumber": max(self.station.local_list_version(), 0)}  # disabled: 0 (D02.FR.02)
+
+    async def on_SendLocalList(self, p: dict) -> dict:
+        entries = [(e["idToken"]["idToken"], events.id_tag_info(e["idTokenInfo"]) if e.get("idTokenInfo") else None)
+                   for e in p.get("localAuthorizationList") or []]
+        status = self.station.send_local_list(words.UPDATE_TYPE[p["updateType"]], p["versionNumber"], entries)
+        return {"status": words.answer("SendLocalList", status)}
+
+    # ---------------------------------------------------------------- E/F: transactions, remote control
+    async def on_RequestStartTransaction(self, p: dict) -> dict:
+        if p.get("chargingProfile") is not None:
+            return {"status": "Rejected"}  # 2.0.1 charging profiles are not translated yet
+        token = p["idToken"]
+        kind = words.TOKEN_KIND_FROM_201.get(token["type"], model.TOKEN_CENTRAL)
+        ok = await self.station.remote_start(token["idToken"], p.get("evseId"), None, token_kind=kind,
+                                             remote_start_id=p["remoteStartId"])
+        return {"status": "Accepted" if ok else "Rejected"}
+
+    async def on_RequestStopTransaction(self, p: dict) -> dict:
+        ok = await self.station.remote_stop(tx_id=p["transactionId"])
+        return {"status": "Accepted" if ok else "Rejected"}
+
+    async def on_UnlockConnector(self, p: dict) -> dict:
+        if p["connectorId"] != 1 or not 1 <= p["evseId"] <= len(self.station.connectors):
+            return {"status": "UnknownConnector"}
+        status = await self.station.unlock_connector(p["evseId"], stop_running=False)
+        return {"status": words.answer("UnlockConnector", status)}
+
+    async def on_GetTransactionStatus(self, p: dict) -> dict:
+        tx_id = p.get("transactionId")
+        out = {"messagesInQueue": self.client.outbox_sender.queued(tx_id)}
+        if tx_id is not None:
+            out["ongoingIndicator"] = self.station.find_transaction(tx_id=tx_id) is not None
+        return out
+
+    async def on_TriggerMessage(self, p: dict) -> dict:
+        message, evse_id = p["requestedMessage"], (p.get("evse") or {}).get("id")
+        if message in TRIGGER_NOT_IMPLEMENTED:
+            return {"status": "NotImplemented"}
+        return {"status": "Accepted" if self.client.triggerable(message, evse_id) else "Rejected"}
+
+    async def after_TriggerMessage(self, p: dict, response: dict) -> None:
+        if response["status"] == "Accepted":
+            await self.client.send_triggered(p["requestedMessage"], (p.get("evse") or {}).get("id"))
+
+    # ---------------------------------------------------------------- P: data transfer
+    async def on_DataTransfer(self, p: dict) -> dict:
+        return {"status": "UnknownVendorId"}
