@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 NEVER_ON_A_SIM_BOARD = ("pymodbus", "serial", "tomlkit", "hal.modbus", "hal.modbus_meter", "hal.evse_drivers",
                         "hal.serial_port", "hal.gpio_relay", "hal.pn532", "agent.app.config_file",
-                        "agent.app.cli_admin", "agent.app.doctor")
+                        "agent.app.cli_admin", "agent.app.doctor",
+                        "agent.ocpp201", "ocpp.v201")  # a 1.6 link loads no 2.0.1 code
 STATUS_PAGE = ("h11", "agent.app.status_page")
 
 # The child: the agent as ``ocpp-agent run`` builds it (the CLI's parser included), until it is online.
