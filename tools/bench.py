@@ -575,46 +575,59 @@ async def _stock_cp(url: str, payload_json: str) -> None:
 
 # --------------------------------------------------------------------------- command line
 
-def main(argv: list | None = None) -> int:
+def bench_main(argv, prog: str, description: str, what: str, stock_cp, bench, render_results,
+               repeats: bool = False) -> int:
+    """The command line of a bench (tools/bench.py, tools/bench201.py): ``--stock-cp URL
+    PAYLOAD [--sync-validation]`` runs this process as the stock charge point
+    ``stock_cp(url, payload)``; otherwise the options, then ``bench(opts)`` printed by
+    ``render_results`` (or as JSON). ``what``: the round trips measured, for the help."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--stock-cp"]:
         if "--sync-validation" in argv[3:]:
             import ocpp.messages
 
             ocpp.messages.ASYNC_VALIDATION = False
-        asyncio.run(_stock_cp(argv[1], argv[2]))
+        asyncio.run(stock_cp(argv[1], argv[2]))
         return 0
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--quick", action="store_true", help="fewer runs, shorter windows (coarse figures)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--idle-s", type=float, help="idle CPU window in seconds (default 10, quick 2)")
     p.add_argument("--settle-s", type=float, help="idle time before reading RSS (default 3, quick 1)")
-    p.add_argument("--repeats", type=int, help="start-up runs of each process (default 5, quick 2)")
-    p.add_argument("--messages", type=int, help="MeterValues round trips measured (default 500, quick 40)")
+    if repeats:
+        p.add_argument("--repeats", type=int, help="start-up runs of each process (default 5, quick 2)")
+    p.add_argument("--messages", type=int, help="%s round trips measured (default 500, quick 40)" % what)
     p.add_argument("--warmup", type=int, help="unmeasured round trips first (default 30, quick 10)")
     p.add_argument("--no-bytecode-cache", dest="bytecode_cache", action="store_false",
                    help="run the processes with the environment's bytecode settings as they are (by default"
                         " the bench gives them a warm bytecode cache in its temporary directory)")
     p.add_argument("--timeout-s", type=float, default=600.0, help="give up after this long (default 600)")
     opts = p.parse_args(argv)
-    for name, full, quick in (("idle_s", 10.0, 2.0), ("settle_s", 3.0, 1.0), ("repeats", 5, 2),
-                              ("messages", 500, 40), ("warmup", 30, 10)):
+    defaults = [("idle_s", 10.0, 2.0), ("settle_s", 3.0, 1.0), ("messages", 500, 40), ("warmup", 30, 10)]
+    if repeats:
+        defaults.append(("repeats", 5, 2))
+    for name, full, quick in defaults:
         if getattr(opts, name) is None:
             setattr(opts, name, quick if opts.quick else full)
-    if opts.idle_s <= 0 or opts.settle_s < 0 or opts.repeats < 1 or opts.messages < 1 or opts.warmup < 0:
+    if (opts.idle_s <= 0 or opts.settle_s < 0 or getattr(opts, "repeats", 1) < 1 or opts.messages < 1
+            or opts.warmup < 0):
         p.error("windows must be positive and counts at least 1")
     if not opts.json:
-        print("running the bench (%s)..." % ("quick" if opts.quick else "full"), file=sys.stderr, flush=True)
+        print("running %s (%s)..." % (prog, "quick" if opts.quick else "full"), file=sys.stderr, flush=True)
     try:
-        results = asyncio.run(_bench(opts))
-    except (BenchError, asyncio.TimeoutError) as e:
+        results = asyncio.run(bench(opts))
+    except (BenchError, asyncio.TimeoutError, TimeoutError) as e:
         print("bench failed: %s" % (e or "timed out after %.0f s" % opts.timeout_s), file=sys.stderr)
         return 1
-    print(json.dumps(results, indent=2) if opts.json else render(results))
+    print(json.dumps(results, indent=2) if opts.json else render_results(results))
     return 0
 
+
+def main(argv: list | None = None) -> int:
+    return bench_main(argv, "python -m tools.bench", __doc__.splitlines()[0], "MeterValues", _stock_cp, _bench,
+                      render, repeats=True)
 
 if __name__ == "__main__":
     sys.exit(main())

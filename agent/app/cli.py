@@ -76,7 +76,8 @@ def cmd_sim(args) -> int:
 def cmd_demo(args) -> int:
     # The demo needs the test central system of tools/: run it as its own program
     # (python -m tools.demo) so that the agent never imports tools.
-    argv = [sys.executable, "-m", "tools.demo", "--speed", str(args.speed)] + (["--keep"] if args.keep else [])
+    argv = [sys.executable, "-m", "tools.demo", "--speed", str(args.speed), "--ocpp", args.ocpp] + (
+        ["--keep"] if args.keep else [])
     os.execv(sys.executable, argv)
 
 
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="a full charging session against a local central system")
     d.add_argument("--speed", type=float, default=600.0, help="time compression of the simulated EV")
     d.add_argument("--keep", action="store_true", help="keep the demo's data directory")
+    d.add_argument("--ocpp", choices=("1.6", "2.0.1"), default="1.6",
+                   help="the OCPP version of the session (default 1.6; 2.0.1 is experimental)")
     d.set_defaults(func=cmd_demo)
     dr = sub.add_parser("doctor", help="probe the configured devices and the central system (agent stopped)")
     dr.add_argument("--config", required=True, help="configuration file (TOML)")

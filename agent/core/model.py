@@ -67,6 +67,11 @@ START_AUTHORIZED = "authorized"  # the identifier, with the EV already plugged i
 START_CABLE_PLUGGED_IN = "cable_plugged_in"  # the EV, after the identifier
 START_REMOTE = "remote_start"  # a remote start, with the EV already plugged in
 
+# Why a running transaction's state was reported (an outbox update entry).
+CAUSE_CHARGING_STATE = "charging_state_changed"  # charging, suspended by the EV or by the charger
+CAUSE_EV_DEPARTED = "ev_departed"  # the EV was unplugged; the transaction goes on
+CAUSE_CABLE_PLUGGED_IN = "cable_plugged_in"  # an EV was plugged in again during the transaction
+
 # Restarting: now (ending transactions) or once no transaction runs.
 RESET_NOW = "now"
 RESET_ON_IDLE = "on_idle"
@@ -150,6 +155,9 @@ class Transaction:
         self.remote_start_id = None  # the remote start's id, when one started it (2.0.1)
         self.start_cause = None  # what came last at the start (START_*)
         self.event_count = 0  # events queued for it so far: the next one's sequence number
+        # (state, EV connected) its last queued event reported (the start's: preparing with the EV);
+        # not journaled: a transaction never outlives the agent's run (recovery ends it)
+        self.reported_state = None
 
     @property
     def stopped(self) -> bool:

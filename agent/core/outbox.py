@@ -6,9 +6,15 @@ adapter sends the head, and removes it only when the central system confirmed
 it. Payloads are built at send time, so messages queued for a transaction
 started offline go out with the transactionId the central system assigned.
 
+Kinds: START, METER, STOP, and UPDATE: a running transaction's state changed
+(charging, suspended by the EV or by the charger, the EV left or came back),
+with its cause (model.CAUSE_*), the state and the time. The station queues
+UPDATE entries only for a link that asks for them (``wants_state_events``: 2.0.1
+reports them as TransactionEvent Updated; 1.6 has no message for them).
+
 With a journal (agent/store/journal.py) every change is written through: Start and
-Stop durably (fsync) before the agent goes on, meter values without an fsync
-of their own. Confirmed meter values are deleted with the next write instead
+Stop durably (fsync) before the agent goes on, meter values and updates without an
+fsync of their own. Confirmed meter values and updates are deleted with the next write instead
 of in a write of their own (fewer writes to an SD card; after a crash at most
 the last confirmed meter values are sent again) - or, in a replay of a backlog,
 every CONFIRMED_METERS_FLUSH confirmations, so that a crash mid-replay resends
@@ -30,6 +36,8 @@ from agent.core.model import sample_to_dict, transaction_to_dict
 START = "start"
 STOP = "stop"
 METER = "meter"
+UPDATE = "update"  # a running transaction's state changed (cause, state, time in the entry)
+NOT_FSYNCED = (METER, UPDATE)  # journaled without an fsync; their confirmations deleted with the next write
 CONFIRMED_METERS_FLUSH = 32  # confirmed meter values deleted in a write of their own (a replay)
 
 
@@ -41,9 +49,10 @@ class OutboxEntry:
     """One queued transaction message."""
 
     __slots__ = ("kind", "tx", "connector_id", "samples", "attempts", "seq", "not_before", "jseq", "backend",
-                 "seq_no", "offline")
+                 "seq_no", "offline", "cause", "state", "ev_connected", "time")
 
-    def __init__(self, kind: str, tx, connector_id: int, samples: list | None = None) -> None:
+    def __init__(self, kind: str, tx, connector_id: int, samples: list | None = None, cause: str | None = None,
+                 state: str | None = None, ev_connected: bool | None = None, time: float | None = None) -> None:
         self.kind = kind
         self.tx = tx
         self.connector_id = connector_id
@@ -55,10 +64,27 @@ class OutboxEntry:
         self.backend = ""  # the central system it belongs to: its transaction's
         self.seq_no = None  # its number among its transaction's events (0: the start), set when queued
         self.offline = None  # whether it arose while the central system was unreachable, set when queued
+        # UPDATE: why (model.CAUSE_*), the connector's state then (model's connector states), whether an
+        # EV was connected, and when (epoch seconds)
+        self.cause = cause
+        self.state = state
+        self.ev_connected = ev_connected
+        self.time = time
 
     def info(self) -> dict:
         """What the journal keeps of it besides kind, transaction and samples."""
-        return {"seq_no": self.seq_no, "offline": self.offline}
+        info = {"seq_no": self.seq_no, "offline": self.offline}
+        if self.kind == UPDATE:
+            info.update(cause=self.cause, state=self.state, ev=self.ev_connected, t=self.time)
+        return info
+
+    def read_info(self, info: dict | None) -> None:
+        """Take back what ``info()`` gave the journal (rows of releases before 0.2 have none)."""
+        info = info or {}
+        self.seq_no, self.offline = info.get("seq_no"), bool(info.get("offline"))
+        if self.kind == UPDATE:
+            self.cause, self.state, self.ev_connected, self.time = (
+                info.get("cause"), info.get("state"), info.get("ev"), info.get("t"))
 
     def __repr__(self) -> str:
         return "OutboxEntry(%s, %r, attempts=%d)" % (self.kind, self.tx, self.attempts)
@@ -72,7 +98,7 @@ class TransactionOutbox:
         self.resync_needed = False
         self._entries: list = []
         self._seq = 0
-        self._confirmed_meters: list = []  # jseqs to delete with the next journal write
+        self._confirmed_meters: list = []  # jseqs (meter values, updates) to delete with the next journal write
         self.changed = asyncio.Event()
         self.emptied = asyncio.Event()  # no entry of the current backend is queued
         self.emptied.set()
@@ -127,8 +153,8 @@ class TransactionOutbox:
                 entry.jseq, dropped_jseqs = self.journal.append(
                     entry.kind, entry.tx.local_id, entry.connector_id,
                     [sample_to_dict(s) for s in entry.samples], tx=transaction_to_dict(entry.tx),
-                    remove=tuple(self._confirmed_meters), durable=entry.kind != METER, backend=entry.backend,
-                    info=entry.info())
+                    remove=tuple(self._confirmed_meters), durable=entry.kind not in NOT_FSYNCED,
+                    backend=entry.backend, info=entry.info())
                 self._confirmed_meters = []
             except Exception as e:  # JournalError: logged by the journal
                 if entry.kind == START:
@@ -199,7 +225,7 @@ class TransactionOutbox:
         if entry in self._entries:
             self._entries.remove(entry)
         if self.journal is not None and entry.jseq is not None:
-            if entry.kind == METER:
+            if entry.kind in NOT_FSYNCED:
                 self._confirmed_meters.append(entry.jseq)
                 if len(self._confirmed_meters) >= CONFIRMED_METERS_FLUSH:  # a long replay: bound the resend
                     try:

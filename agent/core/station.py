@@ -49,6 +49,10 @@ class CentralSystemLink:
     that is never online (a station with no backend still works locally)."""
 
     online = False
+    # Whether the station queues an outbox UPDATE entry whenever a running transaction's state
+    # changes (charging, suspended, the EV left or came back): for a protocol that reports them
+    # as transaction events (2.0.1); 1.6 has no message for them.
+    wants_state_events = False
 
     async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
         """Ask the central system; None when there is no answer (offline, timeout)."""
@@ -246,8 +250,7 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
             entry = OutboxEntry(m["kind"], tx, m["connector_id"],
                                 [model.sample_from_dict(x) for x in m["samples"]])
             entry.jseq, entry.attempts = m["jseq"], m["attempts"]
-            info = m.get("info") or {}  # rows of releases before 0.2 have none
-            entry.seq_no, entry.offline = info.get("seq_no"), bool(info.get("offline"))
+            entry.read_info(m.get("info"))  # seq_no, offline (an update's cause and state too)
             entries.append(entry)
         repaired = self._requeue_lost(txs, entries)
         self.outbox.restore(entries)

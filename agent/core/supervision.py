@@ -10,6 +10,7 @@ import logging
 from agent.core import model
 from agent.core.connector import Connector
 from agent.core.metering import energy_wh_of
+from agent.core.outbox import UPDATE, OutboxEntry
 from hal.contactor_check import POWER_SWITCH_FAILURE
 from hal.errors import DeviceFaultError, HalError
 from hal.interfaces import NO_ERROR, MeterReading
@@ -103,10 +104,41 @@ class HardwareSupervision:
             status = c.derive_status(self.charger_error_code != NO_ERROR, c.hw.evse.min_current_a)
             error = c.effective_error_code if c.effective_error_code != NO_ERROR else self.charger_error_code
             c.info = "EV side disconnected" if c.transaction is not None and not c.ev_connected else ""
+            if getattr(self.link, "wants_state_events", False):  # a link of its own may lack it
+                self._report_transaction_state(c, status)  # before the status: it arose first
             if (status, error) != (c.status, c.status_error_code):
                 log.info("connector %d: %s -> %s (%s)", c.id, c.status, status, error)
                 c.status, c.status_error_code = status, error
                 self.link.status_changed(c.id)
+
+    def _report_transaction_state(self, c: Connector, status: str) -> None:
+        """Queue an update entry when the running transaction's state changed since its last
+        event said (for a link that ``wants_state_events``). The state is the connector's
+        derived status, faulted or unavailable counting as suspended by the charger, and
+        whether an EV is connected; without an EV only its leaving and return count. An EV
+        plugged in again is reported as connected first (the state it comes back in), then
+        what the charger and the EV make of it. The start and the end are events of their own."""
+        tx = c.transaction
+        if tx is None or tx.stopped:
+            return
+        state = model.SUSPENDED_EVSE if status in (model.FAULTED, model.UNAVAILABLE) else status
+        ev = c.ev_connected
+        last_state, last_ev = tx.reported_state or (model.PREPARING, True)
+        if ev and not last_ev:
+            self._queue_update(c, tx, model.CAUSE_CABLE_PLUGGED_IN, model.PREPARING, True)
+            last_state = model.PREPARING
+        if not ev:
+            if last_ev:
+                self._queue_update(c, tx, model.CAUSE_EV_DEPARTED, state, False)
+        elif state != last_state:
+            self._queue_update(c, tx, model.CAUSE_CHARGING_STATE, state, True)
+
+    def _queue_update(self, c: Connector, tx, cause: str, state: str, ev: bool) -> None:
+        tx.reported_state = (state, ev)
+        log.info("connector %d: transaction %d: %s (%s, EV %s)", c.id, tx.local_id, cause, state,
+                 "connected" if ev else "gone")
+        self.outbox.append(OutboxEntry(UPDATE, tx, c.id, cause=cause, state=state, ev_connected=ev,
+                                       time=self.clock.time()))
 
     async def _apply(self, c: Connector) -> bool:
         """Drive the controller and contactor from the rules; True if an output changed."""

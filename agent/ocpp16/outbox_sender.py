@@ -8,7 +8,9 @@ composition wherever queued transaction messages go out — the station's link
 StopTransaction or MeterValues payload at send time (with the central system's
 transactionId), and applies the retry rules: a failed message is retried
 TransactionMessageRetryInterval × attempts later (at most hourly); MeterValues
-are dropped after TransactionMessageAttempts, Start and Stop never. Other
+are dropped after TransactionMessageAttempts, Start and Stop never; an entry of
+a kind 1.6 has no message for (UPDATE, from a journal written under 2.0.1) is
+removed unsent. Other
 messages (status notifications) may be queued with ``queue_other``: they go out
 in the order they arose among the outbox entries, once.
 
@@ -95,6 +97,13 @@ class OutboxSender:
         rescheduled (or, a MeterValues past its attempts, dropped). A lost
         connection is raised (the entry stays as it was)."""
         station, outbox, tx = self.station, self.station.outbox, entry.tx
+        if entry.kind not in (START, STOP, METER):
+            # An event 1.6 has no message for (a 2.0.1 charging state change, UPDATE): never
+            # queued on a 1.6 link, but one journaled under 2.0.1 may come back after a
+            # change of version. Removed unsent, so that what follows it goes out.
+            log.warning("%r: no 1.6 message for it; removed without sending", entry)
+            outbox.remove(entry)
+            return
         try:
             if entry.kind == START:
                 result = await self.call(messages.StartTransaction(

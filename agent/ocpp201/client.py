@@ -30,6 +30,8 @@ BOOT_RETRY_S = 30  # after a BootNotification without an answer, or an answer wi
 class Ocpp201Client(OcppjLink):
     """The station's link to an OCPP 2.0.1 CSMS over one connection at a time."""
 
+    wants_state_events = True  # charging state changes are TransactionEvents (Updated, ChargingStateChanged…)
+
     def __init__(self, station: Station, station_id: str, clock, response_timeout_s: float = 30.0,
                  vendor: str = "", model_name: str = "", serial_number: str = "", firmware_version: str = "",
                  traffic_log=None, data_dir: str | None = None, initial: dict | None = None,

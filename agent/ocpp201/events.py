@@ -12,7 +12,7 @@ connectorId 1; ``transactionId`` is the station's own ``tx.id``.
 
 from agent.core import model
 from agent.core.isotime import format_datetime, parse_datetime
-from agent.core.outbox import METER, START, STOP
+from agent.core.outbox import METER, START, STOP, UPDATE
 from agent.ocpp201 import vocabulary as words
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
@@ -115,6 +115,16 @@ def id_token_info(info: model.IdTagInfo) -> dict:
 
 
 # ---------------------------------------------------------------- transaction events
+# The triggerReason of an update entry, by its cause (model.CAUSE_*). An EV unplugged
+# during a transaction that goes on is EVCommunicationLost (OCTT TC_E_26 step 1, errata
+# figure 56: EVDeparted is for a parking bay sensor, which the station has not).
+UPDATE_TRIGGER = {
+    model.CAUSE_CHARGING_STATE: "charging_state_changed",  # TC_E_11 step 5, TC_E_22, TC_E_38
+    model.CAUSE_EV_DEPARTED: "ev_communication_lost",  # TC_E_26 step 1 (chargingState Idle)
+    model.CAUSE_CABLE_PLUGGED_IN: "cable_plugged_in",  # TC_E_26 step 5 (chargingState EVConnected)
+}
+
+
 def transaction_event(kind: str, tx: model.Transaction, evse_id: int, seq_no: int, timestamp: float,
                       trigger_reason: str, offline: bool = False, charging_state: str | None = None,
                       samples=None, id_token: dict | None = None, number_of_phases: int | None = None,
@@ -163,6 +173,8 @@ def entry_event(entry, seq_no: int, offline: bool = False, trigger_reason: str |
       start's token, the start's register reading; chargingState EVConnected (the core
       starts a transaction with the EV connected and authorized).
     - meter: Updated, triggerReason from the samples' context (MeterValuePeriodic/Clock/Trigger).
+    - update: Updated, triggerReason from its cause (UPDATE_TRIGGER), the chargingState it
+      recorded (Idle without an EV), at the time it arose.
     - stop: Ended, triggerReason from the stop reason (vocabulary.STOP_TRIGGER), stoppedReason,
       the token that stopped it (E07 reports it with StopAuthorized), the values kept for the
       end; chargingState Idle when the EV left (ev_disconnected).
@@ -190,6 +202,13 @@ def entry_event(entry, seq_no: int, offline: bool = False, trigger_reason: str |
         timestamp = samples[0].timestamp if samples else tx.last_meter_time
         context = samples[0].samples[0].context if samples and samples[0].samples else "Sample.Periodic"
         trigger = trigger_reason or words.METER_TRIGGER.get(context, "meter_value_periodic")
+    elif entry.kind == UPDATE:
+        samples = None
+        timestamp = entry.time if entry.time is not None else tx.last_meter_time
+        trigger = trigger_reason or UPDATE_TRIGGER.get(entry.cause, words.CHARGING_STATE_CHANGED)
+        if charging_state is None and entry.state in words.CHARGING_STATE_WITH_EV:
+            charging_state = entry.state
+            ev_connected = entry.ev_connected if ev_connected is None else ev_connected
     else:
         raise ValueError("not an outbox kind: %r" % (entry.kind,))
     return transaction_event(entry.kind, tx, entry.connector_id, seq_no, timestamp, trigger, offline=offline,

@@ -4,7 +4,9 @@ agent/ocpp16/outbox_sender.py (same loop and ordering, another rendering).
 ``OutboxSender`` picks the head of the current CSMS's entries
 (``TransactionOutbox.head()``), renders it at send time as a TransactionEvent
 (``events.entry_event`` with the entry's seqNo and offline flag: Started,
-Updated or Ended, transactionId = the station's ``tx.id``) and applies E13: a
+Updated — meter values, or a charging state change (an UPDATE entry: triggerReason
+ChargingStateChanged, EVCommunicationLost or CablePluggedIn with its chargingState) —
+or Ended, transactionId = the station's ``tx.id``) and applies E13: a
 message that fails (CALLERROR or no answer) is retried MessageAttemptInterval ×
 attempts later and discarded after MessageAttempts (TransactionEvent's instances
 of OCPPCommCtrlr, the neutral ``tx_message_retry_interval_s`` /

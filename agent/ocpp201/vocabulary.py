@@ -128,9 +128,8 @@ METER_TRIGGER = {
 }
 
 # ---------------------------------------------------------------- transaction event types
-# The core's outbox kinds (agent/core/outbox.py). An Updated event that is not about meter
-# values (a charging state change) has no outbox kind in the core yet: UPDATE is the
-# adapter's word for it.
+# The core's outbox kinds (agent/core/outbox.py): UPDATE is its kind for a change of a running
+# transaction's state (rendered as an Updated event that is not about meter values).
 UPDATE = "update"
 EVENT_TYPE = {START: "Started", METER: "Updated", UPDATE: "Updated", STOP: "Ended"}
 

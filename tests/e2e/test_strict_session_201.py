@@ -69,7 +69,11 @@ async def test_full_201_session_against_strict_ocpp_rpc_central_system(tmp_path)
             started = await cs.wait_for("TransactionEvent", predicate=_event("Started"))
             assert started["idToken"] == {"idToken": "STRICTTAG", "type": "ISO14443"}
             tx_id = started["transactionInfo"]["transactionId"]
-            updated = await cs.wait_for("TransactionEvent", timeout_s=8, predicate=_event("Updated"))
+            charging = await cs.wait_for("TransactionEvent", timeout_s=8, predicate=lambda p: (
+                p["eventType"] == "Updated" and p["triggerReason"] == "ChargingStateChanged"))
+            assert charging["transactionInfo"]["chargingState"] == "Charging"
+            updated = await cs.wait_for("TransactionEvent", timeout_s=8, predicate=lambda p: (
+                p["eventType"] == "Updated" and p["triggerReason"] == "MeterValuePeriodic"))
             assert updated["meterValue"][0]["sampledValue"]
             status = await cs.send(STATION, "GetTransactionStatus", {"transactionId": tx_id})
             assert status["ongoingIndicator"] is True

@@ -17,7 +17,7 @@ from ocpp.v201 import enums
 
 from agent.core import model
 from agent.core.auth import DIFFERENTIAL, FULL, UPDATE_FAILED, UPDATE_VERSION_MISMATCH
-from agent.core.outbox import METER, START, STOP, OutboxEntry
+from agent.core.outbox import METER, START, STOP, UPDATE, OutboxEntry
 from agent.core.settings import MEASURANDS
 from agent.core.smart_charging import UNKNOWN
 from agent.ocpp201 import events
@@ -306,6 +306,36 @@ def test_tc_e_38_and_energy_transfer_updates_are_charging_state_changed(state, e
     assert payload["eventType"] == "Updated" and payload["triggerReason"] == "ChargingStateChanged"
     assert payload["transactionInfo"]["chargingState"] == expected
     assert "meterValue" not in payload and "idToken" not in payload
+
+
+def test_every_update_cause_has_a_trigger_reason():
+    assert set(events.UPDATE_TRIGGER) == model_words("CAUSE_")
+    assert set(events.UPDATE_TRIGGER.values()) <= set(words.TRIGGER_REASON)
+
+
+@pytest.mark.parametrize("case, cause, state, ev, trigger, expected", [
+    ("TC_E_11", model.CAUSE_CHARGING_STATE, model.CHARGING, True, "ChargingStateChanged", "Charging"),
+    ("TC_E_38", model.CAUSE_CHARGING_STATE, model.SUSPENDED_EV, True, "ChargingStateChanged", "SuspendedEV"),
+    ("TC_E_41", model.CAUSE_CHARGING_STATE, model.SUSPENDED_EVSE, True, "ChargingStateChanged", "SuspendedEVSE"),
+    ("TC_E_26 step 1", model.CAUSE_EV_DEPARTED, model.SUSPENDED_EVSE, False, "EVCommunicationLost", "Idle"),
+    ("TC_E_26 step 5", model.CAUSE_CABLE_PLUGGED_IN, model.PREPARING, True, "CablePluggedIn", "EVConnected"),
+])
+def test_update_entries_render_their_cause_and_state(case, cause, state, ev, trigger, expected):
+    tx = started_transaction()
+    entry = OutboxEntry(UPDATE, tx, 1, cause=cause, state=state, ev_connected=ev, time=T0 + 42)
+    payload = check("TransactionEvent", events.entry_event(entry, 3, offline=True))
+    assert (payload["eventType"], payload["triggerReason"], payload["seqNo"], payload["offline"]) == (
+        "Updated", trigger, 3, True)
+    assert payload["transactionInfo"] == {"transactionId": tx.id, "chargingState": expected}
+    assert payload["timestamp"] == "2024-06-10T06:14:02.000Z"
+    assert "meterValue" not in payload and "idToken" not in payload
+
+
+def test_an_update_with_words_of_a_later_release_still_renders():
+    tx = started_transaction()
+    entry = OutboxEntry(UPDATE, tx, 1, cause="something_new", state="something_else", time=T0)
+    payload = check("TransactionEvent", events.entry_event(entry, 1))
+    assert payload["triggerReason"] == "ChargingStateChanged" and "chargingState" not in payload["transactionInfo"]
 
 
 @pytest.mark.parametrize("case", ["TC_E_14", "TC_E_20", "TC_E_17"])

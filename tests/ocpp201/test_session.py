@@ -16,7 +16,7 @@ import pytest
 from agent.app.config import ConfigError, parse_config
 from agent.app.runner import Agent
 from agent.core import model
-from tests.harness import AgentHarness, assert_charging_hw, assert_no_power, keys, quiet, until
+from tests.harness import AgentHarness, assert_charging_hw, assert_no_power, epoch, keys, quiet, until
 from tools.csms import IN, TestCentralSystem
 
 TAG = "AABBCCDD"
@@ -219,8 +219,9 @@ async def test_change_availability_station_and_evse_g03_g04(tmp_path):
 # ---------------------------------------------------------------------- E: transactions
 
 async def test_tc_e_03_local_session_started_updated_ended_tc_e_15(tmp_path):
-    """Cable first, badge (ISO14443): Started; periodic Updated with meter values;
-    badge again: Ended, stoppedReason Local, triggerReason StopAuthorized; seqNo 0..n."""
+    """Cable first, badge (ISO14443): Started; Updated ChargingStateChanged (Charging) once
+    the EV draws, then periodic Updated with meter values; badge again: Ended, stoppedReason
+    Local, triggerReason StopAuthorized; seqNo 0..n."""
     async with harness(tmp_path, ocpp=keys(MeterValueSampleInterval=10)) as h:
         m = h.mark()
         started = await local_start(h)
@@ -232,9 +233,12 @@ async def test_tc_e_03_local_session_started_updated_ended_tc_e_15(tmp_path):
         assert tx_id == h.station.connector(1).transaction.id
         await until(lambda: h.station.connector(1).status == model.CHARGING, clock=h.clock, step_s=1)
         assert_charging_hw(h)
-        await until(lambda: any(p["eventType"] == "Updated" for p in tx_events(h, m)), clock=h.clock, step_s=2)
-        updated = next(p for p in tx_events(h, m) if p["eventType"] == "Updated")
-        assert updated["triggerReason"] == "MeterValuePeriodic" and updated["meterValue"]
+        await until(lambda: any(p["triggerReason"] == "MeterValuePeriodic" for p in tx_events(h, m)),
+                    clock=h.clock, step_s=2)
+        updated = [p for p in tx_events(h, m) if p["eventType"] == "Updated"]
+        assert updated[0]["triggerReason"] == "ChargingStateChanged"
+        assert updated[0]["transactionInfo"]["chargingState"] == "Charging"
+        assert updated[1]["triggerReason"] == "MeterValuePeriodic" and updated[1]["meterValue"]
         h.sim.swipe(TAG)
         ended = await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", start_index=m)
         assert ended["transactionInfo"]["stoppedReason"] == "Local"
@@ -295,9 +299,144 @@ async def test_tc_e_41_a_failing_transaction_event_is_retried_then_discarded(tmp
         h.sim.swipe(TAG)
         await h.cs.wait_for("TransactionEvent", start_index=m)
         await h.clock.advance(11)
-        await until(lambda: len(tx_events(h, m)) == 2)
+        await until(lambda: len(tx_events(h, m)) >= 2)
         await until(lambda: len(h.station.outbox) == 0, clock=h.clock, step_s=5)
-        assert len(tx_events(h, m)) == 2  # MessageAttempts, then discarded
+        await h.clock.advance(60)
+        await quiet(h)
+        evs = tx_events(h, m)
+        assert [p["eventType"] for p in evs[:2]] == ["Started", "Started"]
+        seq_nos = [p["seqNo"] for p in evs]  # each (the Started, then the ChargingStateChanged): twice
+        assert all(seq_nos.count(n) == 2 for n in seq_nos) and seq_nos == sorted(seq_nos)
+
+
+async def state_event(h, trigger: str, state: str, start: int) -> dict:
+    return await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Updated"
+                               and p["triggerReason"] == trigger
+                               and p["transactionInfo"].get("chargingState") == state, start_index=start)
+
+
+def state_events(h, start: int = 0) -> list:
+    """(triggerReason, chargingState) of the Updated events that are not meter values."""
+    return [(p["triggerReason"], p["transactionInfo"].get("chargingState")) for p in tx_events(h, start)
+            if p["eventType"] == "Updated" and not p["triggerReason"].startswith("MeterValue")]
+
+
+async def test_tc_e_11_step_5_charging_state_changed_then_suspended_ev_when_the_ev_stops_drawing(tmp_path):
+    """After Started (EVConnected), Updated ChargingStateChanged Charging as the EV draws
+    (TC_E_11 step 5; the reusable state EnergyTransferStarted), then SuspendedEV when the EV
+    stops drawing with current still offered (EnergyTransferSuspended, TC_E_22 with the
+    transaction going on). The connector stays Occupied: no StatusNotification for it."""
+    async with harness(tmp_path) as h:
+        m = h.mark()
+        started = await local_start(h)
+        assert started["transactionInfo"]["chargingState"] == "EVConnected"
+        charging = await state_event(h, "ChargingStateChanged", "Charging", m)
+        assert charging["seqNo"] == 1 and charging["offline"] is False
+        assert charging["transactionInfo"]["transactionId"] == started["transactionInfo"]["transactionId"]
+        assert charging["evse"] == {"id": 1, "connectorId": 1} and "meterValue" not in charging
+        m2 = h.mark()
+        h.sim.ev_full(1)
+        suspended = await state_event(h, "ChargingStateChanged", "SuspendedEV", m2)
+        assert suspended["seqNo"] == 2
+        assert h.station.connector(1).status == model.SUSPENDED_EV
+        await quiet(h)
+        assert not received(h, "StatusNotification", m2)  # still Occupied
+        h.sim.swipe(TAG)
+        ended = await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", start_index=m2)
+        assert ended["seqNo"] == 3
+        await quiet(h)
+        assert state_events(h, m) == [("ChargingStateChanged", "Charging"), ("ChargingStateChanged", "SuspendedEV")]
+        assert not errors(h)
+
+
+async def test_tc_e_38_ev_not_ready_is_charging_state_changed_suspended_ev(tmp_path):
+    """Authorization first, then an EV that is not ready to take energy (it stays in B):
+    Started, then Updated ChargingStateChanged SuspendedEV; never Charging."""
+    async with harness(tmp_path) as h:
+        await wait_connector(h, "Available")
+        h.sim.swipe(TAG)
+        await h.cs.wait_for("Authorize")
+        await quiet(h)
+        m = h.mark()
+        h.sim.plug(1)
+        h.sim.ev_full(1)  # before the station looks: plugged in, not drawing
+        started = await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started", start_index=m)
+        assert started["transactionInfo"]["chargingState"] == "EVConnected"
+        suspended = await state_event(h, "ChargingStateChanged", "SuspendedEV", m)
+        assert suspended["seqNo"] == started["seqNo"] + 1
+        await quiet(h)
+        assert state_events(h, m) == [("ChargingStateChanged", "SuspendedEV")]
+        assert not errors(h)
+
+
+async def test_tc_e_26_ev_unplugged_the_transaction_goes_on_then_plugged_in_again(tmp_path):
+    """StopTxOnEVSideDisconnect false, UnlockOnEVSideDisconnect false (set over the wire): the
+    EV leaves during a transaction: Updated EVCommunicationLost, chargingState Idle (step 1),
+    then StatusNotification Available (step 3); plugged in again: Updated CablePluggedIn
+    EVConnected (step 5), then ChargingStateChanged Charging (step 7). seqNo goes on."""
+    async with harness(tmp_path) as h:
+        got = await h.cs.call("SetVariables", setVariableData=[
+            {"component": {"name": "TxCtrlr"}, "variable": {"name": "StopTxOnEVSideDisconnect"},
+             "attributeValue": "false"},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "UnlockOnEVSideDisconnect"},
+             "attributeValue": "false"}])
+        assert [r["attributeStatus"] for r in got["setVariableResult"]] == ["Accepted", "Accepted"]
+        m = h.mark()
+        started = await local_start(h)
+        await state_event(h, "ChargingStateChanged", "Charging", m)
+        m1 = h.mark()
+        h.sim.unplug(1)
+        left = await state_event(h, "EVCommunicationLost", "Idle", m1)
+        assert left["seqNo"] == 2
+        available = await wait_connector(h, "Available", start=m1)
+        frames = [x.payload for x in h.cs.messages[m1:] if x.direction == IN]
+        assert frames.index(left) < frames.index(available)  # step 1, then step 3
+        assert h.station.connector(1).transaction is not None  # it goes on
+        m2 = h.mark()
+        h.sim.plug(1)
+        back = await state_event(h, "CablePluggedIn", "EVConnected", m2)
+        charging = await state_event(h, "ChargingStateChanged", "Charging", m2)
+        assert (back["seqNo"], charging["seqNo"]) == (3, 4)
+        await until(lambda: h.station.connector(1).status == model.CHARGING, clock=h.clock, step_s=1)
+        assert_charging_hw(h)
+        h.sim.swipe(TAG)
+        ended = await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", start_index=m2)
+        assert ended["seqNo"] == 5
+        evs = tx_events(h, m)
+        assert {p["transactionInfo"]["transactionId"] for p in evs} == {started["transactionInfo"]["transactionId"]}
+        assert [p["seqNo"] for p in evs] == list(range(len(evs)))
+        assert not errors(h)
+
+
+async def test_tc_e_40_state_changes_while_offline_survive_a_restart_in_order(tmp_path):
+    """A charging state change while the CSMS is unreachable is journaled with its cause and
+    state; after a reboot it goes out in order before the transaction's end (Reboot), offline
+    true, at the time it arose, seqNo continuing."""
+    async with harness(tmp_path) as h:
+        m = h.mark()
+        started = await local_start(h)
+        tx_id = started["transactionInfo"]["transactionId"]
+        await state_event(h, "ChargingStateChanged", "Charging", m)
+        port = await h.go_offline()
+        h.sim.ev_full(1)
+        await until(lambda: any(e.kind == "update" for e in h.station.outbox.entries()), clock=h.clock, step_s=1)
+        arose = h.clock.time()
+        await h.restart_agent()
+        queued = [(e.kind, e.seq_no, e.offline, e.cause, e.state) for e in h.station.outbox.entries()]
+        assert queued == [("update", 2, True, model.CAUSE_CHARGING_STATE, model.SUSPENDED_EV),
+                          ("stop", 3, True, None, None)]
+        m2 = h.mark()
+        await h.go_online(port)
+        ended = await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", start_index=m2)
+        assert ended["transactionInfo"]["stoppedReason"] == "Reboot" and ended["seqNo"] == 3
+        suspended = [p for p in tx_events(h, m2) if p["eventType"] == "Updated"]
+        assert len(suspended) == 1
+        assert suspended[0]["triggerReason"] == "ChargingStateChanged"
+        assert suspended[0]["transactionInfo"] == {"transactionId": tx_id, "chargingState": "SuspendedEV"}
+        assert suspended[0]["offline"] is True and suspended[0]["seqNo"] == 2
+        assert abs(epoch(suspended[0]["timestamp"]) - arose) <= 1
+        evs = [p for p in tx_events(h) if p["transactionInfo"]["transactionId"] == tx_id]
+        assert [p["seqNo"] for p in evs] == list(range(len(evs)))
 
 
 # ---------------------------------------------------------------------- F: remote control
