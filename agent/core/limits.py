@@ -20,6 +20,14 @@ CLOCK_CHECK_S = 60.0  # a boundary timer looks at least this often whether the w
 CLOCK_STEP_S = 1.0  # wall time moving this much more or less than monotonic time is a step (NTP, RTC)
 
 
+def _profile_tx_id(tx):
+    """The id a running transaction's tx profiles name it by: the central system's
+    once it is known (OCPP 1.6: an integer; 2.0.1: the station's own ``tx.id``),
+    before that the station's own (a 2.0.1 profile set before the start was
+    confirmed; a 1.6 one cannot name a transaction without an id)."""
+    return tx.backend_id if tx.backend_id is not None else tx.id
+
+
 class ChargingLimits:
     """Charging limits on the hardware"""
 
@@ -86,7 +94,7 @@ class ChargingLimits:
         running = tx is not None and not tx.stopped
         hw = c.hw
         profile_a, next_change = limit_at(profiles, c.id, now, tx.start_time if running else None,
-                                          tx.backend_id if running else None, hw.voltage_v, hw.phases)
+                                          _profile_tx_id(tx) if running else None, hw.voltage_v, hw.phases)
         if profile_a is not None and profile_a < limit:
             limit = profile_a
         if len(self.connectors) > 1:
@@ -152,18 +160,23 @@ class ChargingLimits:
             await self._update(c)  # re-arms through _arm_profile_timer
         self._release(("profile", c.id))
 
-    async def set_charging_profile(self, connector_id: int, profile: dict) -> str:
+    async def set_charging_profile(self, connector_id: int, profile: dict, own_transaction_ids: bool = False) -> str:
         """Install a charging profile (a profile dict, agent/core/smart_charging.py)
         for ``connector_id`` (0: the station): ``ACCEPTED`` or ``REJECTED``; raises
         ``ProfileError`` for a malformed profile or an unknown connector. The new
-        limit reaches the EVSE controller before this returns."""
+        limit reaches the EVSE controller before this returns.
+
+        A tx profile names its transaction by the central system's id
+        (``tx.backend_id``, OCPP 1.6), or with ``own_transaction_ids`` by the
+        station's own ``tx.id`` (OCPP 2.0.1, known from the start on)."""
         tx = None
         if isinstance(connector_id, int) and 1 <= connector_id <= len(self.connectors):
             tx = self.connectors[connector_id - 1].transaction
             if tx is not None and tx.stopped:
                 tx = None
         status = self.charging_profiles.install(connector_id, profile, now=self.clock.time(),
-                                                transaction_id=tx.backend_id if tx else None,
+                                                transaction_id=(None if tx is None else
+                                                                tx.id if own_transaction_ids else tx.backend_id),
                                                 transaction_active=tx is not None)
         if status == ACCEPTED:
             await self._profiles_changed(self.connectors if connector_id == 0 else [self.connector(connector_id)])
@@ -203,7 +216,7 @@ class ChargingLimits:
             local_a = self._local_limit_a(c)
             tx = c.transaction
             if tx is not None and not tx.stopped:
-                tx_start, tx_id = tx.start_time, tx.backend_id
+                tx_start, tx_id = tx.start_time, _profile_tx_id(tx)
         return composite_schedule(self.charging_profiles.profiles(), connector_id, self.clock.time(), duration_s,
                                   unit, local_limit_a=local_a, tx_start=tx_start, tx_id=tx_id,
                                   voltage_v=hw.voltage_v, phases=hw.phases)

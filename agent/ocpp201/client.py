@@ -60,6 +60,8 @@ class Ocpp201Client(OcppjLink):
                                  read=lambda _c: words.connector_status(st.charger_status))
         self.device_model.attach("EVSE", "AvailabilityState", read=connector_state)
         self.device_model.attach("Connector", "AvailabilityState", read=connector_state)
+        self.device_model.attach("SmartChargingCtrlr", "Entries", instance="ChargingProfiles",
+                                 read=lambda _c: len(st.charging_profiles))
 
     # ------------------------------------------------------------------ CentralSystemLink
     async def authorize(self, id_tag: str) -> model.IdTagInfo | None:

@@ -22,9 +22,11 @@ from ocpp.v201 import ChargePoint
 from ocpp.v201.enums import Action
 
 from agent.core import model
+from agent.core.smart_charging import ProfileError
 from agent.core.station import Station
 from agent.ocppj.session import FramedSession, call_error
 from agent.ocpp201 import events
+from agent.ocpp201 import profiles
 from agent.ocpp201 import vocabulary as words
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class Ocpp201Session(FramedSession, ChargePoint):
         self.station: Station = client.station
         self.model = client.device_model
         self._reports: dict = {}  # requestId -> ReportData to send after an Accepted GetBaseReport/GetReport
+        self._profile_reports: dict = {}  # requestId -> ReportChargingProfilesRequests after GetChargingProfiles
 
     async def handle_call(self, uid: str, action: str, payload: dict) -> None:
         handler = getattr(self, "on_" + action, None) if action.isalnum() else None
@@ -171,12 +174,20 @@ class Ocpp201Session(FramedSession, ChargePoint):
 
     # ---------------------------------------------------------------- E/F: transactions, remote control
     async def on_RequestStartTransaction(self, p: dict) -> dict:
-        if p.get("chargingProfile") is not None:
-            return {"status": "Rejected"}  # 2.0.1 charging profiles are not translated yet
         token = p["idToken"]
         kind = words.TOKEN_KIND_FROM_201.get(token["type"], model.TOKEN_CENTRAL)
-        ok = await self.station.remote_start(token["idToken"], p.get("evseId"), None, token_kind=kind,
-                                             remote_start_id=p["remoteStartId"])
+        self.station.charging_profiles.last_rejection = None
+        try:  # K05: a TxProfile without transactionId, installed when the transaction starts; else Rejected
+            profile = (None if p.get("chargingProfile") is None
+                       else profiles.profile_from_201(p["chargingProfile"]))
+            ok = await self.station.remote_start(token["idToken"], p.get("evseId"), profile, token_kind=kind,
+                                                 remote_start_id=p["remoteStartId"])
+        except ProfileError as e:
+            log.info("RequestStartTransaction rejected: %s", e)
+            return {"status": "Rejected", "statusInfo": self._profile_info(e)}
+        if not ok and profile is not None and self.station.charging_profiles.last_rejection:
+            return {"status": "Rejected",
+                    "statusInfo": profiles.rejection_info(self.station.charging_profiles.last_rejection)}
         return {"status": "Accepted" if ok else "Rejected"}
 
     async def on_RequestStopTransaction(self, p: dict) -> dict:
@@ -205,6 +216,59 @@ class Ocpp201Session(FramedSession, ChargePoint):
     async def after_TriggerMessage(self, p: dict, response: dict) -> None:
         if response["status"] == "Accepted":
             await self.client.send_triggered(p["requestedMessage"], (p.get("evse") or {}).get("id"))
+
+    # ---------------------------------------------------------------- K: smart charging
+    @staticmethod
+    def _profile_info(e: ProfileError) -> dict:
+        """StatusInfoType for a profile or request the station cannot take at all."""
+        code = getattr(e, "reason_code", None) or ("UnknownEvse" if "EVSE" in str(e) else "InvalidProfile")
+        return {"reasonCode": code, "additionalInfo": str(e)[:512]}
+
+    async def on_SetChargingProfile(self, p: dict) -> dict:
+        store = self.station.charging_profiles
+        store.last_rejection = None
+        try:
+            profile = profiles.profile_from_201(p["chargingProfile"])
+            status = await self.station.set_charging_profile(p["evseId"], profile, own_transaction_ids=True)
+        except ProfileError as e:  # an unknown EVSE (TC_K_14), an unsupported purpose, two schedules: Rejected
+            log.info("SetChargingProfile rejected: %s", e)
+            return {"status": "Rejected", "statusInfo": self._profile_info(e)}
+        if status != model.ACCEPTED:
+            return {"status": "Rejected", "statusInfo": profiles.rejection_info(store.last_rejection)}
+        return {"status": words.answer("SetChargingProfile", status)}
+
+    async def on_GetChargingProfiles(self, p: dict) -> dict:
+        found = [q for q in self.station.charging_profiles.entries()
+                 if profiles.matches(q, p.get("evseId"), p["chargingProfile"])]
+        if not found:
+            return {"status": "NoProfiles"}  # K09.FR.03
+        self._profile_reports[p["requestId"]] = profiles.report_messages(p["requestId"], found)
+        return {"status": "Accepted"}
+
+    async def after_GetChargingProfiles(self, p: dict, response: dict) -> None:
+        for message in self._profile_reports.pop(p["requestId"], None) or ():
+            await self.client.outbox_sender.send_quietly("ReportChargingProfiles", message)
+
+    async def on_ClearChargingProfile(self, p: dict) -> dict:
+        criteria = p.get("chargingProfileCriteria") or {}
+        purpose = profiles.purpose_from_201(criteria.get("chargingProfilePurpose"))
+        if p.get("chargingProfileId") is None and purpose == "":
+            return {"status": "Unknown"}  # ChargingStationExternalConstraints: none installed here
+        status = await self.station.clear_charging_profile(
+            p.get("chargingProfileId"), criteria.get("evseId"), purpose or None, criteria.get("stackLevel"))
+        return {"status": words.answer("ClearChargingProfile", status)}
+
+    async def on_GetCompositeSchedule(self, p: dict) -> dict:
+        unit = p.get("chargingRateUnit")
+        if unit is not None and unit not in self.station.charging_profiles.allowed_units:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRateUnit"}}  # TC_K_42
+        try:
+            composite = self.station.composite_schedule(p["evseId"], p["duration"], unit)
+        except ProfileError as e:
+            return {"status": "Rejected", "statusInfo": self._profile_info(e)}
+        if composite is None:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}  # TC_K_47
+        return {"status": "Accepted", "schedule": profiles.schedule_to_201(composite, p["evseId"])}
 
     # ---------------------------------------------------------------- P: data transfer
     async def on_DataTransfer(self, p: dict) -> dict:

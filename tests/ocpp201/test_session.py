@@ -479,17 +479,6 @@ async def test_tc_f_03_remote_start_first_then_cable(tmp_path):
         assert started["transactionInfo"]["remoteStartId"] == 7
 
 
-async def test_remote_start_with_a_charging_profile_is_rejected_for_now(tmp_path):
-    async with harness(tmp_path) as h:
-        profile = {"id": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
-                   "chargingProfileKind": "Relative",
-                   "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
-                                         "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]}]}
-        got = await h.cs.call("RequestStartTransaction", idToken={"idToken": "R", "type": "Central"},
-                              evseId=1, remoteStartId=1, chargingProfile=profile)
-        assert got["status"] == "Rejected"
-
-
 async def test_tc_f_05_unlock_connector_with_ongoing_transaction(tmp_path):
     async with harness(tmp_path) as h:
         await local_start(h)
