@@ -355,12 +355,8 @@ class Bench:
         stock_rss = rss_kib(stock.pid)
         await self.procs.stop(stock)
 
-        # The same library with the one setting the agent changes: validation in the calling task.
         self.progress("MeterValues: stock ocpp ChargePoint with ASYNC_VALIDATION off, %d triggered round trips" % n)
-        stock, station = await self._start_stock("BENCH-STOCK-SYNC", sample, "--sync-validation")
-        await self.triggered_round_trips(stock, station, warm)
-        stock_sync_cpu = await self.triggered_round_trips(stock, station, n)
-        await self.procs.stop(stock)
+        stock_sync_cpu = await self.stock_sync_validation_cpu("BENCH-STOCK-SYNC", sample, warm, n)
 
         agent_ms, stock_ms = 1000 * agent_cpu / n, 1000 * stock_trig_cpu / n
         return {
@@ -373,6 +369,15 @@ class Bench:
             "agent_rss_mib": agent_rss / 1024, "stock_cp_rss_mib": stock_rss / 1024,
             "rss_ratio": agent_rss / stock_rss, "rss_target_ratio": TARGET_RSS_VS_STOCK_RATIO,
         }
+
+    async def stock_sync_validation_cpu(self, station_id: str, sample: dict, warm: int, n: int) -> float:
+        """CPU seconds of ``n`` triggered round trips (after ``warm``) of the stock charge point with
+        the one setting the agent changes: schema validation in the calling task."""
+        stock, station = await self._start_stock(station_id, sample, "--sync-validation")
+        await self.triggered_round_trips(stock, station, warm)
+        cpu = await self.triggered_round_trips(stock, station, n)
+        await self.procs.stop(stock)
+        return cpu
 
     async def _start_stock(self, station_id: str, sample: dict, *flags: str):
         stock = await self.procs.spawn("-m", "tools.bench", "--stock-cp", self.cs.url + "/" + station_id,
@@ -535,13 +540,11 @@ async def _stock_cp(url: str, payload_json: str) -> None:
     from ocpp.routing import after, on
     from ocpp.v16 import ChargePoint, call, call_result
     from ocpp.v16.enums import Action
-    from websockets.asyncio.client import connect
 
     sample = json.loads(payload_json)
 
     def meter_values():
-        now = datetime.now(timezone.utc)
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
+        stamp = utc_stamp()
         meter_value = [dict(mv, timestamp=stamp) for mv in sample["meterValue"]]
         return call.MeterValues(connector_id=sample["connectorId"], meter_value=meter_value,
                                 transaction_id=sample.get("transactionId"))
@@ -556,19 +559,38 @@ async def _stock_cp(url: str, payload_json: str) -> None:
             if requested_message == "MeterValues":
                 await self.call(meter_values())
 
-    loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    async with connect(url, subprotocols=["ocpp1.6"], open_timeout=10) as ws:
-        cp = StockChargePoint(url.rpartition("/")[2], ws, response_timeout=10)
-        reader = asyncio.create_task(cp.start())
-        await cp.call(call.BootNotification(charge_point_model="stock", charge_point_vendor="ocpp"))
-        print("ready", flush=True)
+    async def serve(cp, stdin) -> None:
         while line := (await stdin.readline()).decode().split():
             if line[0] == "calls":
                 for _ in range(int(line[1])):
                     await cp.call(meter_values())
                 print("done %s" % line[1], flush=True)
+
+    await run_stock_station(url, "ocpp1.6", StockChargePoint,
+                            call.BootNotification(charge_point_model="stock", charge_point_vendor="ocpp"), serve)
+
+
+def utc_stamp() -> str:
+    """Now as an OCPP timestamp with milliseconds (the stock charge points' own, not the agent's)."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
+
+
+async def run_stock_station(url: str, subprotocol: str, station_class, boot, serve) -> None:
+    """Connect a stock charge point (``station_class``, a library ChargePoint) to ``url``, boot
+    with ``boot``, print "ready", then ``await serve(cp, stdin)`` (the bench's commands on
+    standard input) and close."""
+    from websockets.asyncio.client import connect
+
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    async with connect(url, subprotocols=[subprotocol], open_timeout=10) as ws:
+        cp = station_class(url.rpartition("/")[2], ws, response_timeout=10)
+        reader = asyncio.create_task(cp.start())
+        await cp.call(boot)
+        print("ready", flush=True)
+        await serve(cp, stdin)
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
 

@@ -34,11 +34,10 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
 
 from tools.bench import (BASELINE_IMPORTS, BOOT_TIMEOUT_S, CLK_TCK, HOST, ROUND_TRIP_TIMEOUT_S,
-                         WARMUP_IMPORTS, Bench, BenchError, Processes, _fmt_ratio, _versions, bench_main, cpu_s, read_line,
-                         rss_kib)
+                         WARMUP_IMPORTS, Bench, BenchError, Processes, _fmt_ratio, _versions, bench_main, cpu_s,
+                         read_line, rss_kib, run_stock_station, utc_stamp)
 
 WARMUP_IMPORTS_201 = WARMUP_IMPORTS + ", ocpp.v201, agent.ocpp201.session, tools.bench201"
 EVSE_ID = 1
@@ -195,10 +194,7 @@ class Bench201(Bench):
         await self.procs.stop(stock)
 
         self.progress("TransactionEvent: stock ChargePoint with ASYNC_VALIDATION off, %d triggered round trips" % n)
-        stock, station = await self._start_stock("BENCH-STOCK-201-SYNC", sample, "--sync-validation")
-        await self.triggered_round_trips(stock, station, warm)
-        stock_sync_cpu = await self.triggered_round_trips(stock, station, n)
-        await self.procs.stop(stock)
+        stock_sync_cpu = await self.stock_sync_validation_cpu("BENCH-STOCK-201-SYNC", sample, warm, n)
 
         agent_ms, stock_ms, sync_ms = (1000 * x / n for x in (agent_cpu, stock_cpu, stock_sync_cpu))
         background_ms = 1000 * background * agent_wall / n
@@ -337,14 +333,12 @@ async def _stock_cp(url: str, payload_json: str) -> None:
     from ocpp.routing import after, on
     from ocpp.v201 import ChargePoint, call, call_result
     from ocpp.v201.enums import Action
-    from websockets.asyncio.client import connect
 
     sample = json.loads(payload_json)
     seq_no = [sample["seqNo"]]
 
     def transaction_event():
-        now = datetime.now(timezone.utc)
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
+        stamp = utc_stamp()
         seq_no[0] += 1
         payload = dict(sample, timestamp=stamp, seqNo=seq_no[0], triggerReason="Trigger", eventType="Updated",
                        meterValue=[dict(mv, timestamp=stamp) for mv in sample.get("meterValue", [])])
@@ -360,18 +354,12 @@ async def _stock_cp(url: str, payload_json: str) -> None:
             if requested_message == "TransactionEvent":
                 await self.call(transaction_event())
 
-    loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    async with connect(url, subprotocols=["ocpp2.0.1"], open_timeout=10) as ws:
-        cp = StockChargingStation(url.rpartition("/")[2], ws, response_timeout=10)
-        reader = asyncio.create_task(cp.start())
-        await cp.call(call.BootNotification(charging_station={"model": "stock", "vendorName": "ocpp"},
-                                            reason="PowerUp"))
-        print("ready", flush=True)
+    async def serve(_cp, stdin) -> None:
         await stdin.read()  # until the bench closes stdin
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+
+    await run_stock_station(url, "ocpp2.0.1", StockChargingStation,
+                            call.BootNotification(charging_station={"model": "stock", "vendorName": "ocpp"},
+                                                  reason="PowerUp"), serve)
 
 
 # --------------------------------------------------------------------------- command line

@@ -51,7 +51,6 @@ from typing import Any, NamedTuple, TextIO
 from urllib.parse import unquote, urlsplit
 
 from ocpp.exceptions import OCPPError
-from ocpp.routing import on
 from ocpp.v16 import ChargePoint as _V16ChargePoint
 from ocpp.v16 import call as v16_call
 from ocpp.v16 import call_result as v16_call_result
@@ -63,6 +62,7 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from agent.core.isotime import format_datetime
+from tools.ocpp_peer import recording_charge_point
 
 log = logging.getLogger(__name__)
 _library_log = log.getChild("ocpp")  # what the ocpp library logs for our connections
@@ -124,7 +124,8 @@ def _version_of(subprotocol: str) -> _Version:
         from tools import csms201
 
         _versions[SUBPROTOCOL] = _Version(
-            "1.6", SUBPROTOCOL, v16_call, v16_call_result, _snake, _CentralChargePoint
+            "1.6", SUBPROTOCOL, v16_call, v16_call_result, _snake,
+            lambda handle, ws, timeout_s: _CentralChargePoint(handle, ws, timeout_s, _library_log),
         )
         _versions[SUBPROTOCOL_201] = _Version(
             csms201.VERSION,
@@ -489,35 +490,7 @@ class StationHandle:
         return result_cls(**{version.snake(key): value for key, value in reply.items()})
 
 
-class _CentralChargePoint(_V16ChargePoint):
-    """The ocpp library's view of one connection; records every frame on its handle."""
-
-    def __init__(
-        self, handle: StationHandle, connection: ServerConnection, response_timeout_s: float
-    ) -> None:
-        super().__init__(handle.id, connection, response_timeout=response_timeout_s, logger=_library_log)
-        self._handle = handle
-
-    async def route_message(self, raw_msg: str) -> None:
-        if self._handle._frame_in(raw_msg):
-            await super().route_message(raw_msg)
-
-    async def _send(self, message: str) -> None:
-        self._handle._frame_out(message)
-        await self._connection.send(message)
-
-
-def _route(action: str) -> Callable[..., Any]:
-    async def handler(self: _CentralChargePoint, call_unique_id: str, **_payload: Any) -> Any:
-        return await self._handle._respond(action, call_unique_id)
-
-    handler.__name__ = handler.__qualname__ = f"_on_{_snake(action)}"
-    return on(action)(handler)
-
-
-for _action in CHARGER_ACTIONS:
-    setattr(_CentralChargePoint, f"_on_{_snake(_action)}", _route(_action))
-del _action
+_CentralChargePoint = recording_charge_point(_V16ChargePoint, CHARGER_ACTIONS, "_CentralChargePoint")
 
 
 class TestCentralSystem:

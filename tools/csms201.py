@@ -15,13 +15,14 @@ validation are used as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from ocpp.charge_point import camel_to_snake_case
-from ocpp.routing import on
 from ocpp.v201 import ChargePoint as _V201ChargePoint
 from ocpp.v201.enums import Action
+
+from tools.ocpp_peer import recording_charge_point
 
 VERSION = "2.0.1"
 SUBPROTOCOL = "ocpp2.0.1"
@@ -101,42 +102,4 @@ def default_reply(settings: Settings, action: str, payload: Payload, now_iso: st
     return {}
 
 
-class Recorder(Protocol):
-    """The ``tools.csms.StationHandle`` methods the charge point calls."""
-
-    id: str
-
-    def _frame_in(self, text: str) -> bool: ...
-
-    def _frame_out(self, text: str) -> None: ...
-
-    async def _respond(self, action: str, unique_id: str) -> Any: ...
-
-
-class CentralChargePoint201(_V201ChargePoint):
-    """The ocpp library's view of one 2.0.1 connection; records every frame on its handle."""
-
-    def __init__(self, handle: Recorder, connection: Any, response_timeout_s: float, logger: Any) -> None:
-        super().__init__(handle.id, connection, response_timeout=response_timeout_s, logger=logger)
-        self._handle = handle
-
-    async def route_message(self, raw_msg: str) -> None:
-        if self._handle._frame_in(raw_msg):
-            await super().route_message(raw_msg)
-
-    async def _send(self, message: str) -> None:
-        self._handle._frame_out(message)
-        await self._connection.send(message)
-
-
-def _route(action: str) -> Callable[..., Any]:
-    async def handler(self: CentralChargePoint201, call_unique_id: str, **_payload: Any) -> Any:
-        return await self._handle._respond(action, call_unique_id)
-
-    handler.__name__ = handler.__qualname__ = f"_on_{snake(action)}"
-    return on(action)(handler)
-
-
-for _action in CHARGER_ACTIONS:
-    setattr(CentralChargePoint201, f"_on_{snake(_action)}", _route(_action))
-del _action
+CentralChargePoint201 = recording_charge_point(_V201ChargePoint, CHARGER_ACTIONS, "CentralChargePoint201")

@@ -7,7 +7,7 @@ Every value is the snake_case form of the OCPP 1.6 name it was spelled as in
 releases before 0.2, so ``neutral()`` reads values persisted by those.
 """
 
-from hal.runtime.words import neutral  # noqa: F401  (the core's reader of earlier spellings)
+from hal.runtime.words import neutral  # reads the 1.6 spellings persisted before 0.2
 
 # Connector states.
 AVAILABLE = "available"

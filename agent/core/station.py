@@ -30,10 +30,10 @@ from agent.core.connector import Connector
 from agent.core.limits import ChargingLimits
 from agent.core.metering import energy_wh_of
 from agent.core.outbox import START, STOP, OutboxEntry, TransactionOutbox
+from agent.core.profile_store import ChargingProfileStore
 from agent.core.sampling import Sampling
 from agent.core.sessions import Sessions
 from agent.core.settings import Settings
-from agent.core.profile_store import ChargingProfileStore
 from agent.core.supervision import HardwareSupervision
 from hal.errors import HalError
 from hal.interfaces import NO_ERROR, Board

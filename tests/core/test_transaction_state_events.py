@@ -48,23 +48,31 @@ def test_only_a_link_that_asks_gets_them():
     assert Ocpp201Client.wants_state_events is True
 
 
+async def ev_comes_pauses_leaves_returns(h) -> list:
+    """Charge, the EV full, unplugged (the transaction goes on), plugged in again, the tag
+    ends it; every queued entry, once all are delivered."""
+    seen = record(h)
+    await reach_charging(h, 1)
+    await run(h, 10)
+    h.sim.ev_full(1)
+    await run(h, 10)
+    h.sim.unplug(1)
+    await run(h, 2)
+    assert h.station.connector(1).transaction is not None
+    h.sim.plug(1)
+    await run(h, 2)
+    h.sim.swipe(TAG)
+    await until(lambda: h.station.connector(1).transaction is None)
+    await until(lambda: len(h.station.outbox) == 0)
+    return seen
+
+
 async def test_none_on_a_1_6_link_whatever_the_ev_does(tmp_path):
     """1.6: the same session as below queues no update, and the central system sees what it
     always saw."""
     async with AgentHarness(tmp_path, ocpp=OCPP) as h:
         assert h.station.link.wants_state_events is False
-        seen = record(h)
-        await reach_charging(h, 1)
-        await run(h, 10)
-        h.sim.ev_full(1)
-        await run(h, 10)
-        h.sim.unplug(1)
-        await run(h, 2)
-        h.sim.plug(1)
-        await run(h, 2)
-        h.sim.swipe(TAG)
-        await until(lambda: h.station.connector(1).transaction is None)
-        await until(lambda: len(h.station.outbox) == 0)
+        seen = await ev_comes_pauses_leaves_returns(h)
         kinds = [e.kind for e in seen]
         assert UPDATE not in kinds and kinds[0] == START and kinds[-1] == STOP
         assert [e.seq_no for e in seen] == list(range(len(seen)))
@@ -78,19 +86,7 @@ async def test_queued_in_order_with_meter_values_when_the_link_asks(tmp_path):
     Start, MeterValues and Stop still go out, in order, without error."""
     async with AgentHarness(tmp_path, ocpp=OCPP) as h:
         h.station.link.wants_state_events = True  # as a 2.0.1 link does
-        seen = record(h)
-        await reach_charging(h, 1)
-        await run(h, 10)
-        h.sim.ev_full(1)
-        await run(h, 10)
-        h.sim.unplug(1)
-        await run(h, 2)
-        assert h.station.connector(1).transaction is not None
-        h.sim.plug(1)
-        await run(h, 2)
-        h.sim.swipe(TAG)
-        await until(lambda: h.station.connector(1).transaction is None)
-        await until(lambda: len(h.station.outbox) == 0)
+        seen = await ev_comes_pauses_leaves_returns(h)
         kinds = [e.kind for e in seen]
         assert kinds[0] == START and kinds[-1] == STOP
         assert kinds[1] == UPDATE and METER in kinds

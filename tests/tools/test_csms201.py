@@ -15,8 +15,6 @@ import json
 import os
 import re
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from tools import csms201, strict_csms
 from tools.csms import IN, OUT, Message, NotConnectedError, TestCentralSystem, run_command
 from tools.strict_csms import StrictCallError, StrictCentralSystem
+from tests.tools.test_csms_tool import run as run_bounded
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-01-01T12:00:00Z"
@@ -416,21 +415,9 @@ needs_node = pytest.mark.skipif(not strict_csms.available() and not os.environ.g
                                 reason="node (and npm) not installed (CI fails instead of skipping)")
 
 
-def run(test: Callable[[], Awaitable[None]], timeout_s: float = 240) -> None:
-    """Run one async test (the first may `npm ci`: longer than conftest's limit); fail on leaked
-    tasks or threads."""
-    threads_before = set(threading.enumerate())
-
-    async def main() -> None:
-        await asyncio.wait_for(test(), timeout_s)
-        leftover = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        assert not leftover, f"leaked tasks: {leftover}"
-
-    asyncio.run(main())
-    deadline = time.monotonic() + 2
-    while (extra := set(threading.enumerate()) - threads_before) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not extra, f"leaked threads: {extra}"
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    """tests/tools/test_csms_tool.py's bounded run with leak checks, with room for a first `npm ci`."""
+    run_bounded(test, timeout_s=240)
 
 
 @needs_node
