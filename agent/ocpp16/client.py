@@ -97,7 +97,7 @@ class Ocpp16Client(OcppjLink):
 
     # ------------------------------------------------------------------ session
     def _first_messages(self) -> list:
-        return [self._status_payload(cid) for cid in range(0, len(self.station.connectors) + 1)]
+        return [(self._status_payload(cid),) for cid in range(0, len(self.station.connectors) + 1)]
 
     async def _boot(self) -> None:
         """BootNotification until Accepted (once per process life; a reconnect skips it)."""

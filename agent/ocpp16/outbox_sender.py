@@ -30,10 +30,10 @@ import ocpp.exceptions
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call as messages
 
-from agent.ocppj.link import sleep_or_event
 from agent.core.outbox import METER, START, STOP
 from agent.ocpp16.codec import id_tag_info, iso_time, meter_value
 from agent.ocpp16.vocabulary import to_16
+from agent.ocppj.sender import OrderedSender
 
 log = logging.getLogger(__name__)
 
@@ -49,48 +49,17 @@ async def call_quietly(call, payload) -> None:
         log.warning("%s not delivered: %s", type(payload).__name__, e)
 
 
-class OutboxSender:
-    """Delivers the outbox entries of one central system in order, one CALL at a time."""
+class OutboxSender(OrderedSender):
+    """Delivers the outbox entries of one central system in order, one CALL at a time
+    (``call(payload) -> result``); other messages are payloads."""
 
     def __init__(self, station, call, clock, wake: asyncio.Event, backend: str | None = None,
                  update_auth_cache: bool = True, on_idle=None) -> None:
-        self.station = station
-        self.call = call  # async (payload) -> result; ConnectionError when not connected
-        self.clock = clock
-        self.wake = wake  # set when there may be something new to send
-        self.backend = backend  # an OutboxEntry.backend key; None: the current central system's
+        super().__init__(station, call, clock, wake, backend, on_idle)
         self.update_auth_cache = update_auth_cache  # False for an earlier backend's answers
-        self.on_idle = on_idle  # called whenever nothing is left to send
-        self._others: list = []  # (seq, payload) of non-transaction messages, sent once in order
 
-    def queue_other(self, payload) -> None:
-        """Send ``payload`` in order with the outbox (once: not retried, not kept across reconnects)."""
-        self._others.append((self.station.outbox.next_seq(), payload))
-        self.wake.set()
-
-    def reset_others(self, payloads) -> None:
-        """Replace the queued non-transaction messages (at the start of a session)."""
-        self._others = [(self.station.outbox.next_seq(), p) for p in payloads]
-        self.wake.set()
-
-    async def run(self, alive) -> None:
-        """Send while ``alive()`` (the session it was started for is the host's current one)."""
-        outbox = self.station.outbox
-        while alive():
-            self.wake.clear()
-            entry = outbox.head(self.backend)
-            wait_s = entry.not_before - self.clock.monotonic() if entry is not None else 0.0
-            ready = entry is not None and wait_s <= 0
-            if self._others and (not ready or self._others[0][0] < entry.seq):
-                await call_quietly(self.call, self._others.pop(0)[1])
-            elif ready:
-                await self.send(entry)
-            elif entry is not None:
-                await sleep_or_event(self.clock, self.wake, wait_s)
-            else:
-                if self.on_idle is not None:
-                    self.on_idle()
-                await self.wake.wait()
+    async def send_other(self, payload) -> None:
+        await call_quietly(self.call, payload)
 
     async def send(self, entry) -> None:
         """One attempt at ``entry``: removed from the outbox when confirmed, else

@@ -27,39 +27,23 @@ import logging
 import ocpp.exceptions
 from ocpp.exceptions import OCPPError
 
-from agent.ocppj.link import sleep_or_event
 from agent.core import model
 from agent.core.outbox import START, STOP
 from agent.ocpp201 import events
+from agent.ocppj.sender import OrderedSender
 
 log = logging.getLogger(__name__)
 
 FAILURES = (OCPPError, asyncio.TimeoutError, ocpp.exceptions.ValidationError)  # answered badly or not at all
 
 
-class OutboxSender:
+class OutboxSender(OrderedSender):
     """Delivers the current CSMS's outbox entries in order, one CALL at a time.
 
     ``call(action, payload) -> response dict`` (camelCase or the library's snake_case;
     ``ConnectionError`` when not connected; ``FAILURES`` are failed attempts, anything
-    else — a closed websocket — ends the loop with the entry left as it was)."""
-
-    def __init__(self, station, call, clock, wake: asyncio.Event) -> None:
-        self.station = station
-        self.call = call
-        self.clock = clock
-        self.wake = wake  # set when there may be something new to send
-        self._others: list = []  # (seq, action, payload) of non-transaction messages, sent once in order
-
-    def queue_other(self, action: str, payload: dict) -> None:
-        """Send ``payload`` in order with the outbox (once: not retried, not kept across reconnects)."""
-        self._others.append((self.station.outbox.next_seq(), action, payload))
-        self.wake.set()
-
-    def reset_others(self, messages) -> None:
-        """Replace the queued non-transaction messages with ``(action, payload)`` pairs."""
-        self._others = [(self.station.outbox.next_seq(), a, p) for a, p in messages]
-        self.wake.set()
+    else — a closed websocket — ends the loop with the entry left as it was). Other
+    messages are ``(action, payload)``."""
 
     def queued(self, tx_id: str | None = None) -> bool:
         """Whether transaction messages wait to be sent to the current CSMS (of transaction
@@ -67,23 +51,8 @@ class OutboxSender:
         outbox = self.station.outbox
         return any(e.backend == outbox.backend and (tx_id is None or e.tx.id == tx_id) for e in outbox.entries())
 
-    async def run(self, alive) -> None:
-        """Send while ``alive()``."""
-        outbox = self.station.outbox
-        while alive():
-            self.wake.clear()
-            entry = outbox.head()
-            wait_s = entry.not_before - self.clock.monotonic() if entry is not None else 0.0
-            ready = entry is not None and wait_s <= 0
-            if self._others and (not ready or self._others[0][0] < entry.seq):
-                _seq, action, payload = self._others.pop(0)
-                await self.send_quietly(action, payload)
-            elif ready:
-                await self.send(entry)
-            elif entry is not None:
-                await sleep_or_event(self.clock, self.wake, wait_s)
-            else:
-                await self.wake.wait()
+    async def send_other(self, action: str, payload: dict) -> None:
+        await self.send_quietly(action, payload)
 
     async def send_quietly(self, action: str, payload: dict) -> None:
         """Send a notification; a failure is logged, not raised (the next one replaces it)."""
