@@ -17,45 +17,8 @@ from agent.app.config import ConfigError, parse_config
 from agent.app.runner import Agent
 from agent.core import model
 from tests.harness import AgentHarness, assert_charging_hw, assert_no_power, epoch, keys, quiet, until
+from tests.ocpp201.octt201 import TAG, errors, harness, local_start, received, tx_events, wait_connector
 from tools.csms import IN, TestCentralSystem
-
-TAG = "AABBCCDD"
-
-
-def harness(tmp_path, **kw) -> AgentHarness:
-    kw.setdefault("ocpp", keys())
-    return AgentHarness(tmp_path, csms=TestCentralSystem(quiet=True, protocols=("ocpp2.0.1",)),
-                        csms_extra={"ocpp_version": "2.0.1"}, **kw)
-
-
-def received(h, action: str, start: int = 0) -> list:
-    return [m.payload for m in h.cs.messages[start:] if m.direction == IN and m.action == action]
-
-
-def errors(h) -> list:
-    return [m for m in h.cs.messages if m.action.endswith(".error")]
-
-
-def tx_events(h, start: int = 0) -> list:
-    return received(h, "TransactionEvent", start)
-
-
-async def wait_connector(h, status: str, evse_id: int = 1, start: int | None = None) -> dict:
-    return await h.cs.wait_for("StatusNotification",
-                               lambda p: p["evseId"] == evse_id and p["connectorStatus"] == status,
-                               start_index=start)
-
-
-async def local_start(h, tag: str = TAG) -> dict:
-    """Cable plugged in first, then a badge: the Started event."""
-    m = h.mark()
-    h.sim.plug(1)
-    await wait_connector(h, "Occupied", start=m)
-    h.sim.swipe(tag)
-    started = await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started", start_index=m)
-    await until(lambda: h.station.connector(1).transaction is not None
-                and h.station.connector(1).transaction.backend_id is not None)
-    return started
 
 
 # ---------------------------------------------------------------------- B: provisioning

@@ -15,7 +15,7 @@ from agent.core import smart_charging as sc
 from agent.core.isotime import format_datetime, parse_datetime
 from agent.ocpp201 import profiles
 from tests.harness import assert_charging_hw, hw, quiet, until
-from tests.ocpp201.test_session import errors, harness, local_start, received, wait_connector
+from tests.ocpp201.octt201 import errors, harness, local_start, received, wait_connector
 
 LOCAL_LIMIT_A = 32.0  # the simulated board's rating
 UNITS = [("A", 1), ("W", 1000)]  # <Configured chargingRateUnit>: W limits are the A ones x 1000
