@@ -76,7 +76,7 @@ class AgentHarness:
         self.station_id = station_id
         self.ocpp = ocpp or {}
         self.board = board or {}
-        self.cs_server = csms or TestCentralSystem(quiet=True)
+        self.cs_server = csms or TestCentralSystem(quiet=True, protocols=("ocpp1.6",))  # 1.6 tests: "auto" gets 1.6
         self.clock = clock or VirtualClock()
         self.wait_boot = wait_boot
         self.allowed_errors = allowed_errors

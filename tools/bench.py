@@ -433,7 +433,7 @@ async def _bench(opts: argparse.Namespace) -> dict:
 
     workdir = tempfile.mkdtemp(prefix="ocpp-bench-")
     procs = Processes(workdir, opts.bytecode_cache)
-    cs = TestCentralSystem(quiet=True)
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",))
     await cs.start(HOST, 0)
     try:
         results = await asyncio.wait_for(Bench(opts, cs, procs).run(), opts.timeout_s)

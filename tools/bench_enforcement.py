@@ -79,7 +79,7 @@ async def _wait(predicate, timeout_s: float, what: str) -> None:
 
 async def measure(profiles: int, boundaries: int) -> dict:
     data_dir = tempfile.mkdtemp(prefix="bench-enforcement-")
-    cs = TestCentralSystem(quiet=True)
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",))
     await cs.start()
     arrivals: list = []  # perf_counter of each SetChargingProfile frame at the agent
 

@@ -234,7 +234,7 @@ async def bench(n: int) -> dict:
 
     logging.getLogger("agent").setLevel(logging.CRITICAL)  # the outage is on purpose
     workdir = tempfile.mkdtemp(prefix="ocpp-replay-")
-    cs = TestCentralSystem(quiet=True)
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",))
     await cs.start(HOST, 0)
     port = cs.port
     try:

@@ -4,9 +4,10 @@ Starts the local test central system (tools/csms.py) on 127.0.0.1 and an agent
 on the simulated board, then plugs in an EV, badges a tag, charges in
 compressed time until the EV is full, badges again to stop and unplugs.
 Every OCPP message is printed as it crosses the wire; a summary closes the run.
-``--ocpp 2.0.1`` runs the same session in OCPP 2.0.1: the central system serves only
-``ocpp2.0.1``, the agent is pinned to it (``csms.ocpp_version = "2.0.1"``) and the
-summary reads the TransactionEvents (Started, Ended) instead of Start/StopTransaction.
+The central system serves one version (``--ocpp``, 1.6 by default); the agent keeps
+``csms.ocpp_version = "auto"``, offers both and speaks the one selected. With
+``--ocpp 2.0.1`` the summary reads the TransactionEvents (Started, Ended) instead of
+Start/StopTransaction.
 """
 
 import asyncio
@@ -37,18 +38,18 @@ async def run_demo(speed: float = 600.0, keep: bool = False, out=None, ocpp: str
         raise ValueError("ocpp must be one of %s, not %r" % (", ".join(VERSIONS), ocpp))
     data_dir = tempfile.mkdtemp(prefix="ocpp-agent-demo-")
     v201 = ocpp == "2.0.1"
-    cs = TestCentralSystem(out=out or sys.stdout, **({"protocols": ("ocpp2.0.1",)} if v201 else {}))
+    cs = TestCentralSystem(out=out or sys.stdout, protocols=("ocpp2.0.1",) if v201 else ("ocpp1.6",))
     agent = None
     try:
         await cs.start()
         config = parse_config("<demo>", {
             "station": {"id": "DEMO-CP1", "board": "sim", "data_dir": data_dir},
-            "csms": {"url": cs.url, **({"ocpp_version": "2.0.1"} if v201 else {})},
+            "csms": {"url": cs.url},
             "ocpp": {"MeterValueSampleInterval": 1, "MeterValuesSampledData":
                      "Energy.Active.Import.Register,Power.Active.Import,Current.Import"},
             "board": {"evse": {"speed": speed, "ev_needs_wh": EV_NEEDS_WH}},
         })
-        _say("central system listening on %s%s" % (cs.url, " (OCPP 2.0.1 only)" if v201 else ""))
+        _say("central system listening on %s (OCPP %s only; the agent offers both)" % (cs.url, ocpp))
         agent = Agent(config)
         await agent.start()
         return await (_script_201 if v201 else _script)(cs, agent, speed)

@@ -704,7 +704,7 @@ async def soak(opts, progress=None) -> dict:
 
     t0 = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="ocpp-soak-")
-    cs = TestCentralSystem(quiet=True, response_timeout_s=5)
+    cs = TestCentralSystem(quiet=True, response_timeout_s=5, protocols=("ocpp1.6",))
     await cs.start(HOST, 0)
     port = cs.port
     ids, order = itertools.count(1), itertools.count(1)

@@ -20,6 +20,7 @@ from agent.core.settings import SETTINGS_FILE
 from agent.ocpp16.config_keys import FEATURE_PROFILES, ConfigurationStore, InvalidKeyValue, core_keys, settings_for
 from agent.link.connection import CsmsConnection
 from agent.ocpp16.profiles import from_stored_16
+from agent.link.links import StationLinks
 from agent.link.protocols import ClientContext, by_subprotocol, offered
 from agent.store.journal import TransactionJournal
 from agent.store.state_store import StationStateStore
@@ -48,7 +49,7 @@ class Agent:
         self.loaded = None
         self.station: Station | None = None
         self.protocols: tuple = ()  # what the connection offers, in order of preference (agent/link/protocols.py)
-        self.client = None  # the station's link: the client of the adapter the station speaks
+        self.links: StationLinks | None = None  # the station's link per OCPP version (agent/link/links.py)
         self.connection: CsmsConnection | None = None
         self.endpoint: EndpointManager | None = None  # which central system, switches, rollback
         self.admin: Admin | None = None  # settings changes from the CLI and the status page
@@ -56,6 +57,14 @@ class Agent:
         self._sim_server = None
         self._control_server = None
         self._build()
+
+    @property
+    def client(self):
+        """The station's link: the client of the version the connection speaks (a pinned version's
+        from the start); before a connection selected one, the station's default, never online."""
+        if self.links is None:
+            return None
+        return self.links.active if self.links.active is not None else self.station.link
 
     @property
     def _conn_task(self):
@@ -94,29 +103,29 @@ class Agent:
                                charging_profiles_path=os.path.join(cfg.data_dir, CHARGING_PROFILES_FILE),
                                migrate_profiles=from_stored_16)  # the file of releases before 0.2: 1.6 JSON
         self.station.on_restart = self._request_restart
-        # The station's link is the client of the preferred adapter. With one adapter enabled
-        # (1.6 today) every connection selects it; once a second one is, the link has to follow
-        # the version each connection selects (EndpointManager holds one client).
+        # The station's link per OCPP version: the preferred adapter's client now, another's when a
+        # connection selects its version (agent/link/links.py); the 1.6 keys go to the 1.6 client only.
         self.protocols = offered(cfg.csms["ocpp_version"])
-        preferred = self.protocols[0]
-        self._adapters = {preferred.subprotocol: preferred.load()}
-        # Built by the adapter: the 1.6 configuration keys go to the 1.6 client only.
         context = ClientContext(cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],
                                 serial_number=cfg.station["serial_number"],
                                 firmware_version=cfg.station["firmware_version"], traffic_log=self.traffic.record,
                                 data_dir=cfg.data_dir, keys=keys, ocpp201=cfg.ocpp201)
+        # Built now: a pinned version's client, and the 2.0.1 one when [ocpp201] gives device model
+        # values (checked at start, not at the first connection). With "auto" and nothing else the
+        # adapter is loaded when a connection selects its version: an unused one costs nothing.
+        eager = [p for p in self.protocols if len(self.protocols) == 1 or (p.version == "2.0.1" and cfg.ocpp201)]
         try:
-            self.client = self._adapters[preferred.subprotocol].build_client(self.station, context)
+            self.links = StationLinks(self.station, context, eager)
         except ValueError as e:  # the 2.0.1 device model's DeviceModelError: an [ocpp201] value
             raise ConfigError(cfg.path, "ocpp201.%s" % getattr(e, "name", ""), getattr(e, "problem", str(e))) from None
         conn_settings = dict(cfg.csms)
         conn_settings.update(url=cfg.connect_url(), station_id=cfg.station["id"])
         self.connection = CsmsConnection(
-            self.client, conn_settings, self.clock, [p.subprotocol for p in self.protocols], self._session,
+            self.links.active, conn_settings, self.clock, [p.subprotocol for p in self.protocols], self._session,
             rng=self.rng, traffic=self.traffic)
         self.station.settings.on_change(self._on_setting_changed)
         self.admin = Admin(self)
-        self.endpoint = EndpointManager(config=cfg, client=self.client, connection=self.connection,
+        self.endpoint = EndpointManager(config=cfg, links=self.links, connection=self.connection,
                                         station=self.station, journal=self.journal, clock=self.clock,
                                         traffic=self.traffic, rng=self.rng, write_config=self.admin.write_endpoint)
         self.endpoint.register_keys(keys)
@@ -125,10 +134,10 @@ class Agent:
     def _session(self, station_id: str, ws):
         """The session of the adapter whose subprotocol the central system selected
         (``ws.subprotocol``, always one the connection offered)."""
-        adapter = self._adapters.get(ws.subprotocol)
-        if adapter is None:  # loaded when first selected
-            adapter = self._adapters[ws.subprotocol] = by_subprotocol(ws.subprotocol).load()
-        return adapter.session_class(station_id, ws, self.client, self.config.csms["response_timeout_s"])
+        protocol = by_subprotocol(ws.subprotocol)
+        client = self.links.activate(protocol)  # built (its adapter loaded) when first selected
+        return self.links.adapter_for(protocol).session_class(station_id, ws, client,
+                                                               self.config.csms["response_timeout_s"])
 
     def _on_setting_changed(self, name: str, value) -> None:
         if name == "ws_ping_interval_s":

@@ -76,6 +76,10 @@ CAUSE_CABLE_PLUGGED_IN = "cable_plugged_in"  # an EV was plugged in again during
 RESET_NOW = "now"
 RESET_ON_IDLE = "on_idle"
 
+# Why the agent last went down on purpose (kept over the restart; reported at the next boot).
+RESTART_RESET = "reset"  # a reset carried out at once
+RESTART_SCHEDULED_RESET = "scheduled_reset"  # a reset that waited for the running transactions to end
+
 
 class IdTagInfo:
     """The answer to an authorization: status, optional expiry and parent tag."""

@@ -226,9 +226,11 @@ class Sessions:
         """Restart the agent: ``RESET_NOW`` ends running transactions first (reason
         hard_reset/soft_reset) and flushes them; ``RESET_ON_IDLE`` waits until no
         transaction runs (none is ended for it) and starts no new one meanwhile."""
+        cause = model.RESTART_RESET
         if when == model.RESET_ON_IDLE:
             self.reset_pending = True  # _connector_for_new_session offers no connector from now on
             while any(c.transaction is not None and not c.transaction.stopped for c in self.connectors):
+                cause = model.RESTART_SCHEDULED_RESET
                 await self.clock.sleep(IDLE_RESET_POLL_S)
         reason = model.REASON_HARD_RESET if hard else model.REASON_SOFT_RESET
         for c in self.connectors:
@@ -239,6 +241,8 @@ class Sessions:
                 await wait_for(self.outbox.emptied.wait(), RESET_FLUSH_TIMEOUT_S)
             except asyncio.TimeoutError:
                 log.warning("reset: %d transaction messages still queued", len(self.outbox))
+        self.restart_cause = cause
+        self._save()
         if self.on_restart is not None:
             self.on_restart(hard)
 

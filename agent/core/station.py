@@ -49,6 +49,7 @@ class CentralSystemLink:
     that is never online (a station with no backend still works locally)."""
 
     online = False
+    registration = None  # the central system's answer to the boot (never asked)
     # Whether the station queues an outbox UPDATE entry whenever a running transaction's state
     # changes (charging, suspended, the EV left or came back): for a protocol that reports them
     # as transaction events (2.0.1); 1.6 has no message for them.
@@ -93,6 +94,8 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
         self.charger_availability = model.OPERATIVE  # of connector 0, set by a change of availability for 0
         self.on_restart = None  # callable(hard: bool), set by the runner
         self.reset_pending = False  # a reset waits for the running transactions to end
+        self.restart_cause: str | None = None  # model.RESTART_*: why the agent goes down now (persisted)
+        self.boot_cause: str | None = None  # model.RESTART_*: why the last run went down, None after a power-up
         self._store = store  # persistent station state (availability, transaction counter)
         self._next_local_id = 1
         self._clean_shutdown = False
@@ -208,6 +211,7 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
     def _restore(self, state: dict) -> None:
         self._next_local_id = int(state.get("next_local_id", 1))
         self._clean_shutdown = bool(state.get("clean_shutdown", False))
+        self.boot_cause = state.get("restart_cause") if self._clean_shutdown else None
         saved = {k: model.neutral(v) for k, v in state.get("availability", {}).items()}  # 1.6 spelling before 0.2
         if saved.get("0") == model.INOPERATIVE:
             self.charger_availability = model.INOPERATIVE
@@ -220,11 +224,14 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
             return
         availability = {str(c.id): c.availability for c in self.connectors}
         availability["0"] = self.charger_availability
-        self._store.save({
+        state = {
             "next_local_id": self._next_local_id,
             "clean_shutdown": self._clean_shutdown,
             "availability": availability,
-        })
+        }
+        if self.restart_cause is not None:
+            state["restart_cause"] = self.restart_cause  # read once, by the next run
+        self._store.save(state)
 
     # ------------------------------------------------------------------ recovery
     async def _recover(self, journal_data: tuple, clean: bool) -> None:

@@ -125,7 +125,9 @@ class CsmsConnection:
         # What Sec-WebSocket-Protocol offers, in order of preference ("ocpp1.6", or a list).
         self.offered = (subprotocols,) if isinstance(subprotocols, str) else tuple(subprotocols)
         self.selected: str | None = None  # the subprotocol of the open (or the last) connection
-        self.session_factory = session_factory  # (station_id, ws) -> session; ws.subprotocol is the selected one
+        # (station_id, ws) -> session; ws.subprotocol is the selected one. It may make another client
+        # the one that runs the session (agent/link/links.py: the link follows the selected version).
+        self.session_factory = session_factory
         self.rng = rng or random.Random()
         self.traffic = traffic  # a TrafficLog (agent/link/traffic.py): notes each opened connection
         self.via = via  # how the traffic log names this connection ("" = the main one)
@@ -152,8 +154,7 @@ class CsmsConnection:
 
     async def run(self) -> None:
         """Connect, run sessions, and reconnect forever (until cancelled)."""
-        delays = backoff_delays(self.settings.get("reconnect_initial_s", 1.0),
-                                self.settings.get("reconnect_max_s", 120.0), self.rng)
+        delays = self._delays()
         while True:
             try:
                 ws = await self.open()
@@ -171,9 +172,10 @@ class CsmsConnection:
             log.info("connected to %s: OCPP %s (subprotocol %s)", self.settings["url"], self.version, ws.subprotocol)
             if self.traffic is not None:
                 self.traffic.connection_opened(self.settings["url"], self.version, ws.subprotocol, via=self.via)
-            self.restart_ping()
             try:
-                await self.client.run_session(self.session_factory(self.settings["station_id"], ws))
+                session = self.session_factory(self.settings["station_id"], ws)  # may change self.client
+                self.restart_ping()
+                await self.client.run_session(session)
             finally:
                 self.connected, self._ws = False, None
                 if self._ping_task is not None:
@@ -181,20 +183,30 @@ class CsmsConnection:
                     await asyncio.gather(self._ping_task, return_exceptions=True)
                     self._ping_task = None
                 await ws.close()
-            if self.client.boot_accepted:
-                delays = backoff_delays(self.settings.get("reconnect_initial_s", 1.0),
-                                        self.settings.get("reconnect_max_s", 120.0), self.rng)
+            if self.client is not None and self.client.boot_accepted:
+                delays = self._delays()
             delay = next(delays)
             log.warning("connection to the central system lost; reconnecting in %.1f s", delay)
             await self.clock.sleep(delay)
+
+    def _delays(self):
+        """A new series of reconnection delays: the client's own when its protocol defines
+        them (2.0.1: the RetryBackOff* variables), else the configured capped exponential."""
+        own = getattr(self.client, "reconnect_delays", None)
+        if own is not None:
+            return own(self.rng)
+        return backoff_delays(self.settings.get("reconnect_initial_s", 1.0),
+                              self.settings.get("reconnect_max_s", 120.0), self.rng)
 
     def restart_ping(self) -> None:
         """(Re)arm the websocket ping at WebSocketPingInterval (0 = off)."""
         if self._ping_task is not None:
             self._ping_task.cancel()
             self._ping_task = None
+        if self._ws is None:
+            return
         interval = self.client.station.settings.get("ws_ping_interval_s")
-        if self._ws is not None and interval > 0:
+        if interval > 0:
             self._ping_task = asyncio.create_task(self._ping(self._ws, interval))
 
     async def _ping(self, ws, interval: float) -> None:

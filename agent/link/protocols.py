@@ -9,8 +9,8 @@ version that is not in use costs no memory and no start-up time.
 ``csms.ocpp_version`` (agent/app/config.py) chooses what the connection offers
 in Sec-WebSocket-Protocol: ``"auto"`` offers every adapter marked ``auto`` in
 order of preference, newest first, and the central system selects one; a
-version offers only that one. An adapter with ``auto=False`` (2.0.1, experimental
-while incomplete) is spoken only when its version is pinned.
+version offers only that one. An adapter with ``auto=False`` (none today; for a
+version still experimental) is spoken only when its version is pinned.
 
 An adapter builds the station's link with ``build_client(station, context)``:
 ``context`` (``ClientContext``) carries what the application has for any
@@ -49,12 +49,16 @@ class Adapter:
     (``client_class``, built by ``build_client``) and the handling of one
     connection (``session_class``)."""
 
-    __slots__ = ("client_class", "session_class", "_build")
+    __slots__ = ("client_class", "session_class", "_build", "charge_point_class", "drain_sender")
 
-    def __init__(self, client_class, session_class, build=None) -> None:
+    def __init__(self, client_class, session_class, build=None, charge_point_class=None, drain_sender=None) -> None:
         self.client_class = client_class
         self.session_class = session_class
         self._build = build  # (station, ClientContext) -> client
+        self.charge_point_class = charge_point_class  # the ocpp library's ChargePoint of the version
+        # (station, session_getter, clock, wake, backend, on_idle) -> an outbox sender delivering an
+        # earlier backend's entries over a drain connection (agent/link/drain.py)
+        self.drain_sender = drain_sender
 
     def build_client(self, station, context: ClientContext):
         """The station's link for this version."""
@@ -83,7 +87,10 @@ class Protocol:
 
 
 def _load_ocpp16() -> Adapter:
-    from agent.ocpp16.client import Ocpp16Client
+    from ocpp.v16 import ChargePoint
+
+    from agent.ocpp16.client import Ocpp16Client, call_on
+    from agent.ocpp16.outbox_sender import OutboxSender
     from agent.ocpp16.session import Ocpp16Session
 
     def build(station, ctx: ClientContext):
@@ -91,11 +98,18 @@ def _load_ocpp16() -> Adapter:
                             serial_number=ctx.serial_number, firmware_version=ctx.firmware_version,
                             traffic_log=ctx.traffic_log, keys=ctx.keys)
 
-    return Adapter(Ocpp16Client, Ocpp16Session, build)
+    def drain_sender(station, session_of, clock, wake, backend, on_idle):
+        return OutboxSender(station, lambda payload: call_on(session_of(), payload), clock, wake,
+                            backend=backend, update_auth_cache=False, on_idle=on_idle)
+
+    return Adapter(Ocpp16Client, Ocpp16Session, build, ChargePoint, drain_sender)
 
 
 def _load_ocpp201() -> Adapter:
-    from agent.ocpp201.client import Ocpp201Client
+    from ocpp.v201 import ChargePoint
+
+    from agent.ocpp201.client import Ocpp201Client, call_on
+    from agent.ocpp201.outbox_sender import OutboxSender
     from agent.ocpp201.session import Ocpp201Session
 
     def build(station, ctx: ClientContext):
@@ -103,13 +117,16 @@ def _load_ocpp201() -> Adapter:
                              serial_number=ctx.serial_number, firmware_version=ctx.firmware_version,
                              traffic_log=ctx.traffic_log, data_dir=ctx.data_dir, initial=ctx.ocpp201)
 
-    return Adapter(Ocpp201Client, Ocpp201Session, build)
+    def drain_sender(station, session_of, clock, wake, backend, on_idle):
+        return OutboxSender(station, lambda action, payload: call_on(session_of(), action, payload), clock, wake,
+                            backend=backend, update_auth_cache=False, on_idle=on_idle)
+
+    return Adapter(Ocpp201Client, Ocpp201Session, build, ChargePoint, drain_sender)
 
 
-# Enabled adapters, newest first: the order "auto" offers those marked auto in.
-# 2.0.1 is experimental and opt-in (csms.ocpp_version = "2.0.1") until the adapter is complete.
+# Enabled adapters, newest first: the order "auto" offers them in.
 PROTOCOLS = (
-    Protocol("2.0.1", "ocpp2.0.1", _load_ocpp201, auto=False),
+    Protocol("2.0.1", "ocpp2.0.1", _load_ocpp201),
     Protocol("1.6", "ocpp1.6", _load_ocpp16),
 )
 

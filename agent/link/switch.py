@@ -39,13 +39,11 @@ import shutil
 
 import ocpp.messages
 from ocpp.exceptions import OCPPError
-from ocpp.v16 import call
 
 from agent.core.auth import FULL
+from agent.core.isotime import format_datetime
 from agent.link.connection import CsmsConnection
 from agent.link.endpoint import EndpointSettings, EndpointState, validate_csms_url
-from agent.ocpp16.client import Ocpp16Client
-from agent.ocpp16.codec import iso_time
 from agent.ocpp16.config_keys import ACCEPTED, REJECTED, KeyDef
 from agent.ocppj.link import sleep_or_event
 from hal.runtime.aio import wait_for
@@ -57,6 +55,10 @@ ANSWER_WAIT_S = 5.0  # ChangeConfiguration: the answer goes out before the move 
 SECURITY_EVENT = "ReconfigurationOfSecurityParameters"  # whitepaper §8
 AUTHORIZATION_KEY_LENGTH = (16, 40)  # whitepaper §7.2: at least 16 bytes, at most 40 hex digits
 AUTH_STASH_SUFFIX = ".before-switch"
+
+
+def iso_time(t: float) -> str:
+    return format_datetime(t, millis=True)
 
 
 class SwitchError(ValueError):
@@ -71,10 +73,10 @@ def check_authorization_key(value: str) -> bool:
 class EndpointManager:
     """Which central system the agent talks to; switches and rollbacks."""
 
-    def __init__(self, *, config, client: Ocpp16Client, connection: CsmsConnection, station, journal, clock,
+    def __init__(self, *, config, links, connection: CsmsConnection, station, journal, clock,
                  traffic=None, rng=None, drain_timeout_s: float = DRAIN_TIMEOUT_S, write_config=None) -> None:
         self.config = config
-        self.client = client
+        self.links = links  # the station's client per OCPP version (agent/link/links.py)
         self.connection = connection
         self.station = station
         self.journal = journal
@@ -97,7 +99,23 @@ class EndpointManager:
         self._supervise_again = False
         self._running = False
         self._in_use: EndpointSettings | None = None  # the settings the main connection uses
+        for client in links.all():
+            self._wire(client)
+        links.on_built.append(self._wire)
+        links.on_activated.append(self._activated)
+
+    @property
+    def client(self):
+        """The client of the version the main connection speaks (or offers first)."""
+        return self.links.active
+
+    def _wire(self, client) -> None:
         client.on_boot = self._on_boot
+        if self._in_use is not None:
+            client.station_id = self._in_use.station_id
+
+    def _activated(self, client) -> None:
+        self.connection.client = client
 
     # ------------------------------------------------------------------ start / stop
     def load(self) -> None:
@@ -173,17 +191,18 @@ class EndpointManager:
         st = self.state
         out = st.current.public()
         out["connected"] = self.connection.connected
-        out["registration"] = self.client.registration
-        out["online"] = self.client.online
+        client = self.client  # None before the first connection selected a version
+        out["registration"] = client.registration if client is not None else None
+        out["online"] = client is not None and client.online
         out["last_error"] = self.connection.last_error
         if self._in_use != st.current:
             out["online"] = False
             out["connection"] = "moving: delivering queued messages to %s first" % (
                 self._in_use.url if self._in_use else "the previous central system")
-        elif self.client.online:
+        elif out["online"]:
             out["connection"] = "connected, BootNotification Accepted"
         elif self.connection.connected:
-            out["connection"] = "connected, BootNotification %s" % (self.client.registration or "not answered yet")
+            out["connection"] = "connected, BootNotification %s" % (out["registration"] or "not answered yet")
         else:
             out["connection"] = "not connected" + (": %s" % self.connection.last_error
                                                    if self.connection.last_error else "")
@@ -275,7 +294,7 @@ class EndpointManager:
             except asyncio.TimeoutError:
                 pass
         outbox = self.station.outbox
-        if old.key != new.key and self.client.online and outbox.head(old.key) is not None:
+        if old.key != new.key and self.station.link.online and outbox.head(old.key) is not None:
             log.info("delivering the queued messages of %s before moving (up to %.0f s)", old.url,
                      self.drain_timeout_s)
             await sleep_or_event(self.clock, outbox.emptied, self.drain_timeout_s)
@@ -353,8 +372,7 @@ class EndpointManager:
         rb = self.state.rollback
         info = "returned to %s after %s failed: %s" % (rb["to"]["url"], rb["from"]["url"], rb["reason"])
         try:
-            await self.client._call(call.SecurityEventNotification(
-                type=SECURITY_EVENT, timestamp=iso_time(rb["at"]), tech_info=info[:255]))
+            await self.client.security_event(SECURITY_EVENT, rb["at"], info)
         except (OCPPError, asyncio.TimeoutError, ConnectionError, ocpp.exceptions.ValidationError) as e:
             log.warning("SecurityEventNotification of the rollback not delivered (%s): retried at the next boot", e)
             return
@@ -376,8 +394,9 @@ class EndpointManager:
             self.fallback_timeout_s, self._failure_reason()))
 
     def _failure_reason(self) -> str:
-        if self.client.registration in ("Rejected", "Pending"):
-            return "BootNotification answered %s" % self.client.registration
+        registration = self.client.registration if self.client is not None else None
+        if registration in ("Rejected", "Pending"):
+            return "BootNotification answered %s" % registration
         if self.connection.last_error:
             return self.connection.last_error
         if self.connection.connected:
@@ -412,7 +431,8 @@ class EndpointManager:
         """Make ``s`` the settings of the main connection and the agent's view of its config."""
         self.connection.settings.update(url=s.connect_url, station_id=s.station_id, password=s.password,
                                         ca_file=s.ca_file)
-        self.client.station_id = s.station_id
+        for client in self.links.all():
+            client.station_id = s.station_id
         self._in_use = s
         self.config.csms.update(url=s.url, password=s.password, ca_file=s.ca_file)
         self.config.station["id"] = s.station_id
@@ -426,7 +446,8 @@ class EndpointManager:
         self.connection.last_error = ""
         self.last_attempt_problem = ""
         if new_backend:
-            self.client.new_backend()
+            for client in self.links.all():
+                client.new_backend()
         if self._running:
             self._conn_task = asyncio.create_task(self.connection.run())
 

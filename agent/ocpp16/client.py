@@ -25,6 +25,13 @@ from agent.ocpp16.outbox_sender import OutboxSender, call_quietly
 log = logging.getLogger(__name__)
 
 
+async def call_on(session, payload):
+    """One CALL (an ``ocpp.v16.call`` dataclass) on ``session``; ConnectionError without one."""
+    if session is None:
+        raise ConnectionError("not connected")
+    return await session.call(payload, suppress=False)
+
+
 class Ocpp16Client(OcppjLink):
     """The station's link to an OCPP 1.6J central system over one connection at a time."""
 
@@ -87,10 +94,12 @@ class Ocpp16Client(OcppjLink):
 
     # ------------------------------------------------------------------ plumbing
     async def _call(self, payload):
-        session = self.session
-        if session is None:
-            raise ConnectionError("not connected")
-        return await session.call(payload, suppress=False)
+        return await call_on(self.session, payload)
+
+    async def security_event(self, kind: str, at: float, tech_info: str = "") -> None:
+        """SecurityEventNotification (security whitepaper §8); raises when not delivered."""
+        await self._call(call.SecurityEventNotification(type=kind, timestamp=iso_time(at),
+                                                        tech_info=tech_info[:255] or None))
 
     async def _send_quietly(self, payload) -> None:
         await call_quietly(self._call, payload)

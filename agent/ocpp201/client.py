@@ -10,12 +10,15 @@ Experimental (issue 12): only spoken when ``csms.ocpp_version = "2.0.1"``.
 CPython-only (drives the ``ocpp`` library's v201 ChargePoint).
 """
 
+import asyncio
 import dataclasses
+import itertools
 import logging
 
 from agent.core import model
+from agent.core.isotime import format_datetime
 from agent.core.station import Station
-from agent.ocppj.link import OcppjLink
+from agent.ocppj.link import OcppjLink, sleep_or_event
 from agent.ocpp201 import events
 from agent.ocpp201 import vocabulary as words
 from agent.ocpp201.device_model import DeviceModel
@@ -25,6 +28,26 @@ from hal.interfaces import NO_ERROR
 log = logging.getLogger(__name__)
 
 BOOT_RETRY_S = 30  # after a BootNotification without an answer, or an answer without an interval
+
+
+def retry_backoff_delays(wait_minimum_s: float, random_range_s: float, repeat_times: int, rng):
+    """Reconnection back-off (OCPP-J 2.0.1, 5.3): ``wait_minimum_s`` first, doubled after each
+    failed attempt at most ``repeat_times`` times, then kept; each plus a random part of at
+    most ``random_range_s``."""
+    base_s = wait_minimum_s
+    for attempt in itertools.count():
+        yield base_s + rng.uniform(0, random_range_s)
+        if attempt < repeat_times:
+            base_s *= 2
+
+
+async def call_on(session, action: str, payload: dict) -> dict:
+    """One CALL on ``session`` (ConnectionError without one); the response as a dict (the
+    library's snake_case keys)."""
+    if session is None:
+        raise ConnectionError("not connected")
+    result = await session.call(events.call(action, payload), suppress=False)
+    return dataclasses.asdict(result)
 
 
 class Ocpp201Client(OcppjLink):
@@ -48,6 +71,8 @@ class Ocpp201Client(OcppjLink):
         self._sent_status: dict = {}  # evse id -> the connectorStatus last queued
         self._faults: dict = {}  # evse id (0: the station) -> the fault word last reported
         self._event_id = 0
+        self._boot_triggered = asyncio.Event()  # a TriggerMessage BootNotification while not Accepted
+        self._offline_since: float | None = None  # monotonic time the last session ended (B04)
 
     def _attach_live_values(self) -> None:
         st = self.station
@@ -134,11 +159,14 @@ class Ocpp201Client(OcppjLink):
     # ------------------------------------------------------------------ plumbing
     async def _call(self, action: str, payload: dict) -> dict:
         """One CALL; the response as a dict (the library's snake_case keys)."""
-        session = self.session
-        if session is None:
-            raise ConnectionError("not connected")
-        result = await session.call(events.call(action, payload), suppress=False)
-        return dataclasses.asdict(result)
+        return await call_on(self.session, action, payload)
+
+    async def security_event(self, kind: str, at: float, tech_info: str = "") -> None:
+        """SecurityEventNotification (A04, appendix security events); raises when not delivered."""
+        payload = {"type": kind, "timestamp": format_datetime(at)}
+        if tech_info:
+            payload["techInfo"] = tech_info[:255]
+        await self._call("SecurityEventNotification", payload)
 
     async def _send_quietly(self, action: str, payload: dict) -> None:
         try:
@@ -148,30 +176,58 @@ class Ocpp201Client(OcppjLink):
 
     # ------------------------------------------------------------------ session
     def _first_messages(self) -> list:
+        """Every connector's status (B01.FR.05), also after a reconnection that ends more than
+        OfflineThreshold offline (B04.FR.01); after a shorter outage only the statuses that
+        changed meanwhile (B04.FR.02: the CSMS still knows the others)."""
+        since = self._offline_since
+        brief = (since is not None and self.clock.monotonic() - since
+                 <= self.device_model.get("OCPPCommCtrlr.OfflineThreshold"))
         first = []
-        for n in range(1, len(self.station.connectors) + 1):  # B01.FR.05: every connector's status
+        for n in range(1, len(self.station.connectors) + 1):
             payload = self._status_payload(n)
+            if brief and self._sent_status.get(n) == payload["connectorStatus"]:
+                continue
             self._sent_status[n] = payload["connectorStatus"]
             first.append(("StatusNotification", payload))
         self._faults = {}
         return first
+
+    async def run_session(self, session) -> None:
+        try:
+            await super().run_session(session)
+        finally:
+            if self.boot_accepted:  # offline from here (OfflineThreshold counts from the loss)
+                self._offline_since = self.clock.monotonic()
+
+    def reconnect_delays(self, rng):
+        """The back-off before each reconnection attempt (OCPP-J 2.0.1, 5.3): the
+        OCPPCommCtrlr.RetryBackOff* variables as they are when the series starts."""
+        get = self.device_model.get
+        return retry_backoff_delays(get("OCPPCommCtrlr.RetryBackOffWaitMinimum"),
+                                    get("OCPPCommCtrlr.RetryBackOffRandomRange"),
+                                    get("OCPPCommCtrlr.RetryBackOffRepeatTimes"), rng)
 
     def _session_started(self) -> None:
         for n in range(0, len(self.station.connectors) + 1):  # faults present now, after the statuses
             self._report_fault(n)
 
     async def _boot(self) -> None:
-        """BootNotification until Accepted (B01-B03; once per process life, a reconnect skips it)."""
+        """BootNotification until Accepted (B01-B03; once per process life, a reconnect skips it).
+        The first one gives why the last run ended (PowerUp, RemoteReset, ScheduledReset); a
+        TriggerMessage while Pending or Rejected sends the next one at once, reason Triggered
+        (B02.FR.08, F06.FR.17)."""
         if self.boot_accepted:
             return
+        reason = words.BOOT_REASON.get(self.station.boot_cause, "PowerUp")
         while True:
+            self._boot_triggered.clear()
             try:
-                result = await self._call("BootNotification", self._boot_payload())
+                result = await self._call("BootNotification", self._boot_payload(reason))
             except ConnectionError:
                 raise
             except Exception as e:
                 log.warning("BootNotification failed: %s; retrying", e)
-                await self.clock.sleep(BOOT_RETRY_S)
+                reason = await self._boot_wait(BOOT_RETRY_S, reason)
                 continue
             status, interval = result["status"], result.get("interval") or 0
             self.registration = status
@@ -186,7 +242,13 @@ class Ocpp201Client(OcppjLink):
                 return
             if self.on_boot is not None:
                 self.on_boot(status)
-            await self.clock.sleep(interval if interval > 0 else BOOT_RETRY_S)
+            reason = await self._boot_wait(interval if interval > 0 else BOOT_RETRY_S, reason)
+
+    async def _boot_wait(self, seconds: float, reason: str) -> str:
+        """Wait before the next BootNotification; its reason: Triggered if a TriggerMessage cut
+        the wait short, else the same as before."""
+        await sleep_or_event(self.clock, self._boot_triggered, seconds)
+        return "Triggered" if self._boot_triggered.is_set() else reason
 
     def new_backend(self) -> None:
         """The next session is with another CSMS or new credentials: boot again."""
@@ -201,7 +263,7 @@ class Ocpp201Client(OcppjLink):
         """Send what an Accepted TriggerMessage asked for (the session checks first)."""
         evses = [evse_id] if evse_id else list(range(1, len(self.station.connectors) + 1))
         if message == "BootNotification":
-            await self._send_quietly("BootNotification", self._boot_payload("Triggered"))
+            self._boot_triggered.set()  # the boot loop sends it and acts on the answer
         elif message == "Heartbeat":
             await self._send_quietly("Heartbeat", {})
         elif message == "StatusNotification":

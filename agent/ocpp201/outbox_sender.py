@@ -45,6 +45,11 @@ class OutboxSender(OrderedSender):
     else — a closed websocket — ends the loop with the entry left as it was). Other
     messages are ``(action, payload)``."""
 
+    def __init__(self, station, call, clock, wake: asyncio.Event, backend: str | None = None,
+                 update_auth_cache: bool = True, on_idle=None) -> None:
+        super().__init__(station, call, clock, wake, backend, on_idle)
+        self.update_auth_cache = update_auth_cache  # False for an earlier backend's answers (a drain)
+
     def queued(self, tx_id: str | None = None) -> bool:
         """Whether transaction messages wait to be sent to the current CSMS (of transaction
         ``tx_id`` if given): GetTransactionStatus's messagesInQueue."""
@@ -94,6 +99,7 @@ class OutboxSender(OrderedSender):
         (``backend_id`` = ``tx.id``: what the journal's recovery reads as "start confirmed")."""
         station, tx = self.station, entry.tx
         if entry.kind == START:
-            station.transaction_confirmed(tx, tx.id, info or model.IdTagInfo(model.AUTH_ACCEPTED))
-        elif entry.kind == STOP and info is not None and tx.stop_id_tag:
+            station.transaction_confirmed(tx, tx.id, info or model.IdTagInfo(model.AUTH_ACCEPTED),
+                                          update_auth_cache=self.update_auth_cache)
+        elif entry.kind == STOP and info is not None and tx.stop_id_tag and self.update_auth_cache:
             station.id_tag_info_received(tx.stop_id_tag, info)

@@ -203,6 +203,11 @@ def answer(action: str, word: str) -> str:
 OPERATIONAL_STATUS = {"Operative": model.OPERATIVE, "Inoperative": model.INOPERATIVE}  # ChangeAvailability
 RESET_TYPE = {"Immediate": model.RESET_NOW, "OnIdle": model.RESET_ON_IDLE}  # Reset
 UPDATE_TYPE = {"Full": FULL, "Differential": DIFFERENTIAL}  # SendLocalList
+# BootNotification reason from why the last run went down (Station.boot_cause): a reset
+# carried out at once is RemoteReset (TC_B_22/23), one that waited for transactions ScheduledReset
+# (TC_B_21/41); anything else is a power-up.
+BOOT_REASON = {None: "PowerUp", model.RESTART_RESET: "RemoteReset",
+               model.RESTART_SCHEDULED_RESET: "ScheduledReset"}
 
 # ---------------------------------------------------------------- faults (NotifyEvent, N07/G05)
 # A fault word of hal/interfaces.py -> (component, variable) of the standardized device model

@@ -269,7 +269,7 @@ def test_console_script_is_installed(tmp_path):
 # ---------------------------------------------------------------------------- TLS
 
 async def test_tls_self_signed_server_fails_verification_by_default(tmp_path, caplog):
-    cs = TestCentralSystem(quiet=True)
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",))
     async with tls_proxy_for(cs, tmp_path) as proxy:
         url = proxy.url
         async with AgentHarness(tmp_path, csms=cs, csms_extra={"url": url}, wait_boot=False) as h:
@@ -284,7 +284,7 @@ async def test_tls_self_signed_server_fails_verification_by_default(tmp_path, ca
 
 
 async def test_tls_with_ca_file_connects_and_runs_a_session(tmp_path):
-    cs = TestCentralSystem(quiet=True)
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",))
     async with tls_proxy_for(cs, tmp_path) as proxy:
         url = proxy.url
         async with AgentHarness(tmp_path, csms=cs, csms_extra={"url": url, "ca_file": proxy.cert}) as h:
@@ -300,7 +300,7 @@ async def test_tls_with_ca_file_connects_and_runs_a_session(tmp_path):
 async def test_basic_auth_password_and_url_encoded_station_id(tmp_path):
     station_id = "Site/CP#1?ä%"
     password = "pw-0123456789abcdef"
-    cs = TestCentralSystem(quiet=True, password=password)
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), password=password)
     async with AgentHarness(tmp_path, station_id=station_id, csms=cs, csms_extra={"password": password}) as h:
         expected = "Basic " + base64.b64encode(("%s:%s" % (station_id, password)).encode()).decode()
         assert h.cs.request_headers.get("Authorization") == expected
@@ -315,7 +315,7 @@ async def test_basic_auth_password_and_url_encoded_station_id(tmp_path):
                                           ("", "missing Basic credentials")])
 async def test_basic_auth_wrong_or_missing_password_is_refused_and_not_logged(tmp_path, caplog, sent, reason):
     password = "pw-right-0123456789"
-    cs = TestCentralSystem(quiet=True, password=password)
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), password=password)
     async with AgentHarness(tmp_path, csms=cs, csms_extra={"password": sent}, wait_boot=False) as h:
         conn = h.agent.connection
         await until(lambda: conn.last_error, what="the handshake to be refused")

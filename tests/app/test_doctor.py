@@ -62,7 +62,7 @@ async def test_meter_over_tcp_and_a_central_system_that_answers_401(tmp_path):
     sim = ModbusMeterSim("sdm630", device_id=1, energy_wh=1_234_567.0)
     sim.set_load(current_a=16.0)
     port = await sim.start_tcp()
-    cs = TestCentralSystem(quiet=True, password="right")
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), password="right")
     await cs.start()
     try:
         extra = ('password = "wrong"\n\n[board.meter]\ndriver = "sdm630"\ntransport = "tcp"\nhost = "127.0.0.1"\n'
@@ -91,7 +91,7 @@ async def test_meter_over_rtu_on_a_pty_and_an_accepting_central_system(tmp_path)
     sim = ModbusMeterSim("orno_we516", energy_wh=500.0)  # an 8E1 meter; the pty runs 8N1
     sim.set_load(power_w=3680.0)
     link = await sim.start_pty(baudrate=9600)
-    cs = TestCentralSystem(quiet=True, password="pw-1")
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), password="pw-1")
     await cs.start()
     try:
         board = {"meter": {"driver": "orno_we516", "port": link.a_path, "parity": "N"}}
@@ -181,7 +181,7 @@ async def test_a_meter_that_answers_as_another_model(tmp_path, closed_port):
 
 
 async def test_tls_certificate_that_does_not_verify(tmp_path):
-    async with tls_proxy_for(TestCentralSystem(quiet=True), tmp_path) as proxy:
+    async with tls_proxy_for(TestCentralSystem(quiet=True, protocols=("ocpp1.6",)), tmp_path) as proxy:
         url, cert = proxy.url, proxy.cert
         rows = await diagnose(config(tmp_path, url), timeout_s=0.3)
         tls = row(rows, "csms tls")
@@ -316,7 +316,7 @@ async def test_probes_the_central_system_the_agent_moved_to(tmp_path, closed_por
     switch to it)."""
     from agent.link.endpoint import EndpointSettings, EndpointState
 
-    cs = TestCentralSystem(quiet=True)
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",))
     await cs.start()
     try:
         cfg = config(tmp_path, "ws://127.0.0.1:%d/ocpp" % closed_port)

@@ -66,7 +66,7 @@ def loaded(modules: list, names) -> list:
 
 
 async def test_a_sim_board_agent_loads_no_modbus_serial_or_toml_editor(tmp_path):
-    async with TestCentralSystem(quiet=True) as cs:
+    async with TestCentralSystem(quiet=True, protocols=("ocpp1.6",)) as cs:
         report = await run_agent(tmp_path, cs.url, page_enabled=True)
     assert report["online"] and report["version"] == "1.6"
     assert loaded(report["modules"], NEVER_ON_A_SIM_BOARD) == []
@@ -75,7 +75,7 @@ async def test_a_sim_board_agent_loads_no_modbus_serial_or_toml_editor(tmp_path)
 
 
 async def test_without_the_status_page_no_http_server_code_is_loaded(tmp_path):
-    async with TestCentralSystem(quiet=True) as cs:
+    async with TestCentralSystem(quiet=True, protocols=("ocpp1.6",)) as cs:
         report = await run_agent(tmp_path, cs.url, page_enabled=False)
     assert report["online"]
     assert loaded(report["modules"], NEVER_ON_A_SIM_BOARD + STATUS_PAGE) == []

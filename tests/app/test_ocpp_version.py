@@ -26,7 +26,7 @@ def write(tmp_path, ocpp_version: str | None = None, url: str = "ws://127.0.0.1:
     return str(path)
 
 
-def test_default_is_auto_and_16_or_experimental_201_can_be_pinned(tmp_path):
+def test_default_is_auto_and_either_version_can_be_pinned(tmp_path):
     assert parse_config(str(tmp_path / "a.toml"), data()).csms["ocpp_version"] == "auto"
     assert parse_config(str(tmp_path / "a.toml"), data(ocpp_version="1.6")).csms["ocpp_version"] == "1.6"
     assert parse_config(str(tmp_path / "a.toml"), data(ocpp_version="2.0.1")).csms["ocpp_version"] == "2.0.1"
@@ -80,13 +80,13 @@ async def test_csms_show_of_a_running_agent_names_the_version_in_use(tmp_path):
         path = write(tmp_path, url=h.cs_server.url)  # the harness's station id and data_dir
         code, out, err = await run_cli_async("csms", "show", "--config", path)
         assert code == 0, err
-        assert "OCPP version:     1.6 (subprotocol ocpp1.6; csms.ocpp_version = auto: offers ocpp1.6)" in out
+        assert "OCPP version:     1.6 (subprotocol ocpp1.6; csms.ocpp_version = auto: offers ocpp2.0.1, ocpp1.6)" in out
         page = h.agent.admin.csms_show()
         assert page["ocpp_version"] == "1.6"
 
 
 async def test_doctor_offers_per_the_config_and_reports_the_selected_version(tmp_path):
-    async with TestCentralSystem(quiet=True) as cs:
+    async with TestCentralSystem(quiet=True, protocols=("ocpp1.6",)) as cs:
         rows = await probe_csms(cs.url, "CP-DOC", ocpp_version="1.6")
         ws = rows[-1]
         assert ws.check == "csms websocket" and ws.result == OK
@@ -97,7 +97,7 @@ async def test_doctor_offers_per_the_config_and_reports_the_selected_version(tmp
         ws = rows[-1]
         assert ws.result == FAIL and ws.details.startswith("handshake OK but the central system selected no "
                                                            "subprotocol")
-        assert "offered: ocpp1.6" in ws.details and server.offers == ["ocpp1.6"]
+        assert "offered: ocpp2.0.1, ocpp1.6" in ws.details and server.offers == ["ocpp2.0.1, ocpp1.6"]
 
 
 async def test_the_status_page_shows_the_version_and_the_traffic_notes_it(tmp_path):
@@ -116,7 +116,7 @@ async def test_the_status_page_shows_the_version_and_the_traffic_notes_it(tmp_pa
             await page.close()
     status = json.loads(reply.partition(b"\r\n\r\n")[2])
     assert status["csms"]["ocpp_version"] == "1.6" and status["csms"]["subprotocol"] == "ocpp1.6"
-    assert ('<span id="ocpp-version">1.6 (subprotocol ocpp1.6; csms.ocpp_version = auto: offers ocpp1.6)</span>'
+    assert ('<span id="ocpp-version">1.6 (subprotocol ocpp1.6; csms.ocpp_version = auto: offers ocpp2.0.1, ocpp1.6)</span>'
             in status["html"])
     opened = [t for t in status["traffic"] if t["direction"] == "open"]
     assert [t["text"] for t in opened] == ["connection opened to %s/CP001: OCPP 1.6 (subprotocol ocpp1.6)"

@@ -97,7 +97,7 @@ class Rig:
         self.servers: list = []
 
     async def central(self, **kwargs) -> TestCentralSystem:
-        cs = TestCentralSystem(quiet=True, **kwargs)
+        cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), **kwargs)
         await cs.start()
         self.servers.append(cs)
         return cs

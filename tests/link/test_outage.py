@@ -45,7 +45,7 @@ class OutageHarness(AgentHarness):
     """The harness with a counting central system and a journal size."""
 
     def __init__(self, tmp_path, journal_max_entries: int | None = None, **kw) -> None:
-        cs = TestCentralSystem(quiet=True)
+        cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",))
         self.ledger = Ledger("CP001")
         self.ledger.attach(cs)
         self.held = HeldStart(self.ledger)

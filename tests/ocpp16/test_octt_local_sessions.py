@@ -43,7 +43,7 @@ async def test_tc_002_cold_boot_pending(tmp_path):
     """TC_002_CS Cold Boot Charge Point - Pending: configuration is read and set while
     Pending, BootNotification is repeated after the Pending interval, then statuses
     and heartbeats at the Accepted interval; nothing else is sent before Accepted."""
-    cs = TestCentralSystem(quiet=True, boot_status="Pending", boot_interval_s=20)
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), boot_status="Pending", boot_interval_s=20)
     async with AgentHarness(tmp_path, csms=cs, ocpp=keys()) as h:
         # Steps 1-2: BootNotification, answered Pending with a 20 s interval.
         await until(lambda: h.agent.client.registration == "Pending")
@@ -151,7 +151,7 @@ async def test_tc_004_2_identification_first_connection_timeout(tmp_path):
 async def test_tc_023_authorize_invalid(tmp_path):
     """TC_023_CS Start Charging Session - Authorize invalid: plug in (Preparing), an
     invalid tag is presented: Authorize answered Invalid, no transaction, no energy."""
-    cs = TestCentralSystem(quiet=True, reject_tags=["BAD-TAG"])
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), reject_tags=["BAD-TAG"])
     async with AgentHarness(tmp_path, csms=cs, ocpp=keys(LocalPreAuthorize=True)) as h:
         await h.wait_status(1, "Available")
         m = h.mark()

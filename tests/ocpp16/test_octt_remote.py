@@ -412,7 +412,7 @@ async def test_tc_062_data_transfer_to_charge_point(tmp_path):
 async def test_tc_013_hard_reset_reexecutes_the_process(tmp_path):
     """TC_013_CS Hard Reset, end to end: ``ocpp-agent run`` answers Reset Hard by re-executing
     itself (same PID, os.execv) and boots again; SIGTERM then ends it cleanly."""
-    async with TestCentralSystem(quiet=True) as cs:
+    async with TestCentralSystem(quiet=True, protocols=("ocpp1.6",)) as cs:
         config = tmp_path / "agent.toml"
         config.write_text("[station]\nid = \"CPX\"\ndata_dir = %s\nlog_level = \"INFO\"\n\n[csms]\nurl = %s\n"
                           % (json.dumps(str(tmp_path / "data")), json.dumps(cs.url)))

@@ -194,7 +194,7 @@ async def test_expired_cache_entry_not_used_offline(tmp_path):
     AllowOfflineTxForUnknownId; before its expiry it is authorized offline."""
     cfg = keys(AuthorizationCacheEnabled=True, LocalAuthorizeOffline=True, AllowOfflineTxForUnknownId=True,
                ConnectionTimeOut=30)
-    cs = TestCentralSystem(quiet=True, handlers={
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), handlers={
         "Authorize": lambda p: {"idTagInfo": {"status": "Accepted", "expiryDate": iso(START + 3600)}}})
     async with AgentHarness(tmp_path, ocpp=cfg, csms=cs) as h:
         await h.wait_status(1, "Available")
@@ -448,7 +448,7 @@ async def test_local_list_keys_and_profile(tmp_path):
 async def test_invalid_id_stops_energy_when_not_stopping_transaction(tmp_path):
     """StartTransaction.conf Invalid with StopTransactionOnInvalidId false and no
     MaxEnergyOnInvalidId: the transaction continues but energy delivery stops (SuspendedEVSE)."""
-    cs = TestCentralSystem(quiet=True, reject_tags=[TAG])
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), reject_tags=[TAG])
     async with AgentHarness(tmp_path, csms=cs, ocpp=keys(StopTransactionOnInvalidId=False)) as h:
         await h.wait_status(1, "Available")
         m = h.mark()
@@ -471,7 +471,7 @@ async def test_max_energy_on_invalid_id(tmp_path):
     """MaxEnergyOnInvalidId: after StartTransaction.conf Invalid (StopTransactionOnInvalidId
     false) charging continues until that much energy was delivered in the transaction,
     then energy delivery stops (SuspendedEVSE) and the transaction stays open."""
-    cs = TestCentralSystem(quiet=True, reject_tags=[TAG])
+    cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), reject_tags=[TAG])
     cfg = keys(StopTransactionOnInvalidId=False, MaxEnergyOnInvalidId=500, MeterValueSampleInterval=0)
     async with AgentHarness(tmp_path, csms=cs, ocpp=cfg) as h:
         await h.wait_status(1, "Available")

@@ -276,7 +276,7 @@ async def test_tc_032_2_kill_9_of_the_agent_process(tmp_path):
     transactionId once, with meterStop not below any reading it reported; a third
     start sends nothing more."""
     data_dir = tmp_path / "data"
-    async with TestCentralSystem(quiet=True) as cs:
+    async with TestCentralSystem(quiet=True, protocols=("ocpp1.6",)) as cs:
         config = tmp_path / "agent.toml"
         config.write_text(
             "[station]\nid = \"CPK\"\ndata_dir = %s\nlog_level = \"INFO\"\n\n[csms]\nurl = %s\n"

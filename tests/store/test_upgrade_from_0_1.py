@@ -19,7 +19,7 @@ PORT = 29161  # the fixture's central system address (endpoint.json, the journal
 async def test_a_0_1_data_dir_is_picked_up_with_nothing_lost(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(FIXTURE, data)
-    server = TestCentralSystem(quiet=True)
+    server = TestCentralSystem(quiet=True, protocols=("ocpp1.6",))
     await server.start(port=PORT)
     async with AgentHarness(tmp_path, ocpp=keys(MeterValueSampleInterval=60), csms=server) as h:
         # The transaction left open by the kill: its queued meter values, then its stop (PowerLoss).
