@@ -24,6 +24,7 @@ UPDATE_FAILED = "failed"
 UPDATE_NOT_SUPPORTED = model.NOT_SUPPORTED
 UPDATE_VERSION_MISMATCH = "version_mismatch"
 FULL, DIFFERENTIAL = "full", "differential"
+UPDATED = "updated"  # a cache entry's key: when (epoch s) its information was last updated
 
 
 def tag_key(id_tag: str) -> str:
@@ -71,9 +72,9 @@ def is_valid(info: model.IdTagInfo | None, now: float) -> bool:
 class AuthorizationCache:
     """The latest IdTagInfo the central system gave for each tag (§3.5.1).
 
-    When full, NOT-valid entries go first, then the oldest valid ones. Each
-    change is written at once (an unchanged answer writes nothing); a write
-    that fails is logged and the cache keeps working from memory.
+    When full, NOT-valid entries go first, then the least recently updated valid
+    ones. Each change is written at once (an unchanged, untimed answer writes
+    nothing); a write that fails is logged and the cache keeps working from memory.
     """
 
     def __init__(self, path: str | None, max_entries: int = DEFAULT_CACHE_SIZE) -> None:
@@ -87,13 +88,29 @@ class AuthorizationCache:
                     and isinstance(row[1], dict)):
                 self._entries[row[0]] = row[1]
 
-    def get(self, id_tag: str) -> model.IdTagInfo | None:
-        d = self._entries.get(tag_key(id_tag))
-        return _info_from_dict(d) if d is not None else None
+    def get(self, id_tag: str, now: float | None = None, lifetime_s: int = 0) -> model.IdTagInfo | None:
+        """The entry of ``id_tag``; with ``lifetime_s`` > 0 an entry whose information was last
+        updated more than that long before ``now`` is removed instead (2.0.1 AuthCacheLifeTime,
+        C10.FR.10). Entries written before updates were timed do not age."""
+        key = tag_key(id_tag)
+        d = self._entries.get(key)
+        if d is None:
+            return None
+        updated = d.get(UPDATED)
+        if lifetime_s > 0 and now is not None and isinstance(updated, (int, float)) and now - updated > lifetime_s:
+            log.info("authorization cache: %s not updated for %d s: removed", id_tag, int(now - updated))
+            del self._entries[key]
+            self._save()
+            return None
+        return _info_from_dict(d)
 
     def update(self, id_tag: str, info: model.IdTagInfo, now: float | None = None) -> None:
+        """Keep the central system's latest answer about ``id_tag``, timed ``now`` (its lifetime
+        starts again: an unchanged answer is written too when timed)."""
         key = tag_key(id_tag)
         d = _info_to_dict(info)
+        if now is not None:
+            d[UPDATED] = now
         if self._entries.get(key) == d:
             return
         self._entries.pop(key, None)
@@ -155,7 +172,14 @@ class LocalAuthList:
 
     @property
     def version(self) -> int:
+        """The version as OCPP 1.6 reports it: 0 while the list is empty (1.6 §5.10)."""
         return self._version if self._entries else 0
+
+    @property
+    def stored_version(self) -> int:
+        """The version of the last update accepted, even one that left the list empty (2.0.1
+        reports it so: OCTT TC_D_04 expects a full update's version after an empty list)."""
+        return self._version
 
     def get(self, id_tag: str) -> model.IdTagInfo | None:
         d = self._entries.get(tag_key(id_tag))
@@ -168,14 +192,17 @@ class LocalAuthList:
         return len(self._entries)
 
     def apply(self, update_type: str, version: int, entries: list, max_length: int,
-              max_send: int | None = None) -> str:
+              max_send: int | None = None, empty_is_version_0: bool = True) -> str:
         """A list update. ``entries``: (idTag, IdTagInfo or None) pairs; None deletes
-        (Differential only). Returns the OCPP UpdateStatus; nothing changes unless Accepted."""
+        (Differential only). Returns the OCPP UpdateStatus; nothing changes unless Accepted.
+        A differential update must bring a newer version than ``version`` (1.6, with
+        ``empty_is_version_0``) or ``stored_version`` (2.0.1)."""
         if max_send is not None and len(entries) > max_send:
             log.info("local list update: %d entries, more than the %d one update may have", len(entries), max_send)
             return UPDATE_FAILED
-        if update_type == DIFFERENTIAL and version <= self.version:
-            log.info("local list update: differential version %d <= current %d", version, self.version)
+        current = self.version if empty_is_version_0 else self._version
+        if update_type == DIFFERENTIAL and version <= current:
+            log.info("local list update: differential version %d <= current %d", version, current)
             return UPDATE_VERSION_MISMATCH
         if version < 1 and not (update_type == FULL and version == 0 and not entries):
             return UPDATE_FAILED  # errata 3.52: 0 and -1 are not list versions (Full 0 + empty = clear)

@@ -15,6 +15,9 @@ from agent.core.metering import energy_wh_of
 log = logging.getLogger(__name__)
 
 INVALID_ID_POLL_S = 1.0  # meter reads while charging on max_energy_on_invalid_id_wh
+LOCAL_LIST, AUTH_CACHE = "local list", "authorization cache"  # where a local entry was found
+POST_AUTHORIZE_DISABLED = {LOCAL_LIST: "local_list_disable_post_authorize",
+                           AUTH_CACHE: "auth_cache_disable_post_authorize"}
 
 
 class Authorization:
@@ -26,14 +29,21 @@ class Authorization:
     def _local_info(self, id_tag: str) -> model.IdTagInfo | None:
         """What the Local Authorization List, else the Authorization Cache, knows of a tag,
         with passed expiry dates applied (the list has priority, §3.5.3)."""
+        return self._local_entry(id_tag)[0]
+
+    def _local_entry(self, id_tag: str) -> tuple:
+        """(what the list or the cache knows of a tag, LOCAL_LIST / AUTH_CACHE / None): expiry
+        dates applied, cache entries older than auth_cache_lifetime_s gone."""
         now = self.clock.time()
         if self._local_list_enabled():
             info = self.local_list.get(id_tag)
             if info is not None:
-                return effective(info, now)
+                return effective(info, now), LOCAL_LIST
         if self.settings.get("auth_cache_enabled", False):
-            return effective(self.auth_cache.get(id_tag), now)
-        return None
+            info = self.auth_cache.get(id_tag, now, self.settings.get("auth_cache_lifetime_s", 0))
+            if info is not None:
+                return effective(info, now), AUTH_CACHE
+        return None, None
 
     def id_tag_info_received(self, id_tag: str | None, info: model.IdTagInfo | None) -> None:
         """The central system answered about a tag (an authorization, or the answer to a
@@ -52,16 +62,27 @@ class Authorization:
         self.auth_cache.update(id_tag, info, self.clock.time())
 
     async def authorize(self, id_tag: str) -> model.IdTagInfo:
-        """Decide whether a tag may charge (1.6 §3.5). Online: a valid entry in the Local
-        Authorization List or the Authorization Cache starts at once with
-        local_pre_authorize; otherwise the central system decides and its answer is cached.
-        Offline (or no answer): the local entry with local_authorize_offline, an unknown
-        tag with offline_start_unknown_id; otherwise invalid."""
-        local = self._local_info(id_tag)
+        """Decide whether a tag may charge (1.6 §3.5, 2.0.1 C10-C15). Online: a valid entry
+        in the Local Authorization List or the Authorization Cache starts at once with
+        local_pre_authorize; an entry that is not valid is asked about again (post-authorize,
+        2.0.1 C10.FR.03/C12.FR.05/C14.FR.03) unless its store's *_disable_post_authorize
+        says not to; otherwise the central system decides and its answer is cached. With
+        disable_remote_authorization only the list and the cache decide. Offline (or no
+        answer): the local entry with local_authorize_offline, an unknown tag with
+        offline_start_unknown_id; otherwise invalid."""
+        local, source = self._local_entry(id_tag)
         if self.link.online:
-            if local is not None and local.accepted and self.settings.get("local_pre_authorize", False):
-                log.info("tag %s: pre-authorized locally", id_tag)
-                return local
+            if self.settings.get("disable_remote_authorization", False):
+                log.info("tag %s: %s from the local list or cache (no remote authorization)", id_tag,
+                         local.status if local is not None else "unknown")
+                return local if local is not None else model.IdTagInfo(model.AUTH_INVALID)
+            if local is not None and self.settings.get("local_pre_authorize", False):
+                if local.accepted:
+                    log.info("tag %s: pre-authorized locally", id_tag)
+                    return local
+                if self.settings.get(POST_AUTHORIZE_DISABLED[source], False):
+                    log.info("tag %s: %s in the %s, not asked again", id_tag, local.status, source)
+                    return local
             info = await self.link.authorize(id_tag)
             if info is not None:
                 self.id_tag_info_received(id_tag, info)
@@ -85,18 +106,21 @@ class Authorization:
         """Clear the authorization cache: False if it could not be cleared."""
         return self.auth_cache.clear()
 
-    def local_list_version(self) -> int:
-        """The local list's version: -1 when the list is not supported or not enabled, 0 when empty."""
+    def local_list_version(self, empty_is_version_0: bool = True) -> int:
+        """The local list's version: -1 when the list is not supported or not enabled; 0 when
+        empty with ``empty_is_version_0`` (1.6), else the last accepted update's (2.0.1)."""
         if not self._local_list_enabled():
             return -1
-        return self.local_list.version
+        return self.local_list.version if empty_is_version_0 else self.local_list.stored_version
 
-    def send_local_list(self, update_type: str, version: int, entries: list) -> str:
-        """Update the local list; ``entries`` are (idTag, IdTagInfo or None) pairs. Returns the outcome."""
+    def send_local_list(self, update_type: str, version: int, entries: list, empty_is_version_0: bool = True) -> str:
+        """Update the local list; ``entries`` are (idTag, IdTagInfo or None) pairs. Returns the
+        outcome. ``empty_is_version_0``: as for ``local_list_version``."""
         if not self._local_list_enabled():
             return model.NOT_SUPPORTED
         status = self.local_list.apply(update_type, version, entries, self.settings.get("local_list_max_entries"),
-                                       self.settings.get("local_list_max_per_message"))
+                                       self.settings.get("local_list_max_per_message"),
+                                       empty_is_version_0=empty_is_version_0)
         log.info("local list update (%s) to version %d, %d entries: %s", update_type, version, len(entries), status)
         return status
 

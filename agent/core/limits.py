@@ -11,7 +11,8 @@ import logging
 from agent.core.connector import Connector
 from agent.core.profile_store import ChargingProfileStore
 from agent.core.smart_charging import (ACCEPTED, DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES,
-                                       DEFAULT_MAX_STACK_LEVEL, STORE_VERSION, composite_schedule, limit_at)
+                                       DEFAULT_MAX_STACK_LEVEL, STORE_VERSION, composite_schedule, grid_schedule,
+                                       limit_at)
 from hal.runtime.storage import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -198,14 +199,22 @@ class ChargingLimits:
             await self._update(c)
         self._save_profiles()
 
-    def composite_schedule(self, connector_id: int, duration_s: int, unit: str | None = None) -> dict | None:
+    def composite_schedule(self, connector_id: int, duration_s: int, unit: str | None = None,
+                           sum_evses: bool = False) -> dict | None:
         """The composite schedule (``smart_charging.composite_schedule``) from now
         for ``duration_s``, in ``unit`` "A"/"W" (None: the profiles' own); None
         for an unknown connector. Connector 0 is the charger's grid view: the
-        station_max profiles capped by the sum of the connectors' local limits.
+        station_max profiles capped by the sum of the connectors' local limits;
+        with ``sum_evses`` also capped by the sum of the connectors' own composite
+        schedules (``smart_charging.grid_schedule``: what 2.0.1 reports for EVSE 0).
         Raises ``ProfileError`` for a bad unit."""
         if not isinstance(connector_id, int) or not 0 <= connector_id <= len(self.connectors):
             return None
+        if connector_id == 0 and sum_evses:
+            parts = [self.composite_schedule(n, duration_s, unit) for n in range(len(self.connectors) + 1)]
+            if len({s["rate_unit"] for s in parts}) > 1:  # profiles in both units: compare in A
+                parts = [self.composite_schedule(n, duration_s, "A") for n in range(len(self.connectors) + 1)]
+            return grid_schedule(parts[0], parts[1:])
         tx_start = tx_id = None
         if connector_id == 0:
             hw = self.connectors[0].hw

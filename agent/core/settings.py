@@ -76,6 +76,11 @@ def station_settings(local_list: bool = True, smart_charging: bool = True) -> li
         SettingDef("authorize_remote_start", BOOL, False),  # remote starts are authorized first
         SettingDef("max_energy_on_invalid_id_wh", INT, 0, minimum=0, maximum=1_000_000),
         SettingDef("stop_on_invalid_id", BOOL, True),
+        SettingDef("auth_cache_lifetime_s", INT, 0, minimum=0, maximum=31_536_000),  # 0: entries do not age
+        SettingDef("auth_cache_disable_post_authorize", BOOL, False),  # a cached refusal is not asked again
+        SettingDef("disable_remote_authorization", BOOL, False),  # only the local list and the cache decide
+        # Identifiers of this group (parent) may stop every running transaction, never start one
+        SettingDef("master_pass_group_id", TEXT, ""),
         # Sessions
         SettingDef("ev_connect_timeout_s", INT, 60, minimum=1, maximum=3600),
         SettingDef("stop_on_ev_disconnect", BOOL, True),
@@ -98,6 +103,7 @@ def station_settings(local_list: bool = True, smart_charging: bool = True) -> li
     if local_list:
         defs += [
             SettingDef("local_list_enabled", BOOL, True),
+            SettingDef("local_list_disable_post_authorize", BOOL, False),  # a listed refusal is not asked again
             SettingDef("local_list_max_entries", INT, LOCAL_LIST_MAX_ENTRIES, minimum=1, maximum=1_000_000),
             SettingDef("local_list_max_per_message", INT, LOCAL_LIST_MAX_PER_MESSAGE, minimum=1, maximum=100_000),
         ]

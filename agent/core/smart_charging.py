@@ -455,3 +455,30 @@ def composite_schedule(profiles, evse_id: int, start_t: float, duration_s: int, 
         if off >= duration_s:
             break
     return {"start": start, "duration_s": duration_s, "rate_unit": unit, "periods": periods}
+
+
+def grid_schedule(station: dict, evses: list) -> dict:
+    """The station's expected draw from the grid as one composite schedule: at every
+    moment the sum of the EVSEs' composite schedules (``evses``), capped by the
+    station-wide one (``station``: the station_max profiles and the grid's local
+    limit, ``composite_schedule`` for EVSE 0). All in the same unit, from the same
+    start, for the same duration. A TxDefaultProfile on every EVSE thus shows at EVSE 0
+    times the number of EVSEs (OCPP 2.0.1 K08, OCTT TC_K_22)."""
+
+    def at(schedule: dict, off: int):
+        current = schedule["periods"][0][1]
+        for start_s, limit, _n in schedule["periods"]:
+            if start_s > off:
+                break
+            current = limit
+        return current
+
+    offsets = sorted({p[0] for s in [station] + list(evses) for p in s["periods"]})
+    periods, last = [], None
+    for off in offsets:
+        limit = _floor_tenth(min(at(station, off), sum(at(s, off) for s in evses)))
+        if limit != last:
+            periods.append((off, limit, None))
+            last = limit
+    return {"start": station["start"], "duration_s": station["duration_s"], "rate_unit": station["rate_unit"],
+            "periods": periods}

@@ -263,7 +263,7 @@ class Ocpp201Session(FramedSession, ChargePoint):
         if unit is not None and unit not in self.station.charging_profiles.allowed_units:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRateUnit"}}  # TC_K_42
         try:
-            composite = self.station.composite_schedule(p["evseId"], p["duration"], unit)
+            composite = self.station.composite_schedule(p["evseId"], p["duration"], unit, sum_evses=True)
         except ProfileError as e:
             return {"status": "Rejected", "statusInfo": self._profile_info(e)}
         if composite is None:
