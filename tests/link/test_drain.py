@@ -11,6 +11,7 @@ from ocpp.exceptions import InternalError
 
 from agent.link.endpoint import EndpointSettings
 from tests.harness import validate_agent_frames
+from tools.csms import IN
 from tests.link.test_moving_backend import Rig, actions, run_cli, until
 
 EXPIRY = "2099-01-01T00:00:00Z"
@@ -106,6 +107,46 @@ async def test_a_drained_stop_answered_with_a_callerror_is_retried_per_the_retry
         assert len(stops) == 2 and stops[0] == stops[1] and stops[0]["transactionId"] == tx.backend_id
         assert actions(h2, "StopTransaction") == []
         await until(lambda: not rig.agent.endpoint._drains, clock=rig.clock, what="the drain closed")
+        validate_agent_frames(h1)
+        validate_agent_frames(h2)
+    finally:
+        await rig.close()
+
+
+async def test_a_move_from_a_16_to_a_201_backend_drains_the_old_one_in_16(tmp_path):
+    """csms set from a 1.6 central system to a 2.0.1 one (the agent on "auto"): the station
+    boots on 2.0.1 at cs2 while the transaction that started and ended for cs1 reaches cs1
+    as StartTransaction and StopTransaction over a 1.6 drain connection; cs2 gets no
+    TransactionEvent of it, and what starts afterwards is cs2's, in 2.0.1."""
+    rig = Rig(tmp_path)
+    cs1 = await rig.central()
+    cs2 = await rig.central(protocols=("ocpp2.0.1",))
+    cs1.handlers["StartTransaction"] = lambda p: {"transactionId": 4242, "idTagInfo": {"status": "Accepted"}}
+    try:
+        h1, port1, url1, tx = await rig.offline_transaction(cs1, "TAG-OLD")
+        rig.sim.unplug("1")
+        await until(lambda: tx.stopped, clock=rig.clock, what="the transaction ended")
+
+        code, out, err = await run_cli("csms", "set", cs2.url, "--config", rig.path)
+        assert code == 0, err
+        h2 = await rig.booted(cs2)
+        assert h2.subprotocol == "ocpp2.0.1" and rig.agent.connection.version == "2.0.1"
+        assert type(rig.agent.client).__name__ == "Ocpp201Client" and rig.station.link is rig.agent.client
+
+        await cs1.start(port=port1)
+        await until(lambda: len(rig.station.outbox) == 0, clock=rig.clock, timeout_s=10,
+                    what="the held messages delivered", step_s=1.0)
+        assert [m.action for m in h1.messages if m.direction == IN and m.action in (
+            "StartTransaction", "StopTransaction")] == ["StartTransaction", "StopTransaction"]
+        assert actions(h1, "StopTransaction")[0]["transactionId"] == 4242
+        assert tx.backend_id == 4242  # confirmed by cs1 over 1.6
+        assert actions(h2, "TransactionEvent") == []
+
+        m = len(h2.messages)
+        rig.sim.plug("1")
+        rig.sim.swipe("TAG-NEW")
+        started = await h2.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started", start_index=m)
+        assert started["idToken"]["idToken"] == "TAG-NEW"
         validate_agent_frames(h1)
         validate_agent_frames(h2)
     finally:

@@ -97,7 +97,8 @@ class Rig:
         self.servers: list = []
 
     async def central(self, **kwargs) -> TestCentralSystem:
-        cs = TestCentralSystem(quiet=True, protocols=("ocpp1.6",), **kwargs)
+        kwargs.setdefault("protocols", ("ocpp1.6",))
+        cs = TestCentralSystem(quiet=True, **kwargs)
         await cs.start()
         self.servers.append(cs)
         return cs
