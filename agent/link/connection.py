@@ -42,10 +42,13 @@ def basic_auth_header(station_id: str, password: str) -> str:
 
 
 def ssl_context(url: str, ca_file: str = ""):
-    """TLS with certificate and host name verification (always on for wss://)."""
+    """TLS 1.2 or newer with certificate and host name verification (always on for wss://;
+    OCPP 2.0.1 A00.FR.306, the 1.6 security whitepaper alike)."""
     if not url.startswith("wss://"):
         return None
-    return ssl.create_default_context(cafile=ca_file or None)
+    context = ssl.create_default_context(cafile=ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 class SubprotocolError(InvalidHandshake):
@@ -109,8 +112,8 @@ def describe_error(e: BaseException) -> str:
         return "TLS failure: %s" % e.reason
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
-    if isinstance(e, OSError):
-        return "%s" % (e.strerror or e)
+    if isinstance(e, OSError):  # a reset during a TLS handshake has no text: say what it is
+        return "%s" % (e.strerror or str(e) or "%s (closed by the central system)" % type(e).__name__)
     return "%s: %s" % (type(e).__name__, e)
 
 
@@ -125,6 +128,8 @@ class CsmsConnection:
         # What Sec-WebSocket-Protocol offers, in order of preference ("ocpp1.6", or a list).
         self.offered = (subprotocols,) if isinstance(subprotocols, str) else tuple(subprotocols)
         self.selected: str | None = None  # the subprotocol of the open (or the last) connection
+        self.failed_attempts = 0  # connection attempts that failed since the last one that opened
+        self.on_attempt_failed = None  # callable(failed_attempts) after each failed attempt
         # (station_id, ws) -> session; ws.subprotocol is the selected one. It may make another client
         # the one that runs the session (agent/link/links.py: the link follows the selected version).
         self.session_factory = session_factory
@@ -160,6 +165,9 @@ class CsmsConnection:
                 ws = await self.open()
             except (OSError, asyncio.TimeoutError, InvalidHandshake, WebSocketException, ssl.SSLError) as e:
                 self.last_error = describe_error(e)
+                self.failed_attempts += 1
+                if self.on_attempt_failed is not None:
+                    self.on_attempt_failed(self.failed_attempts)
                 delay = next(delays)
                 # A subprotocol refused is a setup problem (csms.ocpp_version, or not an OCPP endpoint).
                 log.log(logging.ERROR if isinstance(e, SubprotocolError) else logging.WARNING,
@@ -167,6 +175,7 @@ class CsmsConnection:
                 await self.clock.sleep(delay)
                 continue
             self.connect_count += 1
+            self.failed_attempts = 0
             self.selected = ws.subprotocol
             self.connected, self.last_error, self._ws = True, "", ws
             log.info("connected to %s: OCPP %s (subprotocol %s)", self.settings["url"], self.version, ws.subprotocol)

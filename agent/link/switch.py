@@ -1,9 +1,11 @@
-"""Moving the charger to another central system, safely (OCPP 1.6J).
+"""Moving the charger to another central system, safely (OCPP 1.6J and 2.0.1).
 
 ``EndpointManager`` owns the main connection's task and the endpoint state
 (agent/link/endpoint.py). Every change of endpoint or credentials — ``ocpp-agent
 csms set``, the status page, ChangeConfiguration of CentralSystemUrl or
-AuthorizationKey, or a configuration file edited while the agent was stopped —
+AuthorizationKey (1.6), SetVariables of BasicAuthPassword or a NetworkConfigurationPriority
+applied at a start (2.0.1, agent/link/network_profiles.py), or a configuration file
+edited while the agent was stopped —
 goes through ``switch()``:
 
 1. the new settings are recorded (``endpoint.json``) before anything moves;
@@ -44,6 +46,7 @@ from agent.core.auth import FULL
 from agent.core.isotime import format_datetime
 from agent.link.connection import CsmsConnection
 from agent.link.endpoint import EndpointSettings, EndpointState, validate_csms_url
+from agent.link.network_profiles import FILE as NETWORK_PROFILES_FILE, NetworkProfiles, security_profile_of
 from agent.ocpp16.config_keys import ACCEPTED, REJECTED, KeyDef
 from agent.ocppj.link import sleep_or_event
 from hal.runtime.aio import wait_for
@@ -86,6 +89,9 @@ class EndpointManager:
         self.drain_timeout_s = drain_timeout_s
         self.write_config = write_config  # callable(EndpointSettings) -> bool: the file follows a move
         self.state = EndpointState(EndpointState.path_in(config.data_dir))
+        # OCPP 2.0.1 network connection profiles (B09/B10): slots, their priority, the one in use
+        self.profiles = NetworkProfiles(os.path.join(config.data_dir, NETWORK_PROFILES_FILE)
+                                        if config.data_dir else None)
         self.fallback_timeout_s = config.csms["fallback_timeout_s"]
         self.last_attempt_problem = ""
         self._lock = asyncio.Lock()
@@ -103,6 +109,7 @@ class EndpointManager:
             self._wire(client)
         links.on_built.append(self._wire)
         links.on_activated.append(self._activated)
+        connection.on_attempt_failed = self._attempt_failed
 
     @property
     def client(self):
@@ -113,6 +120,9 @@ class EndpointManager:
         client.on_boot = self._on_boot
         if self._in_use is not None:
             client.station_id = self._in_use.station_id
+        attach = getattr(client, "attach_endpoint", None)  # 2.0.1: network profiles, BasicAuthPassword
+        if attach is not None:
+            attach(self)
 
     def _activated(self, client) -> None:
         self.connection.client = client
@@ -133,10 +143,75 @@ class EndpointManager:
             self._begin(from_file, "configuration file", first_local_id=None)
             st.config_seen = from_file
             self._save()
+        self._apply_network_priority()
         if self.journal is not None:
             self.journal.default_backend = journal_backend
         self.station.outbox.set_backend(st.current.key)
         self._use(st.current)
+
+    def _apply_network_priority(self) -> None:
+        """A NetworkConfigurationPriority set before this start whose first slot is not the
+        one in use: move to that slot (a switch like any other, with its rollback)."""
+        move = self.profiles.to_apply()
+        if move is None:
+            return
+        slot, profile = move
+        st = self.state
+        new = st.current.replace(url=profile["url"])
+        log.warning("NetworkConfigurationPriority: moving to network profile slot %d (%s)", slot, new.url)
+        self.profiles.moved(slot, self._profile_of(st.current))
+        self._begin(new, "network profile slot %d (NetworkConfigurationPriority)" % slot, first_local_id=None)
+        if self.write_config is not None and self.write_config(new):
+            st.config_seen = new  # the file follows, as for a move by ChangeConfiguration
+        self._save()
+
+    def _profile_of(self, s: EndpointSettings) -> dict:
+        return {"url": s.url, "security_profile": security_profile_of(s.url), "ocpp_version": "2.0.1",
+                "transport": "JSON", "message_timeout_s": int(self.config.csms["response_timeout_s"])}
+
+    # ------------------------------------------------------------------ OCPP 2.0.1 network profiles
+    @property
+    def security_profile_level(self) -> int:
+        """The security profile in use, as OCPP 2.0.1 numbers it (1: ws://, 2: wss://)."""
+        return security_profile_of(self.state.current.url)
+
+    def set_network_profile(self, slot, profile: dict) -> str:
+        """SetNetworkProfile: store ``profile`` (neutral words) in ``slot``; the problem, "" if stored."""
+        return self.profiles.set_profile(slot, profile, self.security_profile_level)
+
+    def network_priority(self) -> list:
+        return list(self.profiles.priority)
+
+    def set_network_priority(self, slots: list) -> str:
+        """NetworkConfigurationPriority: the problem, or "" (applied at the next start)."""
+        problem = self.profiles.priority_problem(slots, self.security_profile_level)
+        if problem:
+            log.warning("NetworkConfigurationPriority %s refused: %s", slots, problem)
+            return problem
+        self.profiles.set_priority(slots)
+        log.info("NetworkConfigurationPriority %s: used from the next start", slots)
+        return ""
+
+    def request_password(self, password: str) -> str:
+        """A new Basic auth password from the central system (1.6 AuthorizationKey, 2.0.1
+        BasicAuthPassword): Accepted and used from a new connection, or Rejected."""
+        return self._ocpp_set_key(password)
+
+    def answered(self) -> None:
+        """The answer to the request that changed the settings went out: the move may begin."""
+        self._ocpp_answered("")
+
+    def _attempt_failed(self, count: int) -> None:
+        """A connection attempt failed (``count`` in a row). While a move is pending, a client
+        with a limit (2.0.1 NetworkProfileConnectionAttempts) rolls back after that many,
+        before the fallback time (B10.FR.03)."""
+        limit = getattr(self.client, "connection_attempts_limit", None)
+        limit = limit() if limit is not None else 0
+        if self.state.pending is None or not limit or count < limit or self._timer is None:
+            return
+        self._timer.cancel()
+        self._timer = None
+        self._spawn(self._roll_back("%d connection attempts failed: %s" % (count, self.connection.last_error)))
 
     def register_keys(self, keys) -> None:
         """CentralSystemUrl (read/write) and AuthorizationKey (write-only) over OCPP."""
@@ -358,6 +433,7 @@ class EndpointManager:
         was_pending = st.pending is not None
         if was_pending:
             log.warning("central system %s accepted the charger: the move is complete", st.current.url)
+            self.profiles.confirmed()
         st.accepted(self.clock.time())
         self._drop_auth_stash()
         self._save()
@@ -410,6 +486,7 @@ class EndpointManager:
                 return
             first_id = st.pending.get("first_local_id") or 0
             failed = st.roll_back(reason, self.clock.time())
+            self.profiles.rolled_back()
             restored = st.current
             log.error("central system %s did not accept the charger (%s): returning to %s", failed.url, reason,
                       restored.url)

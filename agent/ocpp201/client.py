@@ -73,6 +73,7 @@ class Ocpp201Client(OcppjLink):
         self._event_id = 0
         self._boot_triggered = asyncio.Event()  # a TriggerMessage BootNotification while not Accepted
         self._offline_since: float | None = None  # monotonic time the last session ended (B04)
+        self.endpoint = None  # the endpoint manager, once attached (attach_endpoint)
 
     def _attach_live_values(self) -> None:
         st = self.station
@@ -87,6 +88,43 @@ class Ocpp201Client(OcppjLink):
         self.device_model.attach("Connector", "AvailabilityState", read=connector_state)
         self.device_model.attach("SmartChargingCtrlr", "Entries", instance="ChargingProfiles",
                                  read=lambda _c: len(st.charging_profiles))
+
+    # ------------------------------------------------------------------ endpoint (A01, A05, B09, B10)
+    def attach_endpoint(self, endpoint) -> None:
+        """Wire the variables that change how the station reaches its CSMS to the endpoint
+        manager (agent/link/switch.py): the security profile in use, BasicAuthPassword (a
+        new password is used from a new connection, A01) and NetworkConfigurationPriority
+        (slots set by SetNetworkProfile; applied at the next start, B10)."""
+        self.endpoint = endpoint
+        dm = self.device_model
+
+        def set_password(_c, value: str) -> str:
+            return endpoint.request_password(value)
+
+        def set_priority(_c, value: str) -> str:
+            problem = endpoint.set_network_priority([int(v) for v in value.split(",")])
+            return "Rejected" if problem else "RebootRequired"
+
+        dm.attach("SecurityCtrlr", "SecurityProfile", read=lambda _c: endpoint.security_profile_level)
+        dm.attach("SecurityCtrlr", "BasicAuthPassword", write=set_password)
+        dm.attach("OCPPCommCtrlr", "NetworkConfigurationPriority",
+                  read=lambda _c: ",".join(str(n) for n in endpoint.network_priority()), write=set_priority)
+
+    def set_network_profile(self, slot: int, connection_data: dict) -> str:
+        """SetNetworkProfile: Accepted when the slot now holds the profile, else Rejected."""
+        if self.endpoint is None:
+            return "Rejected"
+        problem = self.endpoint.set_network_profile(slot, words.network_profile(connection_data))
+        return "Rejected" if problem else "Accepted"
+
+    def settings_answered(self) -> None:
+        """The answer to a request that may move the connection went out."""
+        if self.endpoint is not None:
+            self.endpoint.answered()
+
+    def connection_attempts_limit(self) -> int:
+        """Failed connection attempts before a new network profile is given up (B10.FR.03)."""
+        return self.device_model.get("OCPPCommCtrlr.NetworkProfileConnectionAttempts")
 
     # ------------------------------------------------------------------ CentralSystemLink
     async def authorize(self, id_tag: str) -> model.IdTagInfo | None:

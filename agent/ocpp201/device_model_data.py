@@ -98,7 +98,7 @@ VARIABLES = (
     {"c": "OCPPCommCtrlr", "v": "MessageAttempts", "vi": "TransactionEvent", "type": "integer", "mut": RW,
      "setting": "tx_message_attempts"},
     {"c": "OCPPCommCtrlr", "v": "NetworkConfigurationPriority", "type": "string", "mut": RW, "max": 100,
-     "check": "int_list", "default": "1", "reboot": True},
+     "check": "int_list", "default": "1", "live": True},
     {"c": "OCPPCommCtrlr", "v": "NetworkProfileConnectionAttempts", "type": "integer", "mut": RW, "min": 1,
      "max": 100, "default": 3},
     {"c": "OCPPCommCtrlr", "v": "OfflineThreshold", "type": "integer", "unit": "s", "mut": RW, "min": 0,

@@ -112,6 +112,12 @@ class Ocpp201Session(FramedSession, ChargePoint):
             raise CallError("OccurrenceConstraintViolation", "more than ItemsPerMessage SetVariables")
         return {"setVariableResult": self.model.set_variables(data)}
 
+    async def after_SetVariables(self, p: dict, response: dict) -> None:
+        self.client.settings_answered()  # a new BasicAuthPassword: reconnect only now
+
+    async def on_SetNetworkProfile(self, p: dict) -> dict:
+        return {"status": self.client.set_network_profile(p["configurationSlot"], p["connectionData"])}
+
     def _report_answer(self, request_id: int, make) -> dict:
         """Accepted (the ReportData kept for after the answer), EmptyResultSet or NotSupported."""
         try:

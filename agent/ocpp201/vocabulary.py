@@ -206,6 +206,17 @@ UPDATE_TYPE = {"Full": FULL, "Differential": DIFFERENTIAL}  # SendLocalList
 # BootNotification reason from why the last run went down (Station.boot_cause): a reset
 # carried out at once is RemoteReset (TC_B_22/23), one that waited for transactions ScheduledReset
 # (TC_B_21/41); anything else is a power-up.
+# SetNetworkProfile: connectionData -> the neutral network profile (agent/link/network_profiles.py)
+OCPP_VERSIONS = {"OCPP12": "1.2", "OCPP15": "1.5", "OCPP16": "1.6", "OCPP20": "2.0.1"}
+
+
+def network_profile(data: dict) -> dict:
+    return {"url": data["ocppCsmsUrl"], "security_profile": data["securityProfile"],
+            "ocpp_version": OCPP_VERSIONS.get(data["ocppVersion"], data["ocppVersion"]),
+            "transport": data["ocppTransport"], "message_timeout_s": data["messageTimeout"],
+            "interface": data["ocppInterface"]}
+
+
 BOOT_REASON = {None: "PowerUp", model.RESTART_RESET: "RemoteReset",
                model.RESTART_SCHEDULED_RESET: "ScheduledReset"}
 

@@ -266,11 +266,18 @@ def test_list_values_follow_the_option_sequence_and_member_list_rules():
     assert dm.settings.get("sampled_measurands") == []
 
 
-def test_reboot_required_for_the_network_configuration_priority():
+def test_the_network_configuration_priority_goes_to_its_writer_and_is_read_from_it():
+    """Live: the endpoint manager keeps it (agent/link/network_profiles.py); unwired, Rejected."""
     dm = _model()
+    assert _set(dm, ("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1"))[0]["attributeStatus"] == REJECTED
+    kept = ["1"]
+    dm.attach("OCPPCommCtrlr", "NetworkConfigurationPriority", read=lambda comp: kept[-1],
+              write=lambda comp, value: kept.append(value) or REBOOT_REQUIRED)
     [r] = _set(dm, ("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1"))
     assert r["attributeStatus"] == REBOOT_REQUIRED
     assert _get(dm, ("OCPPCommCtrlr", "NetworkConfigurationPriority"))[0]["attributeValue"] == "2,1"
+    assert _set(dm, ("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,x"))[0]["attributeStatus"] == REJECTED
+    assert kept == ["1", "2,1"]
 
 
 def test_write_only_password_goes_to_its_writer():
@@ -286,6 +293,7 @@ def test_write_only_password_goes_to_its_writer():
 def test_every_status_of_get_and_set_occurs():
     dm = _model()
     dm.attach("SecurityCtrlr", "BasicAuthPassword", write=lambda comp, value: ACCEPTED)
+    dm.attach("OCPPCommCtrlr", "NetworkConfigurationPriority", write=lambda comp, value: REBOOT_REQUIRED)
     got = {x["attributeStatus"] for x in _get(
         dm, ("OCPPCommCtrlr", "HeartbeatInterval"), ("SecurityCtrlr", "BasicAuthPassword"), ("X", "Y"),
         ("OCPPCommCtrlr", "Y"), ("OCPPCommCtrlr", "HeartbeatInterval", "MaxSet"))}
