@@ -11,7 +11,7 @@ import warnings
 
 from tests.harness import TlsProxy, make_self_signed_cert, validate_agent_frames
 from tests.link.test_moving_backend import Rig, until
-from tests.ocpp201.test_octt_network import PASSWORD, PINNED, get
+from tests.ocpp201.test_octt_network import PASSWORD, PINNED, connection_data, get
 
 PASSWORD_LINE = '\npassword = "%s"' % PASSWORD
 
@@ -90,6 +90,30 @@ async def test_tc_a_06_a_csms_offering_only_tls_1_1_gets_no_connection(tmp_path)
                                                        server_hostname="127.0.0.1")
         assert writer.get_extra_info("ssl_object").version() == "TLSv1.1"
         writer.close()
+    finally:
+        await proxy.close()
+        await rig.close()
+
+
+async def test_tc_a_22_a_network_profile_with_a_lower_security_profile_is_rejected(tmp_path):
+    """TC_A_22_CS: on security profile 2 (TLS), SetNetworkProfile for another CSMS with security
+    profile 1 is Rejected (B09.FR.04; AllowSecurityProfileDowngrade is not implemented), and
+    nothing is stored; a profile-2 one for the same CSMS root is Accepted."""
+    rig = Rig(tmp_path)
+    cs = await rig.central(protocols=("ocpp2.0.1",), password=PASSWORD)
+    proxy = await proxy_for(cs, tmp_path)
+    try:
+        await rig.start(proxy.url, extra=PINNED + PASSWORD_LINE + '\nca_file = "%s"' % proxy.cert)
+        handle = await cs.wait_for_station("CP001")
+        await until(lambda: rig.agent.client.online, what="BootNotification Accepted")
+        lower = connection_data("ws://127.0.0.1:9/ocpp", security_profile=1)
+        assert await handle.call("SetNetworkProfile", configurationSlot=2, connectionData=lower) == {
+            "status": "Rejected"}
+        assert rig.agent.endpoint.profiles.slots == {}
+        same = connection_data("wss://127.0.0.1:9/ocpp", security_profile=2)
+        assert await handle.call("SetNetworkProfile", configurationSlot=2, connectionData=same) == {
+            "status": "Accepted"}
+        validate_agent_frames(handle)
     finally:
         await proxy.close()
         await rig.close()
