@@ -5,7 +5,7 @@ and the transaction outbox as TransactionEvents (agent/ocpp201/outbox_sender.py)
 over whatever connection the link layer provides. It owns the 2.0.1 device model
 (``DeviceModel.for_station``) and wires its live variables to the station.
 
-Experimental (issue 12): only spoken when ``csms.ocpp_version = "2.0.1"``.
+Built when a connection first selects ``ocpp2.0.1`` (agent/link/links.py).
 
 CPython-only (drives the ``ocpp`` library's v201 ChargePoint).
 """

@@ -10,7 +10,7 @@ its ``after_<Action>`` (if any) runs once the answer is sent. OCPP-J 2.0.1 CALLE
 it knows and this station does not handle, RpcFrameworkError / FormatViolation /
 MessageTypeNotSupported for broken frames; the connection stays up.
 
-Experimental (issue 12). CPython-only (the ``ocpp`` library's ChargePoint and schemas).
+CPython-only (the ``ocpp`` library's ChargePoint and schemas).
 """
 
 import json
