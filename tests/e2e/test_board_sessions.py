@@ -121,7 +121,8 @@ class ContactorModel:
 class RpiRig:
     """The rpi-sdm630-simpleevse board on simulators (see the module doc)."""
 
-    def __init__(self, tmp_path, monkeypatch) -> None:
+    def __init__(self, tmp_path, monkeypatch, csms=None) -> None:
+        self.csms = csms  # the central system (default: the harness's, serving 1.6)
         self.clock = VirtualClock()
         self.line = PtyLink(drops=2)
         self.meter = ModbusMeterSim("sdm630", device_id=2, clock=self.clock.monotonic, energy_wh=1_234_567.0)
@@ -155,7 +156,7 @@ class RpiRig:
             "reader": {"port": reader_link.a_path, "poll_interval_s": 0.02, "release_s": 0.05},
         }
         self.h = AgentHarness(self.tmp_path, clock=self.clock, board=board, ocpp=dict(OCPP),
-                              station={"board": "rpi-sdm630-simpleevse"})
+                              station={"board": "rpi-sdm630-simpleevse"}, csms=self.csms)
         self.pump.start()
         try:
             await self.h.__aenter__()
@@ -189,8 +190,8 @@ class RpiRig:
 
 
 @contextlib.asynccontextmanager
-async def rpi(tmp_path, monkeypatch, plugged: bool = True):
-    rig = RpiRig(tmp_path, monkeypatch)
+async def rpi(tmp_path, monkeypatch, plugged: bool = True, csms=None):
+    rig = RpiRig(tmp_path, monkeypatch, csms)
     if plugged:
         rig.evse.plug()
         assert rig.evse.delivering, "factory state: the controller charges a plugged EV at once"
@@ -343,7 +344,7 @@ async def test_rpi_board_contactor_welded_after_a_session_is_noticed_idle(tmp_pa
 
 
 @contextlib.asynccontextmanager
-async def openevse(tmp_path, plugged: bool = True):
+async def openevse(tmp_path, plugged: bool = True, csms=None):
     clock = VirtualClock()
     sim = RapiSim(clock=clock, auto_start=True)  # factory: enabled, charges a plugged EV
     if plugged:
@@ -352,7 +353,8 @@ async def openevse(tmp_path, plugged: bool = True):
     link = await sim.start_pty()
     pump = Pump(clock)
     board = {"evse": {"port": link.a_path, "poll_interval_s": 1.0, "timeout_s": 0.3, "retries": 0}}
-    h = AgentHarness(tmp_path, clock=clock, board=board, ocpp=dict(OCPP), station={"board": "openevse"})
+    h = AgentHarness(tmp_path, clock=clock, board=board, ocpp=dict(OCPP), station={"board": "openevse"},
+                     csms=csms)
     pump.start()
     try:
         async with h:
