@@ -226,3 +226,32 @@ async def test_csms_set_moves_a_201_station_with_the_same_rollback(tmp_path):
         validate_agent_frames(h2)
     finally:
         await rig.close()
+
+
+async def test_a_new_basic_auth_password_the_csms_refuses_falls_back_to_the_old_one(tmp_path):
+    """A01 with a CSMS that does not take the new password (HTTP 401): after
+    NetworkProfileConnectionAttempts refused handshakes the station returns to the old
+    password, boots, and reports it with a SecurityEventNotification; the file keeps the old one."""
+    rig = Rig(tmp_path)
+    cs = await central(rig, password=PASSWORD)
+    try:
+        await rig.start(cs.url, extra=PINNED + '\npassword = "%s"' % PASSWORD)
+        handle = await rig.booted(cs)
+        got = await handle.call("SetVariables", setVariableData=[
+            variable("SecurityCtrlr", "BasicAuthPassword", "never-accepted-9999")])
+        assert got["setVariableResult"][0]["attributeStatus"] == "Accepted"
+        await until(lambda: rig.agent.endpoint.state.rollback is not None, clock=rig.clock, step_s=0.5,
+                    timeout_s=10, what="the fallback")
+        assert "HTTP 401" in rig.agent.endpoint.state.rollback["reason"]
+        await until(lambda: rig.agent.client.online and handle.connected, clock=rig.clock, step_s=0.5,
+                    what="back with the old password")
+        expected = "Basic " + base64.b64encode(("CP001:" + PASSWORD).encode()).decode()
+        assert handle.request_headers["Authorization"] == expected
+        assert rig.agent.endpoint.current.password == PASSWORD
+        assert 'password = "%s"' % PASSWORD in rig.file()
+        event = await handle.wait_for("SecurityEventNotification",
+                                      lambda p: p["type"] == "ReconfigurationOfSecurityParameters")
+        assert "never-accepted-9999" not in event.get("techInfo", "")
+        validate_agent_frames(handle)
+    finally:
+        await rig.close()
