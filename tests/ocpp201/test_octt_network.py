@@ -1,7 +1,8 @@
 """OCPP 2.0.1 moving backends and credentials (B09, B10, A01): SetNetworkProfile into a
 configuration slot, NetworkConfigurationPriority applied at the next start, the fallback
 to the slot that worked after NetworkProfileConnectionAttempts failed, and a new
-BasicAuthPassword used from the next connection.
+BasicAuthPassword used from the next connection (and Basic auth itself, A00; with two
+SetVariables error cases, B05, on the same rig).
 
 The real agent reading a real configuration file (tests/link/test_moving_backend.py's
 Rig), pinned to 2.0.1, against TestCentralSystems serving ``ocpp2.0.1`` on loopback, in
@@ -53,6 +54,47 @@ async def reset_and_restart(rig, handle) -> None:
 
 async def central(rig, **kw):
     return await rig.central(protocols=("ocpp2.0.1",), **kw)
+
+
+async def test_tc_a_01_basic_authentication_with_the_station_id_and_password(tmp_path):
+    """TC_A_01_CS: the upgrade request carries ``Authorization: Basic base64(<station id>:<password>)``,
+    the CSMS checks it and accepts the websocket, and the station boots (Booted)."""
+    rig = Rig(tmp_path)
+    cs = await central(rig, password=PASSWORD)
+    try:
+        await rig.start(cs.url, extra=PINNED + '\npassword = "%s"' % PASSWORD)
+        handle = await rig.booted(cs)
+        expected = "Basic " + base64.b64encode(("CP001:" + PASSWORD).encode()).decode()
+        assert handle.request_headers["Authorization"] == expected
+        assert actions(handle, "BootNotification")[0]["reason"] == "PowerUp"
+        assert (await get(handle, "SecurityCtrlr", "SecurityProfile"))["attributeValue"] == "1"
+        validate_agent_frames(handle)
+    finally:
+        await rig.close()
+
+
+async def test_tc_b_36_b_37_set_variables_unknown_variable_and_unsupported_attribute_type(tmp_path):
+    """TC_B_36_CS: an unknown variable of a known component: UnknownVariable, component and variable
+    echoed. TC_B_37_CS: OfflineThreshold with attributeType Target: NotSupportedAttributeType,
+    attributeType echoed; the value is unchanged."""
+    rig = Rig(tmp_path)
+    cs1 = await central(rig)
+    try:
+        await rig.start(cs1.url, extra=PINNED)
+        h1 = await rig.booted(cs1)
+        before = (await get(h1, "OCPPCommCtrlr", "OfflineThreshold"))["attributeValue"]
+        got = await h1.call("SetVariables", setVariableData=[
+            variable("OCPPCommCtrlr", "UnknownVariable", "1"),
+            dict(variable("OCPPCommCtrlr", "OfflineThreshold", "123"), attributeType="Target")])
+        unknown, target = got["setVariableResult"]
+        assert unknown["attributeStatus"] == "UnknownVariable"
+        assert unknown["component"]["name"] == "OCPPCommCtrlr" and unknown["variable"]["name"] == "UnknownVariable"
+        assert target["attributeStatus"] == "NotSupportedAttributeType" and target["attributeType"] == "Target"
+        assert target["component"]["name"] == "OCPPCommCtrlr" and target["variable"]["name"] == "OfflineThreshold"
+        assert (await get(h1, "OCPPCommCtrlr", "OfflineThreshold"))["attributeValue"] == before
+        validate_agent_frames(h1)
+    finally:
+        await rig.close()
 
 
 async def test_tc_b_43_a_network_profile_for_a_slot_that_does_not_exist_is_rejected(tmp_path):
