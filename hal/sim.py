@@ -158,7 +158,7 @@ class SimEvseController(EvseController):
 
     def fault(self, code: str) -> None:
         """Report the OCPP ChargePointErrorCode ``code``; a faulted EVSE offers nothing."""
-        check_error_code(code)
+        code = check_error_code(code)  # the neutral word, whichever spelling came in (the core compares words)
         self._sim.advance()
         self.error_code = code
         self._sim.commit()
@@ -231,14 +231,18 @@ class SimReader(IdReader):
 
 
 class SimLock(ConnectorLock):
-    """A connector lock; with ``lock_fails`` set, unlocking fails (stays locked)."""
+    """A connector lock; with ``lock_fails`` set, unlocking fails (stays locked); with
+    ``jammed`` set, locking fails (a plug not fully in: OCTT TC_G_20)."""
 
-    def __init__(self, lock_fails: bool = False) -> None:
+    def __init__(self, lock_fails: bool = False, jammed: bool = False) -> None:
         self.lock_fails = lock_fails
+        self.jammed = jammed
         self.locked = False
 
     async def set_locked(self, locked: bool) -> bool:
         if not locked and self.lock_fails:
+            return False
+        if locked and self.jammed:
             return False
         self.locked = bool(locked)
         return True

@@ -91,13 +91,16 @@ class AuthorizationCache:
     def get(self, id_tag: str, now: float | None = None, lifetime_s: int = 0) -> model.IdTagInfo | None:
         """The entry of ``id_tag``; with ``lifetime_s`` > 0 an entry whose information was last
         updated more than that long before ``now`` is removed instead (2.0.1 AuthCacheLifeTime,
-        C10.FR.10). Entries written before updates were timed do not age."""
+        C10.FR.10), unless the entry has an expiry date of its own, which rules instead
+        (cacheExpiryDateTime, C10.FR.13, errata 2025-01). Entries written before updates were
+        timed do not age."""
         key = tag_key(id_tag)
         d = self._entries.get(key)
         if d is None:
             return None
         updated = d.get(UPDATED)
-        if lifetime_s > 0 and now is not None and isinstance(updated, (int, float)) and now - updated > lifetime_s:
+        if (lifetime_s > 0 and now is not None and not d.get("expiryDate") and isinstance(updated, (int, float))
+                and now - updated > lifetime_s):
             log.info("authorization cache: %s not updated for %d s: removed", id_tag, int(now - updated))
             del self._entries[key]
             self._save()
@@ -135,6 +138,13 @@ class AuthorizationCache:
         """Empty the cache; False if that could not be made durable."""
         self._entries = {}
         return self._save()
+
+    def remove(self, id_tag: str) -> bool:
+        """Forget ``id_tag`` (a customer's request to clear their data); False if it had no entry."""
+        if self._entries.pop(tag_key(id_tag), None) is None:
+            return False
+        self._save()
+        return True
 
     def __len__(self) -> int:
         return len(self._entries)

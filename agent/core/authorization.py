@@ -8,7 +8,7 @@ state. Portable core: only the MicroPython asyncio subset (see STYLE.md).
 import logging
 
 from agent.core import model
-from agent.core.auth import effective
+from agent.core.auth import effective, tag_key
 from agent.core.connector import Connector
 from agent.core.metering import energy_wh_of
 
@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 INVALID_ID_POLL_S = 1.0  # meter reads while charging on max_energy_on_invalid_id_wh
 LOCAL_LIST, AUTH_CACHE = "local list", "authorization cache"  # where a local entry was found
+TRANSACTION = "transaction"  # a transaction held for an identifier (customer_data)
 POST_AUTHORIZE_DISABLED = {LOCAL_LIST: "local_list_disable_post_authorize",
                            AUTH_CACHE: "auth_cache_disable_post_authorize"}
 
@@ -102,9 +103,49 @@ class Authorization:
         log.info("tag %s: cannot be authorized offline", id_tag)
         return model.IdTagInfo(model.AUTH_INVALID)
 
+    def is_master_pass(self, info: model.IdTagInfo) -> bool:
+        """Whether an accepted identifier belongs to the master pass group (master_pass_group_id,
+        2.0.1 AuthCtrlr.MasterPassGroupId): it may stop every transaction, never start one (C16)."""
+        group = self.settings.get("master_pass_group_id", "")
+        return bool(group) and info.accepted and bool(info.parent_id_tag) and tag_key(info.parent_id_tag) == tag_key(group)
+
+    def _running_transactions(self) -> list:
+        return [c for c in self.connectors if c.transaction is not None and not c.transaction.stopped]
+
+    async def _master_pass_stop(self, id_tag: str) -> bool:
+        """A master pass was presented: the station has no UI to choose a transaction, so every
+        running one ends (C16.FR.02), reason master_pass. False when none was running."""
+        running = self._running_transactions()
+        for c in running:
+            log.info("connector %d: stopped by the master pass %s", c.id, id_tag)
+            await self.stop_transaction(c.id, model.REASON_MASTER_PASS, id_tag=id_tag)
+        return bool(running)
+
     def clear_cache(self) -> bool:
         """Clear the authorization cache: False if it could not be cleared."""
         return self.auth_cache.clear()
+
+    def customer_data(self, id_tag: str, clear: bool = False) -> list:
+        """What the station holds about the customer presenting ``id_tag`` (a privacy request):
+        (where, what, cleared) triples, where = AUTH_CACHE or LOCAL_LIST with the IdTagInfo kept
+        (expiry dates as stored), or TRANSACTION with a Transaction of that identifier still held
+        (running, or its messages not yet delivered; the journal keeps nothing once they are).
+        ``clear`` removes the cache entry; the local list is the central system's to change
+        (its list updates) and the transactions are owed to it (billing), so both stay."""
+        found = []
+        cached = self.auth_cache.get(id_tag)  # no lifetime check: an aged entry is data held too
+        if cached is not None:
+            found.append((AUTH_CACHE, cached, clear and self.auth_cache.remove(id_tag)))
+        listed = self.local_list.get(id_tag)
+        if listed is not None:
+            found.append((LOCAL_LIST, listed, False))
+        key = tag_key(id_tag)
+        held = [c.transaction for c in self.connectors if c.transaction is not None]
+        held += [e.tx for e in self.outbox.entries() if all(e.tx is not t for t in held)]
+        for tx in held:
+            if key in (tag_key(tx.id_tag or ""), tag_key(tx.stop_id_tag or "")):
+                found.append((TRANSACTION, tx, False))
+        return found
 
     def local_list_version(self, empty_is_version_0: bool = True) -> int:
         """The local list's version: -1 when the list is not supported or not enabled; 0 when

@@ -30,6 +30,9 @@ class Connector:
         self.command_retry_at = 0.0  # monotonic time from which a failed command may be retried
         self.info = ""
         self.pending_auth: dict | None = None  # authorized, waiting for the EV to be plugged in
+        # the identifier whose cable stays locked after its EV left (unlock_on_ev_disconnect false):
+        # presenting it again unlocks the cable (2.0.1 E09.FR.03), as does an unlock request
+        self.locked_for: str | None = None
         self.transaction: model.Transaction | None = None
         self.finishing = False  # a transaction ended with the EV still plugged in
         self.reserved = False
@@ -68,6 +71,8 @@ class Connector:
             return model.FAULTED
         tx = self.transaction
         if tx is not None:
+            if tx.awaiting_auth:
+                return model.PREPARING  # no identifier authorizes it (yet, or any more): no energy offered
             if self.offered_current_a < min_current_a:
                 return model.SUSPENDED_EVSE  # the charger offers no energy (e.g. tag not accepted)
             if self.evse.cp_state in ("C", "D") and self.contactor_closed:

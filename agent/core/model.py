@@ -39,6 +39,9 @@ REASON_DEAUTHORIZED = "de_authorized"
 REASON_UNLOCK = "unlock_command"
 REASON_EMERGENCY = "emergency_stop"
 REASON_OTHER = "other"
+REASON_MASTER_PASS = "master_pass"  # an identifier of the master pass group ended it (2.0.1 C16)
+REASON_TIMEOUT = "timeout"  # no EV plugged in within ev_connect_timeout_s of a transaction's start
+REASON_STOPPED_BY_EV = "stopped_by_ev"  # the EV stopped taking energy (stop point energy_transfer)
 
 OPERATIVE = "operative"
 INOPERATIVE = "inoperative"
@@ -66,11 +69,18 @@ TOKEN_NO_AUTHORIZATION = "no_authorization"
 START_AUTHORIZED = "authorized"  # the identifier, with the EV already plugged in
 START_CABLE_PLUGGED_IN = "cable_plugged_in"  # the EV, after the identifier
 START_REMOTE = "remote_start"  # a remote start, with the EV already plugged in
+START_EV_CONNECTED = "ev_connected"  # the EV alone (start point ev_connected): the identifier comes later
+START_ENERGY_TRANSFER = "energy_transfer"  # energy began to flow (start point energy_transfer alone)
 
 # Why a running transaction's state was reported (an outbox update entry).
 CAUSE_CHARGING_STATE = "charging_state_changed"  # charging, suspended by the EV or by the charger
 CAUSE_EV_DEPARTED = "ev_departed"  # the EV was unplugged; the transaction goes on
 CAUSE_CABLE_PLUGGED_IN = "cable_plugged_in"  # an EV was plugged in again during the transaction
+CAUSE_AUTHORIZED = "authorized"  # an identifier authorized a transaction that began without one
+CAUSE_REMOTE_START = "remote_start"  # ... a remote start's identifier
+CAUSE_STOP_AUTHORIZED = "stop_authorized"  # the authorization ended (the identifier presented again)
+CAUSE_REMOTE_STOP = "remote_stop"  # ... the central system's stop
+CAUSE_DEAUTHORIZED = "deauthorized"  # ... the central system refused the identifier
 
 # Restarting: now (ending transactions) or once no transaction runs.
 RESET_NOW = "now"
@@ -148,6 +158,9 @@ class Transaction:
         self.backend_id = None  # the central system's identifier (1.6: an integer)
         self.authorized = True  # False after the answer to its start said the tag is not valid
         self.stop_data: list = []  # MeterSample list sent with the transaction's end
+        # MeterSamples measured at its start (started_measurands), for its start's report; not
+        # journaled here: the start's outbox entry carries them
+        self.start_samples: list = []
         self.meter_stop_wh: int | None = None
         self.stop_time: float | None = None
         self.stop_reason: str | None = None
@@ -162,6 +175,11 @@ class Transaction:
         # (state, EV connected) its last queued event reported (the start's: preparing with the EV);
         # not journaled: a transaction never outlives the agent's run (recovery ends it)
         self.reported_state = None
+        self.awaiting_auth = False  # no identifier authorizes it (yet, or any more): no energy
+        self.ev_seen = False  # an EV was plugged in during it
+        self.start_deferred = False  # its start is reported once energy flows (START_ENERGY_TRANSFER)
+        self.stop_cause = None  # what made the end happen when not its reason itself (CAUSE_*)
+        self.energy_seen = False  # energy flowed during it (stop point energy_transfer); not journaled
 
     @property
     def stopped(self) -> bool:
@@ -190,7 +208,7 @@ def transaction_id_for(local_id: int, start_time: float) -> str:
 _TX_FIELDS = ("local_id", "connector_id", "id_tag", "parent_id_tag", "meter_start_wh", "start_time",
               "reservation_id", "backend_id", "authorized", "meter_stop_wh", "stop_time", "stop_reason",
               "stop_id_tag", "last_meter_wh", "last_meter_time", "backend", "token_kind", "remote_start_id",
-              "start_cause", "event_count")
+              "start_cause", "event_count", "awaiting_auth", "ev_seen", "start_deferred", "stop_cause")
 
 
 def transaction_to_dict(tx: Transaction) -> dict:

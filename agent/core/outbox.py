@@ -64,6 +64,7 @@ class OutboxEntry:
         self.backend = ""  # the central system it belongs to: its transaction's
         self.seq_no = None  # its number among its transaction's events (0: the start), set when queued
         self.offline = None  # whether it arose while the central system was unreachable, set when queued
+        # START (a link that wants state events): what began it (model.START_*), its state and time;
         # UPDATE: why (model.CAUSE_*), the connector's state then (model's connector states), whether an
         # EV was connected, and when (epoch seconds)
         self.cause = cause
@@ -74,7 +75,7 @@ class OutboxEntry:
     def info(self) -> dict:
         """What the journal keeps of it besides kind, transaction and samples."""
         info = {"seq_no": self.seq_no, "offline": self.offline}
-        if self.kind == UPDATE:
+        if self.kind == UPDATE or (self.kind == START and self.cause is not None):
             info.update(cause=self.cause, state=self.state, ev=self.ev_connected, t=self.time)
         return info
 
@@ -82,7 +83,7 @@ class OutboxEntry:
         """Take back what ``info()`` gave the journal (rows of releases before 0.2 have none)."""
         info = info or {}
         self.seq_no, self.offline = info.get("seq_no"), bool(info.get("offline"))
-        if self.kind == UPDATE:
+        if self.kind in (UPDATE, START):
             self.cause, self.state, self.ev_connected, self.time = (
                 info.get("cause"), info.get("state"), info.get("ev"), info.get("t"))
 

@@ -25,16 +25,25 @@ RATE_UNITS = ("A", "W")  # charging profile rates the station accepts (current, 
 MAX_LIST_ITEMS = 8
 LOCAL_LIST_MAX_ENTRIES = 10000  # identifiers in the local authorization list
 LOCAL_LIST_MAX_PER_MESSAGE = 1000  # identifiers in one list update
+# Transaction start and stop points (tx_start_points, tx_stop_points): an EV plugged in, an
+# identifier authorized, both (the power path may close), energy flowing.
+TX_EV_CONNECTED = "ev_connected"
+TX_AUTHORIZED = "authorized"
+TX_POWER_PATH_CLOSED = "power_path_closed"
+TX_ENERGY_TRANSFER = "energy_transfer"
+TX_POINTS = (TX_EV_CONNECTED, TX_AUTHORIZED, TX_POWER_PATH_CLOSED, TX_ENERGY_TRANSFER)
 
 
 class SettingDef:
-    """One setting: its kind (bool, int, list or text), default and limits."""
+    """One setting: its kind (bool, int, list or text), default and limits. With ``follows``
+    (another setting's name) and no default, it has that setting's value until set itself."""
 
-    __slots__ = ("name", "kind", "default", "minimum", "maximum", "choices", "max_items")
+    __slots__ = ("name", "kind", "default", "minimum", "maximum", "choices", "max_items", "follows")
 
     def __init__(self, name: str, kind: str, default, minimum: int | None = None, maximum: int | None = None,
-                 choices: tuple | None = None, max_items: int = MAX_LIST_ITEMS) -> None:
+                 choices: tuple | None = None, max_items: int = MAX_LIST_ITEMS, follows: str | None = None) -> None:
         self.name = name
+        self.follows = follows
         self.kind = kind
         self.default = default
         self.minimum = minimum
@@ -85,14 +94,25 @@ def station_settings(local_list: bool = True, smart_charging: bool = True) -> li
         SettingDef("ev_connect_timeout_s", INT, 60, minimum=1, maximum=3600),
         SettingDef("stop_on_ev_disconnect", BOOL, True),
         SettingDef("unlock_on_ev_disconnect", BOOL, True),
+        # When a transaction begins: the first of these events to happen (TX_POINTS); the
+        # default, an authorized identifier meeting a plugged-in EV, is what OCPP 1.6 does
+        SettingDef("tx_start_points", LIST, [TX_POWER_PATH_CLOSED], choices=TX_POINTS, max_items=len(TX_POINTS)),
+        # When it ends: as soon as one of these no longer holds; with the default the EV leaving
+        # ends it only through stop_on_ev_disconnect (which ends the authorization), as in 1.6
+        SettingDef("tx_stop_points", LIST, [TX_AUTHORIZED], choices=TX_POINTS, max_items=len(TX_POINTS)),
         # Metering
         SettingDef("sample_interval_s", INT, 60, minimum=0, maximum=86400),
         SettingDef("sampled_measurands", LIST, ["Energy.Active.Import.Register", "Power.Active.Import"],
                    choices=MEASURANDS),
         SettingDef("sampled_end_measurands", LIST, [], choices=MEASURANDS),  # kept for the transaction's end
+        # How often those are sampled; 1.6 has one interval for both, so until set it is sample_interval_s
+        SettingDef("sample_end_interval_s", INT, None, minimum=0, maximum=86400, follows="sample_interval_s"),
+        # Measured when a transaction starts and reported with its start (1.6 reports only the register)
+        SettingDef("started_measurands", LIST, ["Energy.Active.Import.Register"], choices=MEASURANDS),
         SettingDef("aligned_interval_s", INT, 0, minimum=0, maximum=86400),
         SettingDef("aligned_measurands", LIST, ["Energy.Active.Import.Register"], choices=MEASURANDS),
         SettingDef("aligned_end_measurands", LIST, [], choices=MEASURANDS),
+        SettingDef("aligned_end_interval_s", INT, None, minimum=0, maximum=86400, follows="aligned_interval_s"),
         # Link to the central system
         SettingDef("heartbeat_interval_s", INT, 300, minimum=0, maximum=86400),
         SettingDef("ws_ping_interval_s", INT, 60, minimum=0, maximum=86400),
@@ -155,6 +175,8 @@ class Settings:
         if name not in self._defs:
             return default
         value = self._values[name]
+        if value is None and self._defs[name].follows is not None:
+            return self.get(self._defs[name].follows)
         return list(value) if isinstance(value, list) else value
 
     def set_initial(self, name: str, value) -> None:
@@ -171,8 +193,11 @@ class Settings:
         if persist:
             self._stored[name] = value
             self._persist()
+        changed = [(name, value)] + [(d.name, value) for d in self._defs.values()
+                                     if d.follows == name and self._values[d.name] is None]
         for cb in list(self._listeners):
-            cb(name, value)
+            for changed_name, changed_value in changed:
+                cb(changed_name, changed_value)
 
     def stored(self) -> dict:
         """The values set at run time (persisted), by name."""

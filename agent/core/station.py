@@ -54,6 +54,10 @@ class CentralSystemLink:
     # changes (charging, suspended, the EV left or came back): for a protocol that reports them
     # as transaction events (2.0.1); 1.6 has no message for them.
     wants_state_events = False
+    # Whether the central system may place a transaction's start and end (settings tx_start_points /
+    # tx_stop_points, 2.0.1 TxStartPoint/TxStopPoint); otherwise their defaults apply, the one shape
+    # of transaction 1.6 knows (an identifier is needed to start, so 1.6 cannot start on the EV).
+    configurable_tx_points = False
 
     async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
         """Ask the central system; None when there is no answer (offline, timeout)."""

@@ -11,6 +11,7 @@ from agent.core import model
 from agent.core.connector import Connector
 from agent.core.metering import energy_wh_of
 from agent.core.outbox import UPDATE, OutboxEntry
+from agent.core.settings import TX_ENERGY_TRANSFER
 from hal.contactor_check import POWER_SWITCH_FAILURE
 from hal.errors import DeviceFaultError, HalError
 from hal.interfaces import NO_ERROR, MeterReading
@@ -87,7 +88,8 @@ class HardwareSupervision:
 
     def _charging_allowed(self, c: Connector) -> bool:
         tx = c.transaction
-        return (tx is not None and not tx.stopped and (tx.authorized or self._invalid_id_energy_left(c, tx))
+        return (tx is not None and not tx.stopped and not tx.awaiting_auth
+                and (tx.authorized or self._invalid_id_energy_left(c, tx))
                 and not c.faulted and self.charger_error_code == NO_ERROR)
 
     async def _update(self, c: Connector) -> None:
@@ -102,6 +104,8 @@ class HardwareSupervision:
                     break
                 c.hw.evse.changed.clear()
             status = c.derive_status(self.charger_error_code != NO_ERROR, c.hw.evse.min_current_a)
+            if await self._energy_points(c, status):
+                status = c.derive_status(self.charger_error_code != NO_ERROR, c.hw.evse.min_current_a)
             error = c.effective_error_code if c.effective_error_code != NO_ERROR else self.charger_error_code
             c.info = "EV side disconnected" if c.transaction is not None and not c.ev_connected else ""
             if getattr(self.link, "wants_state_events", False):  # a link of its own may lack it
@@ -111,6 +115,24 @@ class HardwareSupervision:
                 c.status, c.status_error_code = status, error
                 self.link.status_changed(c.id)
 
+    async def _energy_points(self, c: Connector, status: str) -> bool:
+        """Energy began or stopped flowing for the running transaction (called with the lock
+        held): a start deferred to the energy transfer is reported; with the stop point
+        energy_transfer, the EV suspending it after it flowed ends the transaction
+        (stopped_by_ev). True when the transaction ended."""
+        tx = c.transaction
+        if tx is None or tx.stopped:
+            return False
+        if status == model.CHARGING:
+            tx.energy_seen = True
+            if tx.start_deferred:
+                self._report_deferred_start(c, tx)
+        elif (status == model.SUSPENDED_EV and tx.energy_seen and c.ev_connected and not tx.start_deferred
+              and TX_ENERGY_TRANSFER in self._tx_points("tx_stop_points")):
+            await self._end_transaction(c, model.REASON_STOPPED_BY_EV)
+            return True
+        return False
+
     def _report_transaction_state(self, c: Connector, status: str) -> None:
         """Queue an update entry when the running transaction's state changed since its last
         event said (for a link that ``wants_state_events``). The state is the connector's
@@ -119,7 +141,7 @@ class HardwareSupervision:
         plugged in again is reported as connected first (the state it comes back in), then
         what the charger and the EV make of it. The start and the end are events of their own."""
         tx = c.transaction
-        if tx is None or tx.stopped:
+        if tx is None or tx.stopped or tx.start_deferred:
             return
         state = model.SUSPENDED_EVSE if status in (model.FAULTED, model.UNAVAILABLE) else status
         ev = c.ev_connected

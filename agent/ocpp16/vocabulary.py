@@ -6,13 +6,16 @@ from the ``ocpp`` library's 1.6 enumerations rather than written out.
 
 from ocpp.v16 import enums
 
-from agent.core.model import neutral
+from agent.core.model import REASON_MASTER_PASS, neutral
 
 _ENUMS = (enums.ChargePointStatus, enums.Reason, enums.AuthorizationStatus, enums.AvailabilityType,
           enums.AvailabilityStatus, enums.UnlockStatus, enums.UpdateStatus, enums.UpdateType,
           enums.ChargingProfileStatus, enums.ClearChargingProfileStatus, enums.RemoteStartStopStatus,
           enums.ClearCacheStatus, enums.ConfigurationStatus, enums.ResetType, enums.ChargePointErrorCode)
 _TO_16 = {neutral(str(member.value)): str(member.value) for enum in _ENUMS for member in enum}
+# Stop reasons only 2.0.1 knows, in the 1.6 word nearest to them (a transaction ended under
+# 2.0.1 whose StopTransaction a 1.6 session sends): a master pass is a token presented.
+_TO_16[REASON_MASTER_PASS] = "Local"
 
 
 def to_16(word: str) -> str:

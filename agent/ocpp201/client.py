@@ -54,6 +54,7 @@ class Ocpp201Client(OcppjLink):
     """The station's link to an OCPP 2.0.1 CSMS over one connection at a time."""
 
     wants_state_events = True  # charging state changes are TransactionEvents (Updated, ChargingStateChanged…)
+    configurable_tx_points = True  # TxCtrlr.TxStartPoint / TxStopPoint (the settings tx_start/stop_points)
 
     def __init__(self, station: Station, station_id: str, clock, response_timeout_s: float = 30.0,
                  vendor: str = "", model_name: str = "", serial_number: str = "", firmware_version: str = "",
@@ -73,6 +74,7 @@ class Ocpp201Client(OcppjLink):
         self._event_id = 0
         self._boot_triggered = asyncio.Event()  # a TriggerMessage BootNotification while not Accepted
         self._offline_since: float | None = None  # monotonic time the last session ended (B04)
+        self._startup_reported = False  # the SecurityEventNotification of this run's start went out
         self.endpoint = None  # the endpoint manager, once attached (attach_endpoint)
 
     def _attach_live_values(self) -> None:
@@ -139,6 +141,21 @@ class Ocpp201Client(OcppjLink):
             log.warning("Authorize(%s) failed: %s", id_tag, e)
             return None
         return events.id_tag_info(result.get("id_token_info"))
+
+    async def data_transfer(self, vendor_id: str, message_id: str | None = None, data=None) -> tuple:
+        """Send a DataTransfer to the CSMS (P02): (status, data); raises ConnectionError when
+        offline, OCPPError / TimeoutError on failure (as the 1.6 client's)."""
+        if not self.online:
+            raise ConnectionError("not connected to the CSMS")
+        payload = {"vendorId": vendor_id}
+        if message_id is not None:
+            payload["messageId"] = message_id
+        if data is not None:
+            payload["data"] = data  # 2.0.1: any JSON value
+        if self.session is None:
+            raise ConnectionError("not connected to the CSMS")
+        result = await self.session.call_raw("DataTransfer", payload)  # data's keys as they are
+        return result["status"], result.get("data")
 
     def status_changed(self, connector_id: int) -> None:
         if not self.online:
@@ -248,6 +265,11 @@ class Ocpp201Client(OcppjLink):
     def _session_started(self) -> None:
         for n in range(0, len(self.station.connectors) + 1):  # faults present now, after the statuses
             self._report_fault(n)
+        if not self._startup_reported:  # a critical security event, pushed once a run (A04.FR.02, TC_G_21)
+            self._startup_reported = True
+            kind = "StartupOfTheDevice" if self.station.boot_cause is None else "ResetOrReboot"
+            self.outbox_sender.queue_other("SecurityEventNotification",
+                                           {"type": kind, "timestamp": format_datetime(self.clock.time())})
 
     async def _boot(self) -> None:
         """BootNotification until Accepted (B01-B03; once per process life, a reconnect skips it).
@@ -316,7 +338,7 @@ class Ocpp201Client(OcppjLink):
             for n in evses:
                 c = self.station.connector(n)
                 tx = c.transaction
-                if tx is None or tx.stopped:
+                if tx is None or tx.stopped or tx.start_deferred:  # not started for the CSMS yet
                     continue
                 _tx, sample = await self.station.meter_sample_now(n)
                 seq_no = tx.event_count

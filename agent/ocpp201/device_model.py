@@ -92,7 +92,7 @@ class Variable:
 
     __slots__ = ("component", "name", "instance", "data_type", "unit", "minimum", "maximum", "values",
                  "min_items", "mutability", "setting", "view", "live", "param", "default", "reboot",
-                 "check", "maxset", "max_setting", "key")
+                 "check", "maxset", "max_setting", "key", "words")
 
     def __init__(self, component: Component, row: dict, default, minimum=None, maximum=None,
                  values=None, maxset=None) -> None:
@@ -114,6 +114,7 @@ class Variable:
         self.check = row.get("check")
         self.maxset = maxset
         self.max_setting = row.get("max_setting")  # maxLimit: that setting's current value
+        self.words = row.get("words")  # list items: 2.0.1 word -> the setting's neutral word
         self.key = component.label() + "." + self.name + ("[%s]" % self.instance if self.instance else "")
 
     @property
@@ -311,7 +312,7 @@ class DeviceModel:
         if attribute == MAX_SET:
             return var.maxset
         if var.setting is not None:
-            return self.settings.get(var.setting)
+            return _from_neutral(var, self.settings.get(var.setting))
         if var.live:
             read = self._readers.get(self._hook(var))
             return read(var.component) if read is not None else var.default
@@ -367,7 +368,7 @@ class DeviceModel:
         try:
             value = var.parse(text)
             if var.setting is not None:
-                self.settings.set(var.setting, value)  # its listeners, then ours (_setting_changed)
+                self.settings.set(var.setting, _to_neutral(var, value))  # its listeners, then ours
                 return ACCEPTED, None
         except InvalidValue as e:
             log.info("SetVariables %s=%r rejected: %s", var.key, text, e)
@@ -496,7 +497,7 @@ class DeviceModel:
         try:
             typed = var.parse(_text(value))
             if var.setting is not None:
-                self.settings.set_initial(var.setting, typed)
+                self.settings.set_initial(var.setting, _to_neutral(var, typed))
             elif var.key not in self._stored:  # a value set over OCPP wins
                 self._values[var.key] = typed
         except ValueError as e:
@@ -524,7 +525,7 @@ class DeviceModel:
 
     def _setting_changed(self, setting: str, value) -> None:
         for var in self._by_setting.get(setting, ()):
-            self._notify(var.key, value)
+            self._notify(var.key, _from_neutral(var, value))
 
     def _notify(self, key: str, value) -> None:
         for cb in list(self._listeners):
@@ -553,6 +554,19 @@ def _build(comp: Component, row: dict, settings: Settings, params: dict) -> Vari
     if isinstance(default, list):
         default = list(default)
     return Variable(comp, row, default, minimum, maximum, values, maxset)
+
+
+def _to_neutral(var: Variable, value):
+    """A list variable's 2.0.1 words as its setting's neutral words (``words`` of its row)."""
+    return [var.words[w] for w in value] if var.words else value
+
+
+def _from_neutral(var: Variable, value):
+    """A setting's neutral list words as the variable's 2.0.1 words."""
+    if not var.words:
+        return value
+    back = {n: w for w, n in var.words.items()}
+    return [back[n] for n in value]
 
 
 def _selects(cv: dict, var: Variable) -> bool:

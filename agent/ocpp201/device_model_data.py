@@ -19,13 +19,16 @@ One row per variable. Keys of a row:
 - ``reboot``: a new value takes effect after a reboot (SetVariables answers RebootRequired).
 - ``check``: an extra rule on the value's form (``int_list``: comma-separated integers).
 - ``feature``: the row exists only with that feature (``local_list``, ``smart_charging``).
+- ``words``: a list setting's items in 2.0.1 words -> the setting's neutral words.
 """
 
 from agent.core.settings import MEASURANDS, RATE_UNITS
 
 RO, RW, WO = "ReadOnly", "ReadWrite", "WriteOnly"
 AVAILABILITY_STATES = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
-TX_POINTS = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")  # no bay sensor, no signed data
+# Transaction start/stop points -> the core's words (no bay sensor, no signed data: those two are left out)
+TX_POINTS = {"EVConnected": "ev_connected", "Authorized": "authorized", "PowerPathClosed": "power_path_closed",
+             "EnergyTransfer": "energy_transfer"}
 FILE_TRANSFER_PROTOCOLS = ("FTP", "FTPS", "HTTP", "HTTPS", "SFTP")
 TIME_SOURCES = ("Heartbeat",)  # the CSMS's clock, from the Heartbeat and BootNotification responses
 REPORT_BYTES = 65536  # well under the websocket's 1 MiB frame limit (agent/link/connection.py)
@@ -37,20 +40,28 @@ VARIABLES = (
      "setting": "aligned_interval_s"},
     {"c": "AlignedDataCtrlr", "v": "Measurands", "type": "MemberList", "mut": RW, "values": MEASURANDS,
      "setting": "aligned_measurands"},
-    {"c": "AlignedDataCtrlr", "v": "TxEndedInterval", "type": "integer", "unit": "s", "mut": RO,
-     "setting": "aligned_interval_s", "view": True},
+    {"c": "AlignedDataCtrlr", "v": "TxEndedInterval", "type": "integer", "unit": "s", "mut": RW,
+     "setting": "aligned_end_interval_s"},
     {"c": "AlignedDataCtrlr", "v": "TxEndedMeasurands", "type": "MemberList", "mut": RW, "values": MEASURANDS,
      "setting": "aligned_end_measurands"},
     # AuthCacheCtrlr
     {"c": "AuthCacheCtrlr", "v": "Available", "type": "boolean", "mut": RO, "default": True},
     {"c": "AuthCacheCtrlr", "v": "Enabled", "type": "boolean", "mut": RW, "setting": "auth_cache_enabled"},
+    {"c": "AuthCacheCtrlr", "v": "LifeTime", "type": "integer", "unit": "s", "mut": RW,
+     "setting": "auth_cache_lifetime_s"},
+    {"c": "AuthCacheCtrlr", "v": "DisablePostAuthorize", "type": "boolean", "mut": RW,
+     "setting": "auth_cache_disable_post_authorize"},
     # AuthCtrlr
     {"c": "AuthCtrlr", "v": "Enabled", "type": "boolean", "mut": RO, "default": True},
     {"c": "AuthCtrlr", "v": "AuthorizeRemoteStart", "type": "boolean", "mut": RW,
      "setting": "authorize_remote_start"},
+    {"c": "AuthCtrlr", "v": "DisableRemoteAuthorization", "type": "boolean", "mut": RW,
+     "setting": "disable_remote_authorization"},
     {"c": "AuthCtrlr", "v": "LocalAuthorizeOffline", "type": "boolean", "mut": RW,
      "setting": "local_authorize_offline"},
     {"c": "AuthCtrlr", "v": "LocalPreAuthorize", "type": "boolean", "mut": RW, "setting": "local_pre_authorize"},
+    {"c": "AuthCtrlr", "v": "MasterPassGroupId", "type": "string", "mut": RW, "max": 36,  # an IdToken's length
+     "setting": "master_pass_group_id"},
     {"c": "AuthCtrlr", "v": "OfflineTxForUnknownIdEnabled", "type": "boolean", "mut": RW,
      "setting": "offline_start_unknown_id"},
     # ChargingStation
@@ -80,6 +91,8 @@ VARIABLES = (
      "feature": "local_list"},
     {"c": "LocalAuthListCtrlr", "v": "Enabled", "type": "boolean", "mut": RW, "setting": "local_list_enabled",
      "feature": "local_list"},
+    {"c": "LocalAuthListCtrlr", "v": "DisablePostAuthorize", "type": "boolean", "mut": RW,
+     "setting": "local_list_disable_post_authorize", "feature": "local_list"},
     {"c": "LocalAuthListCtrlr", "v": "Entries", "type": "integer", "mut": RO, "live": True, "default": 0,
      "max_setting": "local_list_max_entries", "feature": "local_list"},
     {"c": "LocalAuthListCtrlr", "v": "ItemsPerMessage", "type": "integer", "mut": RO,
@@ -116,12 +129,12 @@ VARIABLES = (
      "setting": "ws_ping_interval_s"},
     # SampledDataCtrlr
     {"c": "SampledDataCtrlr", "v": "Available", "type": "boolean", "mut": RO, "default": True},
-    {"c": "SampledDataCtrlr", "v": "TxEndedInterval", "type": "integer", "unit": "s", "mut": RO,
-     "setting": "sample_interval_s", "view": True},
+    {"c": "SampledDataCtrlr", "v": "TxEndedInterval", "type": "integer", "unit": "s", "mut": RW,
+     "setting": "sample_end_interval_s"},
     {"c": "SampledDataCtrlr", "v": "TxEndedMeasurands", "type": "MemberList", "mut": RW, "values": MEASURANDS,
      "setting": "sampled_end_measurands"},
     {"c": "SampledDataCtrlr", "v": "TxStartedMeasurands", "type": "MemberList", "mut": RW, "values": MEASURANDS,
-     "default": ["Energy.Active.Import.Register"]},
+     "setting": "started_measurands"},
     {"c": "SampledDataCtrlr", "v": "TxUpdatedInterval", "type": "integer", "unit": "s", "mut": RW,
      "setting": "sample_interval_s"},
     {"c": "SampledDataCtrlr", "v": "TxUpdatedMeasurands", "type": "MemberList", "mut": RW, "values": MEASURANDS,
@@ -156,10 +169,10 @@ VARIABLES = (
     {"c": "TxCtrlr", "v": "StopTxOnEVSideDisconnect", "type": "boolean", "mut": RW,
      "setting": "stop_on_ev_disconnect"},
     {"c": "TxCtrlr", "v": "StopTxOnInvalidId", "type": "boolean", "mut": RW, "setting": "stop_on_invalid_id"},
-    {"c": "TxCtrlr", "v": "TxStartPoint", "type": "MemberList", "mut": RW, "values": TX_POINTS, "min_items": 1,
-     "default": ["PowerPathClosed"]},
-    {"c": "TxCtrlr", "v": "TxStopPoint", "type": "MemberList", "mut": RW, "values": TX_POINTS, "min_items": 1,
-     "default": ["EVConnected", "Authorized"]},
+    {"c": "TxCtrlr", "v": "TxStartPoint", "type": "MemberList", "mut": RW, "values": tuple(TX_POINTS),
+     "min_items": 1, "setting": "tx_start_points", "words": TX_POINTS},
+    {"c": "TxCtrlr", "v": "TxStopPoint", "type": "MemberList", "mut": RW, "values": tuple(TX_POINTS),
+     "min_items": 1, "setting": "tx_stop_points", "words": TX_POINTS},
     # EVSE, one per connector of the board (evse id = connector number)
     {"c": "EVSE", "scope": "evse", "v": "AvailabilityState", "type": "OptionList", "mut": RO,
      "values": AVAILABILITY_STATES, "live": True, "default": "Available"},

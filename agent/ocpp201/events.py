@@ -122,7 +122,17 @@ UPDATE_TRIGGER = {
     model.CAUSE_CHARGING_STATE: "charging_state_changed",  # TC_E_11 step 5, TC_E_22, TC_E_38
     model.CAUSE_EV_DEPARTED: "ev_communication_lost",  # TC_E_26 step 1 (chargingState Idle)
     model.CAUSE_CABLE_PLUGGED_IN: "cable_plugged_in",  # TC_E_26 step 5 (chargingState EVConnected)
+    # An identifier for a transaction begun on the EV (TxStartPoint EVConnected, TC_E_09 then the
+    # reusable state Authorized), and its end with stop points that keep the transaction (figure 56)
+    model.CAUSE_AUTHORIZED: "authorized",
+    model.CAUSE_REMOTE_START: "remote_start",
+    model.CAUSE_STOP_AUTHORIZED: "stop_authorized",
+    model.CAUSE_REMOTE_STOP: "remote_stop",
+    model.CAUSE_DEAUTHORIZED: "deauthorized",
 }
+# Update causes whose event carries the transaction's token (its start's, or the one that stopped it).
+START_TOKEN_CAUSES = (model.CAUSE_AUTHORIZED, model.CAUSE_REMOTE_START)
+STOP_TOKEN_CAUSES = (model.CAUSE_STOP_AUTHORIZED,)
 
 
 def transaction_event(kind: str, tx: model.Transaction, evse_id: int, seq_no: int, timestamp: float,
@@ -184,19 +194,30 @@ def entry_event(entry, seq_no: int, offline: bool = False, trigger_reason: str |
     token = None
     if entry.kind == START:
         timestamp = tx.start_time
-        trigger = trigger_reason or (words.REMOTE_START if remote_start_id is not None else words.AUTHORIZED)
-        token = id_token(tx.id_tag, token_kind)
-        samples = begin_meter_values(tx)
-        if charging_state is None:
-            charging_state, ev_connected = model.PREPARING, True
+        trigger = trigger_reason or (words.REMOTE_START if remote_start_id is not None
+                                     else words.START_TRIGGER.get(tx.start_cause, words.AUTHORIZED))
+        if tx.id_tag or not tx.awaiting_auth:  # begun on the EV alone: no token yet (TC_E_09)
+            token = id_token(tx.id_tag, token_kind)
+        samples = entry.samples or begin_meter_values(tx)  # started_measurands (TxStartedMeasurands)
+        if charging_state is None:  # what the entry recorded (no EV yet, energy flowing), else EVConnected
+            charging_state = entry.state if entry.state in words.CHARGING_STATE_WITH_EV else model.PREPARING
+            ev_connected = entry.ev_connected if ev_connected is None else ev_connected
     elif entry.kind == STOP:
         timestamp = tx.stop_time
-        trigger = trigger_reason or words.STOP_TRIGGER[tx.stop_reason or model.REASON_OTHER]
+        trigger = trigger_reason or (UPDATE_TRIGGER[tx.stop_cause] if tx.stop_cause in UPDATE_TRIGGER
+                                     else words.STOP_TRIGGER[tx.stop_reason or model.REASON_OTHER])
         if tx.stop_id_tag:
             token = id_token(tx.stop_id_tag, token_kind)
         samples = end_meter_values(tx)
-        if charging_state is None and tx.stop_reason == model.REASON_EV_DISCONNECTED:
-            charging_state, ev_connected = model.AVAILABLE, False
+        if charging_state is None and (tx.stop_reason in (model.REASON_EV_DISCONNECTED, model.REASON_TIMEOUT)
+                                       or tx.stop_cause == model.CAUSE_EV_DEPARTED):
+            charging_state, ev_connected = model.AVAILABLE, False  # Idle: no EV (any more)
+        elif charging_state is None and tx.stop_reason == model.REASON_STOPPED_BY_EV:
+            charging_state, ev_connected = model.PREPARING, True  # EVConnected (TC_E_22)
+        elif charging_state is None and tx.stop_reason in (model.REASON_HARD_RESET, model.REASON_SOFT_RESET):
+            # A reset stops the energy, not the EV: EVConnected unless the last event said it had left (TC_B_22)
+            ev_connected = tx.reported_state[1] if tx.reported_state else True
+            charging_state = model.PREPARING if ev_connected else model.AVAILABLE
     elif entry.kind == METER:
         samples = entry.samples
         timestamp = samples[0].timestamp if samples else tx.last_meter_time
@@ -209,6 +230,12 @@ def entry_event(entry, seq_no: int, offline: bool = False, trigger_reason: str |
         if charging_state is None and entry.state in words.CHARGING_STATE_WITH_EV:
             charging_state = entry.state
             ev_connected = entry.ev_connected if ev_connected is None else ev_connected
+        if entry.cause in START_TOKEN_CAUSES and tx.id_tag:
+            token = id_token(tx.id_tag, token_kind)
+            if entry.cause == model.CAUSE_REMOTE_START and remote_start_id is None:
+                remote_start_id = tx.remote_start_id
+        elif entry.cause in STOP_TOKEN_CAUSES and tx.stop_id_tag:
+            token = id_token(tx.stop_id_tag, token_kind)
     else:
         raise ValueError("not an outbox kind: %r" % (entry.kind,))
     return transaction_event(entry.kind, tx, entry.connector_id, seq_no, timestamp, trigger, offline=offline,
@@ -275,6 +302,36 @@ def notify_event(fault_word: str, cleared: bool, evse_id: int | None, event_id: 
     if tech_info:
         event["techInfo"] = tech_info[:500]
     return _notify(event, timestamp, seq_no)
+
+
+# ---------------------------------------------------------------- customer information (N09, N10)
+CUSTOMER_DATA_CHARS = 512  # NotifyCustomerInformationRequest.data's maxLength
+
+
+def customer_record(where: str, what, cleared: bool) -> str:
+    """One item the station holds about a customer (``Station.customer_data``) as report text."""
+    if isinstance(what, model.IdTagInfo):
+        text = "%s: %s" % (where, words.AUTHORIZATION_STATUS[what.status])
+        if what.expiry_date:
+            text += ", expires %s" % what.expiry_date
+        if what.parent_id_tag:
+            text += ", group %s" % what.parent_id_tag
+    else:  # a transaction
+        text = "%s %s on EVSE %d: started %s, %d Wh at the start" % (
+            where, what.id, what.connector_id, iso_time(what.start_time), what.meter_start_wh)
+        text += (", ended %s, %d Wh at the end" % (iso_time(what.stop_time), what.meter_stop_wh)
+                 if what.stopped and what.meter_stop_wh is not None else ", running")
+    return text + (" (cleared)" if cleared else "")
+
+
+def customer_information_messages(request_id: int, texts: list, generated_at: float) -> list:
+    """NotifyCustomerInformationRequests carrying ``texts`` joined by "; ", cut into parts of at
+    most CUSTOMER_DATA_CHARS characters: seqNo from 0, tbc on all but the last. No text: one
+    message with empty data (nothing held)."""
+    data = "; ".join(texts)
+    parts = [data[i:i + CUSTOMER_DATA_CHARS] for i in range(0, len(data), CUSTOMER_DATA_CHARS)] or [""]
+    return [{"data": part, "tbc": n < len(parts) - 1, "seqNo": n, "generatedAt": iso_time(generated_at),
+             "requestId": request_id} for n, part in enumerate(parts)]
 
 
 # ---------------------------------------------------------------- the ocpp library's dataclasses

@@ -28,7 +28,7 @@ import ocpp.exceptions
 from ocpp.exceptions import OCPPError
 
 from agent.core import model
-from agent.core.outbox import START, STOP
+from agent.core.outbox import START, STOP, UPDATE
 from agent.ocpp201 import events
 from agent.ocppj.sender import OrderedSender
 
@@ -103,3 +103,7 @@ class OutboxSender(OrderedSender):
                                           update_auth_cache=self.update_auth_cache)
         elif entry.kind == STOP and info is not None and tx.stop_id_tag and self.update_auth_cache:
             station.id_tag_info_received(tx.stop_id_tag, info)
+        elif (entry.kind == UPDATE and info is not None and tx.id_tag and not tx.stopped
+              and entry.cause in events.START_TOKEN_CAUSES):
+            # the idToken that authorized a transaction begun on the EV: its answer as a start's
+            station.transaction_confirmed(tx, tx.id, info, update_auth_cache=self.update_auth_cache)

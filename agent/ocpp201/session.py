@@ -70,8 +70,13 @@ class Ocpp201Session(FramedSession, ChargePoint):
         self.model = client.device_model
         self._reports: dict = {}  # requestId -> ReportData to send after an Accepted GetBaseReport/GetReport
         self._profile_reports: dict = {}  # requestId -> ReportChargingProfilesRequests after GetChargingProfiles
+        self._restate_statuses = False  # a station-wide ChangeAvailability changed no status: report them after
+        self._customer_reports: dict = {}  # requestId -> NotifyCustomerInformationRequests after CustomerInformation
 
     async def handle_call(self, uid: str, action: str, payload: dict) -> None:
+        if self.client.registration == "Rejected":  # B03.FR.08: nothing is served until Accepted
+            await self._send(call_error(uid, "SecurityError", "the BootNotification was Rejected"))
+            return
         handler = getattr(self, "on_" + action, None) if action.isalnum() else None
         if handler is None:
             if action in KNOWN_ACTIONS:
@@ -98,6 +103,22 @@ class Ocpp201Session(FramedSession, ChargePoint):
         after = getattr(self, "after_" + action, None)
         if after is not None:
             self.client.spawn(after(payload, response))  # a task: it may wait for answers the reader reads
+
+    async def call_raw(self, action: str, payload: dict) -> dict:
+        """A CALL of ``payload`` as it is, answered with the response payload as received: the
+        ``ocpp`` library's ``call`` converts the case of every key, also inside free-form data
+        (DataTransfer's anyType). Schema-checked both ways; a CALLERROR is raised as OCPPError,
+        no answer as asyncio.TimeoutError."""
+        request = ocpp.messages.Call(unique_id=str(self._unique_id_generator()), action=action, payload=payload)
+        await ocpp.messages.validate_payload(request, VERSION)
+        async with self._call_lock:
+            await self._send(request.to_json())
+            response = await self._get_specific_response(request.unique_id, self._response_timeout)
+        if response.message_type_id == ocpp.messages.MessageType.CallError:
+            raise response.to_exception()
+        response.action = action
+        await ocpp.messages.validate_payload(response, VERSION)
+        return response.payload
 
     # ---------------------------------------------------------------- B: provisioning
     async def on_GetVariables(self, p: dict) -> dict:
@@ -162,24 +183,41 @@ class Ocpp201Session(FramedSession, ChargePoint):
         evse_id = evse.get("id", 0)
         if evse.get("connectorId") not in (None, 1) or not 0 <= evse_id <= len(self.station.connectors):
             return {"status": "Rejected"}
+        statuses = self._connector_statuses()
         status = await self.station.change_availability(evse_id, words.OPERATIONAL_STATUS[p["operationalStatus"]])
+        # The station's state asked for is the one it has: report it anyway (TC_G_13 step 3)
+        self._restate_statuses = evse_id == 0 and status == model.ACCEPTED and self._connector_statuses() == statuses
         return {"status": words.answer("ChangeAvailability", status)}
+
+    def _connector_statuses(self) -> list:
+        return [self.station.status_of(n)[0] for n in range(1, len(self.station.connectors) + 1)]
+
+    async def after_ChangeAvailability(self, p: dict, response: dict) -> None:
+        if self._restate_statuses:
+            self._restate_statuses = False
+            await self.client.send_triggered("StatusNotification", None)
 
     # ---------------------------------------------------------------- C/D: authorization, local list
     async def on_ClearCache(self, p: dict) -> dict:
+        if not self.station.settings.get("auth_cache_enabled", False):
+            return {"status": "Rejected"}  # C11.FR.04: the cache is disabled (TC_C_38)
         return {"status": "Accepted" if self.station.clear_cache() else "Rejected"}
 
     async def on_GetLocalListVersion(self, p: dict) -> dict:
-        return {"versionNumber": max(self.station.local_list_version(), 0)}  # disabled: 0 (D02.FR.02)
+        # The last accepted update's version, even one that emptied the list (TC_D_04); disabled: 0 (D02.FR.03)
+        return {"versionNumber": max(self.station.local_list_version(empty_is_version_0=False), 0)}
 
     async def on_SendLocalList(self, p: dict) -> dict:
         entries = [(e["idToken"]["idToken"], events.id_tag_info(e["idTokenInfo"]) if e.get("idTokenInfo") else None)
                    for e in p.get("localAuthorizationList") or []]
-        status = self.station.send_local_list(words.UPDATE_TYPE[p["updateType"]], p["versionNumber"], entries)
+        status = self.station.send_local_list(words.UPDATE_TYPE[p["updateType"]], p["versionNumber"], entries,
+                                              empty_is_version_0=False)
         return {"status": words.answer("SendLocalList", status)}
 
     # ---------------------------------------------------------------- E/F: transactions, remote control
     async def on_RequestStartTransaction(self, p: dict) -> dict:
+        if not self.client.boot_accepted:
+            return {"status": "Rejected"}  # B02.FR.05: no transaction while the boot is Pending
         token = p["idToken"]
         kind = words.TOKEN_KIND_FROM_201.get(token["type"], model.TOKEN_CENTRAL)
         self.station.charging_profiles.last_rejection = None
@@ -194,7 +232,12 @@ class Ocpp201Session(FramedSession, ChargePoint):
         if not ok and profile is not None and self.station.charging_profiles.last_rejection:
             return {"status": "Rejected",
                     "statusInfo": profiles.rejection_info(self.station.charging_profiles.last_rejection)}
-        return {"status": "Accepted" if ok else "Rejected"}
+        out = {"status": "Accepted" if ok else "Rejected"}
+        evse_id = p.get("evseId")
+        tx = self.station.connector(evse_id).transaction if ok and evse_id else None
+        if tx is not None and tx.awaiting_auth:  # begun on the EV (TxStartPoint EVConnected): OCTT Authorized B
+            out["transactionId"] = tx.id
+        return out
 
     async def on_RequestStopTransaction(self, p: dict) -> dict:
         ok = await self.station.remote_stop(tx_id=p["transactionId"])
@@ -275,6 +318,32 @@ class Ocpp201Session(FramedSession, ChargePoint):
         if composite is None:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}  # TC_K_47
         return {"status": "Accepted", "schedule": profiles.schedule_to_201(composite, p["evseId"])}
+
+    # ---------------------------------------------------------------- N: customer information
+    CUSTOMER_KEYS = ("idToken", "customerIdentifier", "customerCertificate")
+
+    async def on_CustomerInformation(self, p: dict) -> dict:
+        """N09/N10: Invalid unless the request names exactly one customer and asks for a report or
+        a clearing. The station keeps customers only by the idToken they present: a
+        customerIdentifier or customerCertificate (no ISO 15118) finds nothing. Cleared now,
+        reported after the answer."""
+        given = [k for k in self.CUSTOMER_KEYS if p.get(k) is not None]
+        if len(given) != 1 or not (p["report"] or p["clear"]):
+            return {"status": "Invalid"}
+        token = (p.get("idToken") or {}).get("idToken")
+        found = self.station.customer_data(token, clear=p["clear"]) if token else []
+        if p["report"]:
+            texts = [events.customer_record(where, what, cleared) for where, what, cleared in found]
+        else:  # a confirmation, without the customer's data
+            cleared = [where for where, _what, was_cleared in found if was_cleared]
+            texts = ["cleared: %s" % ", ".join(cleared) if cleared else "cleared: nothing held to clear"]
+        self._customer_reports[p["requestId"]] = events.customer_information_messages(
+            p["requestId"], texts, self.client.clock.time())
+        return {"status": "Accepted"}
+
+    async def after_CustomerInformation(self, p: dict, response: dict) -> None:
+        for message in self._customer_reports.pop(p["requestId"], None) or ():
+            await self.client.outbox_sender.send_quietly("NotifyCustomerInformation", message)
 
     # ---------------------------------------------------------------- P: data transfer
     async def on_DataTransfer(self, p: dict) -> dict:

@@ -87,6 +87,9 @@ STOPPED_REASON = {
     model.REASON_UNLOCK: "Remote",
     model.REASON_EMERGENCY: "EmergencyStop",
     model.REASON_OTHER: "Other",
+    model.REASON_TIMEOUT: "Timeout",  # E03.FR.05: no EV within EVConnectionTimeOut (TC_E_05, TC_E_39)
+    model.REASON_STOPPED_BY_EV: "StoppedByEV",  # TxStopPoint EnergyTransfer, the EV suspended (TC_E_22)
+    model.REASON_MASTER_PASS: "MasterPass",  # C16.FR.07 (errata 2025-01)
 }
 
 STOP_TRIGGER = {
@@ -103,6 +106,21 @@ STOP_TRIGGER = {
     model.REASON_UNLOCK: "unlock_command",
     model.REASON_EMERGENCY: "abnormal_condition",
     model.REASON_OTHER: "abnormal_condition",
+    model.REASON_TIMEOUT: "ev_connect_timeout",  # TC_E_05, TC_E_39
+    model.REASON_STOPPED_BY_EV: "charging_state_changed",  # TC_E_22 (chargingState EVConnected)
+    model.REASON_MASTER_PASS: "stop_authorized",  # a token presented: E07 (C16.FR.07, TC_C_14)
+}
+
+# The triggerReason of a Started event, by what came last at the start (Transaction.start_cause).
+# Authorization first, then the EV: CablePluggedIn (errata 2025-01 figure E01 S5; TC_E_04 through
+# EnergyTransferStarted part 1); a start on the energy flowing: ChargingStateChanged (TC_E_02).
+# A remote start is RemoteStart whatever came last (OCTT general rules).
+START_TRIGGER = {
+    model.START_AUTHORIZED: "authorized",
+    model.START_CABLE_PLUGGED_IN: "cable_plugged_in",
+    model.START_REMOTE: "remote_start",
+    model.START_EV_CONNECTED: "cable_plugged_in",  # TC_E_09
+    model.START_ENERGY_TRANSFER: "charging_state_changed",
 }
 
 # ---------------------------------------------------------------- trigger reasons

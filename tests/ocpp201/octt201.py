@@ -44,3 +44,13 @@ async def local_start(h, tag: str = TAG) -> dict:
     await until(lambda: h.station.connector(1).transaction is not None
                 and h.station.connector(1).transaction.backend_id is not None)
     return started
+
+
+async def configure(h, values: dict) -> None:
+    """The OCTT configuration state: SetVariables of ``{"Component.Variable": value}`` (booleans as
+    true/false); every one must be Accepted."""
+    data = [{"component": {"name": key.split(".")[0]}, "variable": {"name": key.split(".")[1]},
+             "attributeValue": ("true" if v else "false") if isinstance(v, bool) else str(v)}
+            for key, v in values.items()]
+    got = await h.cs.call("SetVariables", setVariableData=data)
+    assert [r["attributeStatus"] for r in got["setVariableResult"]] == ["Accepted"] * len(data), got

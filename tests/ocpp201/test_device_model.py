@@ -337,8 +337,11 @@ def test_a_setting_changed_elsewhere_shows_in_get_variables():
     assert sorted(heard) == ["SampledDataCtrlr.TxEndedInterval", "SampledDataCtrlr.TxUpdatedInterval"]
     [d] = dm.report([{"component": {"name": "LocalAuthListCtrlr"}, "variable": {"name": "Entries"}}])
     assert d["variableCharacteristics"]["maxLimit"] == 500
-    # A read-only mirror of the setting cannot be written.
-    assert _set(dm, ("SampledDataCtrlr", "TxEndedInterval", "10"))[0]["attributeStatus"] == REJECTED
+    # TxEndedInterval follows TxUpdatedInterval (1.6 has one interval) until written itself.
+    assert _set(dm, ("SampledDataCtrlr", "TxEndedInterval", "10"))[0]["attributeStatus"] == ACCEPTED
+    dm.settings.set("sample_interval_s", 20)
+    r = _get(dm, ("SampledDataCtrlr", "TxUpdatedInterval"), ("SampledDataCtrlr", "TxEndedInterval"))
+    assert [x["attributeValue"] for x in r] == ["20", "10"]
 
 
 def test_rate_units_and_limits_come_from_the_smart_charging_settings():

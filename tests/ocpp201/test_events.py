@@ -88,7 +88,7 @@ FAULT_WORDS = set(ERROR_CODES) - {NO_ERROR}
 
 def test_the_core_words_are_found():
     assert len(CONNECTOR_STATES) == 9 and model.FINISHING in CONNECTOR_STATES
-    assert len(STOP_REASONS) == 11 and len(AUTH_OUTCOMES) == 5
+    assert len(STOP_REASONS) == 14 and model.REASON_MASTER_PASS in STOP_REASONS and len(AUTH_OUTCOMES) == 5
     assert {model.UNLOCK_FAILED, model.SCHEDULED, model.NOT_SUPPORTED} <= ANSWER_WORDS
 
 
