@@ -4,19 +4,26 @@ check that no transaction is lost or duplicated.
     python -m tools.soak --runs 300 --seed 1
     python -m tools.soak --runs 100 --stations 4 --seed 7      # four agents at once
     python -m tools.soak --runs 20 --seed 7 --json              # figures as JSON
+    python -m tools.soak --ocpp 2.0.1 --runs 100 --seed 1       # the same on OCPP 2.0.1
+
+``--ocpp`` (1.6 by default) is the version the central system serves and the
+agents pin; the driver, the faults and the schedule are the same for both, the
+ledger and its checks are the version's (below).
 
 What runs, all on loopback 127.0.0.1 in a temporary directory:
 
 * a counting central system: ``TestCentralSystem`` (tools/csms.py) in this
   process, with handlers (``Ledger``) that record every StartTransaction,
-  StopTransaction and MeterValues per station, in arrival order, with the
-  number of the websocket connection it came over;
+  StopTransaction and MeterValues (2.0.1: ``Ledger201``, every TransactionEvent)
+  per station, in arrival order, with the number of the websocket
+  connection it came over;
 * per station, the agent as a subprocess (``python -m agent.app.cli run --config F``)
   on the simulated board (two connectors, ``speed`` 60: a real second charges a
   minute; MeterValueSampleInterval 1 s), always on the same ``data_dir``;
 * an EV driver that talks to the sim control socket (``plug``, ``swipe``,
   ``unplug``, ``status``) and sometimes asks the central system for
-  RemoteStartTransaction / RemoteStopTransaction.
+  RemoteStartTransaction / RemoteStopTransaction (2.0.1: RequestStartTransaction /
+  RequestStopTransaction).
 
 A *run* is one life of the agent: it is started, the driver plays sessions,
 and at a moment drawn from the seed the run ends with ``kill -9`` (SIGKILL) or,
@@ -32,7 +39,7 @@ agent is started once more, every EV is unplugged, and the soak waits until
 the agent's queue is drained (every transaction stopped at the central system,
 the journal empty) before it checks.
 
-Definitions and checks (``analyze``):
+Definitions and checks (``analyze``), on OCPP 1.6:
 
 * A *session* is one fresh idTag presented to the charger (a swipe or a
   RemoteStartTransaction): every tag is used for one session only, so a tag
@@ -64,6 +71,24 @@ Definitions and checks (``analyze``):
   none after the transaction's StopTransaction unless it is a copy of one
   received before (confirmed meter values leave the journal with its next
   write, so after a kill the last few may be sent again - counted).
+On OCPP 2.0.1 the ledger (``Ledger201``) records every TransactionEvent by
+(transactionId, seqNo) and checks:
+
+* **Lost**: a transaction with any event that never reaches Ended; a seqNo
+  missing from 0..Ended's seqNo (a gap); a tag seen running locally that no
+  event carries.
+* **Duplicated**: a (transactionId, seqNo) received again that is not a
+  redelivery by the rule above; an Updated copy is also a redelivery when the
+  agent was restarted since the first (an Updated's confirmation is journaled
+  with the next write, as 1.6's MeterValues are); two different events under
+  one seqNo; a transaction ended twice; two transactions for one tag.
+* Ended's Energy.Active.Import.Register not below Started's, each event's
+  latest register not below the one before it in seqNo order (the agent rounds
+  start and end registers to whole Wh: 0.5 Wh of slack), Ended not before
+  Started. The offline flag is not checked.
+
+Both versions:
+
 * The agent never exits by itself, the central system answers no CALLERROR,
   and after the final clean stop the journal holds no message and no
   transaction.
@@ -102,6 +127,7 @@ START_TIMEOUT_S = 20.0  # spawn -> sim control socket answers
 STOP_TIMEOUT_S = 10.0  # SIGTERM -> exit
 COMMAND_TIMEOUT_S = 3.0  # one sim control command or CS -> agent call
 TIME_TOLERANCE_S = 1.0  # timestamps are rounded to ms and taken at slightly different moments
+REGISTER_TOLERANCE_WH = 0.5  # the agent rounds a transaction's start and end registers to whole Wh
 LATE_S = 1.0  # a StartTransaction first received this long after its timestamp was queued (offline, a kill)
 AGENT_CONNECTORS = 2
 AGENT_SPEED = 60.0
@@ -137,22 +163,29 @@ def session_key(payload: dict) -> tuple:
     return (payload.get("connectorId"), payload.get("idTag"), payload.get("meterStart"), payload.get("timestamp"))
 
 
-class Ledger:
-    """Records every StartTransaction, StopTransaction and MeterValues one station
-    sends. ``attach(cs)`` installs it as the station's handlers on a
-    ``TestCentralSystem`` (before the station connects). Transaction ids come
-    from ``ids`` (share one ``itertools.count`` between the ledgers of one
-    central system so ids are unique across stations)."""
+class BaseLedger:
+    """What both versions' ledgers share: the arrival record of one station's
+    transaction messages (``messages``), the central system's handlers for them
+    (``attach(cs)`` installs ``handlers()`` on a ``TestCentralSystem`` before the
+    station connects) and the agent's lives (``new_life()`` before each start).
+    Transaction ids the central system assigns come from ``ids`` and the arrival
+    order from ``order`` (share them between the ledgers of one central system)."""
+
+    SUBPROTOCOL = ""
+    LABELS: dict = {}  # names of the messages and registers in the report
 
     def __init__(self, station_id: str, ids=None, order=None) -> None:
         self.station_id = station_id
         self.ids = ids if ids is not None else itertools.count(1)
         self.order = order if order is not None else itertools.count(1)
         self.messages: list = []  # TxMessage, in arrival order
-        self.start_ids: dict = {}  # session key -> transaction id
-        self.starts: dict = {}  # transaction id -> first StartTransaction payload
+        self.life_starts: list = []  # the first connection number of each agent life
+        self.remote_ids = itertools.count(1)
         self.handle = None
         self.tx_event = asyncio.Event()  # set (and replaced) on every Start/Stop: targeted kills wait on it
+
+    def handlers(self) -> dict:
+        raise NotImplementedError
 
     def attach(self, cs):
         from tools.csms import StationHandle
@@ -160,10 +193,17 @@ class Ledger:
         handle = cs.stations.get(self.station_id)
         if handle is None:
             handle = cs.stations[self.station_id] = StationHandle(self.station_id, cs)
-        handle.handlers.update(StartTransaction=self._on_start, StopTransaction=self._on_stop,
-                               MeterValues=self._on_meter_values)
+        handle.handlers.update(self.handlers())
         self.handle = handle
         return handle
+
+    def new_life(self) -> None:
+        """The agent is (re)started: its next connection begins a new life of the process."""
+        self.life_starts.append((self.handle.connections if self.handle is not None else 0) + 1)
+
+    def restarted_between(self, first: TxMessage, again: TxMessage) -> bool:
+        """Whether the agent was restarted between two messages (by their connections)."""
+        return any(first.conn < start <= again.conn for start in self.life_starts)
 
     def _add(self, kind: str, ident: tuple, payload: dict, tid) -> None:
         conn = self.handle.connections if self.handle is not None else 0
@@ -171,6 +211,47 @@ class Ledger:
         if kind != "meter":
             event, self.tx_event = self.tx_event, asyncio.Event()
             event.set()
+
+    def dump(self, path: str) -> None:
+        """The record as JSON lines (kept with the agent logs when the soak fails)."""
+        with open(path, "w") as f:
+            for m in self.messages:
+                f.write(json.dumps({"seq": m.seq, "conn": m.conn, "kind": m.kind, "tid": m.tid, "wall": m.wall,
+                                    "payload": m.payload}, default=str) + "\n")
+
+    def call_errors_sent(self) -> int:
+        from tools.csms import OUT
+
+        if self.handle is None:
+            return 0
+        return sum(1 for m in self.handle.messages if m.direction == OUT and m.action.endswith(".error"))
+
+    def open_ids(self) -> set:
+        """Transactions begun at the central system but not ended (yet)."""
+        raise NotImplementedError
+
+    def started_tags(self) -> set:
+        raise NotImplementedError
+
+    def analyze(self, seen_tags: set, energy_tags: set) -> dict:
+        raise NotImplementedError
+
+
+class Ledger(BaseLedger):
+    """The OCPP 1.6 ledger: every StartTransaction, StopTransaction and MeterValues."""
+
+    SUBPROTOCOL = "ocpp1.6"
+    LABELS = {"start": "StartTransaction", "stop": "StopTransaction", "meter": "MeterValues",
+              "meter_start": "meterStart", "meter_stop": "meterStop"}
+
+    def __init__(self, station_id: str, ids=None, order=None) -> None:
+        super().__init__(station_id, ids, order)
+        self.start_ids: dict = {}  # session key -> transaction id
+        self.starts: dict = {}  # transaction id -> first StartTransaction payload
+
+    def handlers(self) -> dict:
+        return {"StartTransaction": self._on_start, "StopTransaction": self._on_stop,
+                "MeterValues": self._on_meter_values}
 
     def _on_start(self, payload: dict) -> dict:
         key = session_key(payload)
@@ -193,23 +274,72 @@ class Ledger:
         self._add("meter", ident, payload, tid)
         return {}
 
+    def remote_start(self, tag: str, connector_id: int) -> tuple:
+        return "RemoteStartTransaction", {"idTag": tag, "connectorId": connector_id}
+
+    def remote_stop(self, transaction_id) -> tuple:
+        return "RemoteStopTransaction", {"transactionId": transaction_id}
+
     # ------------------------------------------------------------------ queries
     def stopped_ids(self) -> set:
         return {m.tid for m in self.messages if m.kind == "stop"}
 
     def open_ids(self) -> set:
-        """Transaction ids assigned but not stopped (yet)."""
         return set(self.starts) - self.stopped_ids()
 
     def started_tags(self) -> set:
         return {p.get("idTag") for p in self.starts.values()}
 
-    def call_errors_sent(self) -> int:
-        from tools.csms import OUT
+    def analyze(self, seen_tags: set, energy_tags: set) -> dict:
+        return analyze16(self, seen_tags, energy_tags)
 
-        if self.handle is None:
-            return 0
-        return sum(1 for m in self.handle.messages if m.direction == OUT and m.action.endswith(".error"))
+
+EVENT_KINDS = {"Started": "start", "Updated": "meter", "Ended": "stop"}  # 2.0.1 eventType -> the ledger's kinds
+
+
+class Ledger201(BaseLedger):
+    """The OCPP 2.0.1 ledger: every TransactionEvent, identified by (transactionId,
+    seqNo); kinds "start" (Started), "meter" (Updated) and "stop" (Ended)."""
+
+    SUBPROTOCOL = "ocpp2.0.1"
+    LABELS = {"start": "TransactionEvent Started", "stop": "TransactionEvent Ended",
+              "meter": "TransactionEvent Updated", "meter_start": "Started register",
+              "meter_stop": "Ended register"}
+
+    def handlers(self) -> dict:
+        return {"TransactionEvent": self._on_event}
+
+    def _on_event(self, payload: dict) -> dict:
+        tid = (payload.get("transactionInfo") or {}).get("transactionId")
+        kind = EVENT_KINDS.get(payload.get("eventType"), "meter")
+        self._add(kind, ("event", tid, payload.get("seqNo")), payload, tid)
+        return {"idTokenInfo": {"status": "Accepted"}} if "idToken" in payload else {}
+
+    def remote_start(self, tag: str, connector_id: int) -> tuple:
+        return "RequestStartTransaction", {"idToken": {"idToken": tag, "type": "Central"},
+                                           "remoteStartId": next(self.remote_ids), "evseId": connector_id}
+
+    def remote_stop(self, transaction_id) -> tuple:
+        return "RequestStopTransaction", {"transactionId": transaction_id}
+
+    # ------------------------------------------------------------------ queries
+    def open_ids(self) -> set:
+        ended = {m.tid for m in self.messages if m.kind == "stop"}
+        return {m.tid for m in self.messages} - ended
+
+    def started_tags(self) -> set:
+        """The tags of the transactions (an Ended event's token is the one that stopped it)."""
+        return {tag for m in self.messages if m.kind != "stop" for tag in [event_tag(m.payload)] if tag}
+
+    def analyze(self, seen_tags: set, energy_tags: set) -> dict:
+        return analyze201(self, seen_tags, energy_tags)
+
+
+LEDGERS = {"1.6": Ledger, "2.0.1": Ledger201}  # --ocpp -> its ledger class
+
+
+def event_tag(payload: dict) -> str | None:
+    return (payload.get("idToken") or {}).get("idToken")
 
 
 def parse_time(stamp) -> float | None:
@@ -220,7 +350,8 @@ def parse_time(stamp) -> float | None:
 
 
 def energy_registers_wh(meter_values) -> list:
-    """Every Energy.Active.Import.Register in a MeterValues/transactionData list, in Wh, with its time."""
+    """Every Energy.Active.Import.Register in a MeterValues/transactionData list (1.6) or a
+    TransactionEvent's meterValue (2.0.1: unitOfMeasure), in Wh, with its time."""
     out = []
     for mv in meter_values or []:
         t = parse_time(mv.get("timestamp"))
@@ -231,8 +362,19 @@ def energy_registers_wh(meter_values) -> list:
                 value = float(sv["value"])
             except (KeyError, ValueError):
                 continue
-            out.append((t, value * 1000.0 if sv.get("unit") == "kWh" else value))
+            unit = sv.get("unitOfMeasure") or {"unit": sv.get("unit")}
+            value *= 10.0 ** unit.get("multiplier", 0)
+            out.append((t, value * 1000.0 if unit.get("unit") == "kWh" else value))
     return out
+
+
+def event_register_wh(payload: dict) -> float | None:
+    """A TransactionEvent's register: its latest Energy.Active.Import.Register reading (an
+    Ended event also carries the begin's, and the samples kept for the end)."""
+    readings = energy_registers_wh(payload.get("meterValue"))
+    if not readings:
+        return None
+    return max(enumerate(readings), key=lambda ir: (ir[1][0] or 0.0, ir[0]))[1][1]
 
 
 def is_redelivery(messages: list, first: int, again: int) -> bool:
@@ -247,36 +389,94 @@ def is_redelivery(messages: list, first: int, again: int) -> bool:
     return True
 
 
-def analyze(ledger: Ledger, seen_tags: set = frozenset(), energy_tags: set = frozenset()) -> dict:
+class Findings:
+    """One station's figures and violations, as both versions' checks build them."""
+
+    COUNTS = ("start_messages", "stop_messages", "meter_value_messages", "starts_delivered_late",
+              "redelivered_starts", "redelivered_stops", "redelivered_meter_values", "lost", "duplicated",
+              "energy_wh", "meter_start_below_previous_stop")
+    MESSAGES = {"start": "start_messages", "stop": "stop_messages", "meter": "meter_value_messages"}
+    REDELIVERED = {"start": "redelivered_starts", "stop": "redelivered_stops", "meter": "redelivered_meter_values"}
+
+    def __init__(self, station_id: str) -> None:
+        self.station_id = station_id
+        self.figures = dict.fromkeys(self.COUNTS, 0)
+        self.figures["stop_reasons"] = {}
+        self.violations: list = []
+        self.burst: dict = {}  # connection -> meter values redelivered over it
+        self.tids_by_tag: dict = {}
+        self.last_stop_by_connector: dict = {}
+
+    def bad(self, kind: str, text: str, count: int = 1) -> None:
+        if kind in ("lost", "duplicated"):
+            self.figures[kind] += count
+        self.violations.append("%s: %s: %s" % (self.station_id, kind, text))
+
+    def arrived(self, m: TxMessage, first_copy: bool) -> None:
+        """Count a message; a first Start received long after its timestamp was queued."""
+        self.figures[self.MESSAGES[m.kind]] += 1
+        if m.kind == "start" and first_copy and m.wall - (parse_time(m.payload.get("timestamp")) or m.wall) > LATE_S:
+            self.figures["starts_delivered_late"] += 1
+
+    def redelivered(self, m: TxMessage) -> None:
+        self.figures[self.REDELIVERED[m.kind]] += 1
+        if m.kind == "meter":
+            self.burst[m.conn] = self.burst.get(m.conn, 0) + 1
+
+    def transaction(self, tid, tag, connector, start_wh, stop_wh, reason: str) -> None:
+        """A transaction begun and ended: its tag, reason, energy, and the register's
+        continuity on its connector (the simulated one rewinds on a kill)."""
+        self.tids_by_tag.setdefault(tag, []).append(tid)
+        if stop_wh is None:
+            return
+        self.figures["stop_reasons"][reason] = self.figures["stop_reasons"].get(reason, 0) + 1
+        if start_wh is not None and stop_wh >= start_wh:
+            self.figures["energy_wh"] += stop_wh - start_wh
+        previous = self.last_stop_by_connector.get(connector)
+        if previous is not None and start_wh is not None and start_wh < previous:
+            self.figures["meter_start_below_previous_stop"] += 1
+        self.last_stop_by_connector[connector] = stop_wh
+
+    def result(self, ledger: BaseLedger, seen_tags: set, energy_tags: set, transactions: int) -> dict:
+        """The checks on sessions common to both versions, then the figures with ``violations``."""
+        for tag, tids in self.tids_by_tag.items():
+            if tag is not None and len(tids) > 1:
+                self.bad("duplicated", "tag %s (one session) has %d transactions: %s" % (tag, len(tids), tids))
+        for tag in sorted(set(seen_tags) - ledger.started_tags()):
+            self.bad("lost", "tag %s ran as a local transaction%s but the central system never got its %s"
+                     % (tag, " and drew power" if tag in energy_tags else "", ledger.LABELS["start"]))
+        errors = ledger.call_errors_sent()
+        if errors:
+            self.violations.append("%s: central system answered %d CALLERROR(s)" % (self.station_id, errors))
+        figures = dict(self.figures, transactions=transactions, energy_wh=round(self.figures["energy_wh"]),
+                       max_meter_values_redelivered_at_once=max(self.burst.values(), default=0))
+        figures["violations"] = self.violations
+        return figures
+
+
+def analyze(ledger: BaseLedger, seen_tags: set = frozenset(), energy_tags: set = frozenset()) -> dict:
     """Check one station's record (see the module docstring); returns figures and
     ``violations`` (a list of strings, empty when all is well)."""
+    return ledger.analyze(seen_tags, energy_tags)
+
+
+def analyze16(ledger: Ledger, seen_tags: set, energy_tags: set) -> dict:
+    """The 1.6 checks: StartTransaction by session key, StopTransaction and MeterValues by transactionId."""
     msgs = ledger.messages
-    violations: list = []
-    figures = {"start_messages": 0, "stop_messages": 0, "meter_value_messages": 0, "starts_delivered_late": 0,
-               "redelivered_starts": 0, "redelivered_stops": 0, "redelivered_meter_values": 0,
-               "lost": 0, "duplicated": 0, "stop_reasons": {}, "energy_wh": 0,
-               "meter_start_below_previous_stop": 0}
-
-    def bad(kind: str, text: str) -> None:
-        if kind in ("lost", "duplicated"):
-            figures[kind] += 1
-        violations.append("%s: %s: %s" % (ledger.station_id, kind, text))
-
+    f = Findings(ledger.station_id)
+    bad = f.bad
     last_copy: dict = {}  # ident -> index of its latest copy
     stops: dict = {}  # tid -> first stop payload
     stop_index: dict = {}  # tid -> index of its first stop
     meters_by_tid: dict = {}
-    burst: dict = {}  # connection -> meter values redelivered over it
     for i, m in enumerate(msgs):
-        figures[{"start": "start_messages", "stop": "stop_messages", "meter": "meter_value_messages"}[m.kind]] += 1
         prev = last_copy.get(m.ident)
         last_copy[m.ident] = i
+        f.arrived(m, prev is None)
         if m.kind == "start":
-            if prev is None and m.wall - (parse_time(m.payload.get("timestamp")) or m.wall) > LATE_S:
-                figures["starts_delivered_late"] += 1
             if prev is not None:
                 if is_redelivery(msgs, prev, i):
-                    figures["redelivered_starts"] += 1
+                    f.redelivered(m)
                 else:
                     bad("duplicated", "StartTransaction %s sent again after the agent had moved on (%r, %r)"
                         % (m.ident[1:], msgs[prev], m))
@@ -289,7 +489,7 @@ def analyze(ledger: Ledger, seen_tags: set = frozenset(), energy_tags: set = fro
                     bad("duplicated", "two different StopTransactions for transaction %r: %r / %r"
                         % (m.tid, stops[m.tid], m.payload))
                 elif prev is not None and is_redelivery(msgs, prev, i):
-                    figures["redelivered_stops"] += 1
+                    f.redelivered(m)
                 else:
                     bad("duplicated", "StopTransaction for %r sent again after the agent had moved on" % m.tid)
             else:
@@ -302,29 +502,24 @@ def analyze(ledger: Ledger, seen_tags: set = frozenset(), energy_tags: set = fro
                     % (tid, m.payload))
                 continue
             if prev is not None:
-                figures["redelivered_meter_values"] += 1
-                burst[m.conn] = burst.get(m.conn, 0) + 1
+                f.redelivered(m)
             elif tid in stop_index:
                 bad("meter-values", "MeterValues for transaction %r after its StopTransaction" % tid)
             meters_by_tid.setdefault(tid, []).append(m.payload)
 
-    by_tag: dict = {}
-    last_stop_by_connector: dict = {}
     for tid in sorted(ledger.starts):
         start = ledger.starts[tid]
-        by_tag.setdefault(start.get("idTag"), []).append(tid)
         stop = stops.get(tid)
+        meter_start = start.get("meterStart")
+        f.transaction(tid, start.get("idTag"), start.get("connectorId"), meter_start,
+                      None if stop is None else stop.get("meterStop"), (stop or {}).get("reason", "Local"))
         if stop is None:
             bad("lost", "transaction %d (%s on connector %s) never got a StopTransaction"
                 % (tid, start.get("idTag"), start.get("connectorId")))
             continue
-        reason = stop.get("reason", "Local")
-        figures["stop_reasons"][reason] = figures["stop_reasons"].get(reason, 0) + 1
-        meter_start, meter_stop = start.get("meterStart"), stop.get("meterStop")
+        meter_stop = stop.get("meterStop")
         if meter_stop < meter_start:
             bad("meter", "transaction %d: meterStop %d < meterStart %d" % (tid, meter_stop, meter_start))
-        else:
-            figures["energy_wh"] += meter_stop - meter_start
         t_start, t_stop = parse_time(start.get("timestamp")), parse_time(stop.get("timestamp"))
         if t_start is None or t_stop is None or t_stop < t_start - TIME_TOLERANCE_S:
             bad("meter", "transaction %d: stop time %s before start time %s"
@@ -333,7 +528,7 @@ def analyze(ledger: Ledger, seen_tags: set = frozenset(), energy_tags: set = fro
         for p in meters_by_tid.get(tid, []):
             registers += energy_registers_wh(p.get("meterValue"))
         for t, wh in registers:
-            if wh > meter_stop + 0.5:
+            if wh > meter_stop + REGISTER_TOLERANCE_WH:
                 bad("meter", "transaction %d: meterStop %d below a reported register value %.1f Wh"
                     % (tid, meter_stop, wh))
                 break
@@ -342,25 +537,90 @@ def analyze(ledger: Ledger, seen_tags: set = frozenset(), energy_tags: set = fro
                 bad("meter-values", "transaction %d: meter value at %s outside %s..%s"
                     % (tid, t, start.get("timestamp"), stop.get("timestamp")))
                 break
-        connector = start.get("connectorId")
-        previous = last_stop_by_connector.get(connector)
-        if previous is not None and meter_start < previous:
-            figures["meter_start_below_previous_stop"] += 1
-        last_stop_by_connector[connector] = meter_stop
-    for tag, tids in by_tag.items():
-        if len(tids) > 1:
-            bad("duplicated", "tag %s (one session) has %d transactions: %s" % (tag, len(tids), tids))
-    started = ledger.started_tags()
-    for tag in sorted(set(seen_tags) - started):
-        bad("lost", "tag %s ran as a local transaction%s but the central system never got its StartTransaction"
-            % (tag, " and drew power" if tag in energy_tags else ""))
-    errors = ledger.call_errors_sent()
-    if errors:
-        violations.append("%s: central system answered %d CALLERROR(s)" % (ledger.station_id, errors))
-    figures["transactions"] = len(ledger.starts)
-    figures["max_meter_values_redelivered_at_once"] = max(burst.values(), default=0)
-    figures["violations"] = violations
-    return figures
+    return f.result(ledger, seen_tags, energy_tags, len(ledger.starts))
+
+
+def analyze201(ledger: Ledger201, seen_tags: set, energy_tags: set) -> dict:
+    """The 2.0.1 checks: TransactionEvents by (transactionId, seqNo) (module docstring)."""
+    msgs = ledger.messages
+    f = Findings(ledger.station_id)
+    last_copy: dict = {}  # ident -> index of its latest copy
+    events: dict = {}  # tid -> {seqNo: first copy}
+    for i, m in enumerate(msgs):
+        prev = last_copy.get(m.ident)
+        last_copy[m.ident] = i
+        f.arrived(m, prev is None)
+        seq_no = m.ident[2]
+        first = events.setdefault(m.tid, {}).setdefault(seq_no, m)
+        if prev is None:
+            continue
+        if m.payload != first.payload:
+            f.bad("duplicated", "transaction %s: two different events with seqNo %s: %r / %r"
+                  % (m.tid, seq_no, first.payload, m.payload))
+        elif is_redelivery(msgs, prev, i) or (m.kind == "meter" and ledger.restarted_between(msgs[prev], m)):
+            # An Updated's confirmation is journaled with the next write (outbox.NOT_FSYNCED):
+            # after a restart it may go out again, as 1.6's MeterValues do
+            f.redelivered(m)
+        else:
+            f.bad("duplicated", "transaction %s: seqNo %s sent again after the agent had moved on (%r, %r)"
+                  % (m.tid, seq_no, msgs[prev], m))
+    for tid in sorted(events, key=str):
+        check_transaction201(f, tid, events[tid])
+    return f.result(ledger, seen_tags, energy_tags, len(events))
+
+
+def check_transaction201(f: Findings, tid, by_seq: dict) -> None:
+    """One transaction's events (seqNo -> first copy): Started at 0, Ended once and
+    last, no gap, the register never going backwards."""
+    started, ended = by_seq.get(0), [by_seq[n] for n in sorted(by_seq) if by_seq[n].kind == "stop"]
+    if started is not None and started.kind != "start":
+        f.bad("sequence", "transaction %s: seqNo 0 is %s, not Started" % (tid, started.payload.get("eventType")))
+        started = None
+    if any(m.kind == "start" for n, m in by_seq.items() if n != 0):
+        f.bad("duplicated", "transaction %s: a Started event with a seqNo other than 0" % tid)
+    tag = next((event_tag(m.payload) for m in by_seq.values() if m.kind != "stop" and event_tag(m.payload)), None)
+    evse = ((started or next(iter(by_seq.values()))).payload.get("evse") or {}).get("id")
+    if not ended:
+        f.bad("lost", "transaction %s (%s on EVSE %s) never got an Ended event (seqNos %s)"
+              % (tid, tag, evse, sorted(by_seq)))
+    elif len(ended) > 1:
+        f.bad("duplicated", "transaction %s ended %d times (seqNos %s)"
+              % (tid, len(ended), [m.ident[2] for m in ended]))
+    last = ended[0].ident[2] if ended else max(by_seq)
+    missing = [n for n in range(last + 1) if n not in by_seq]
+    if missing:
+        f.bad("lost", "transaction %s: seqNo %s never received (%d events, Ended at %s)"
+              % (tid, missing[:10], len(by_seq), last if ended else None), count=len(missing))
+    if any(n > last for n in by_seq):
+        f.bad("sequence", "transaction %s: events after its Ended: seqNos %s" % (tid, [n for n in by_seq if n > last]))
+    start_wh = None if started is None else event_register_wh(started.payload)
+    stop_wh = None if not ended else event_register_wh(ended[0].payload)
+    reason = None if not ended else (ended[0].payload.get("transactionInfo") or {}).get("stoppedReason", "Local")
+    f.transaction(tid, tag, evse, start_wh, stop_wh, reason)
+    if started is not None and ended:
+        check_register201(f, tid, by_seq, started, ended[0])
+
+
+def check_register201(f: Findings, tid, by_seq: dict, started: TxMessage, ended: TxMessage) -> None:
+    """Ended's register not below Started's, none going backwards in seqNo order, Ended not before Started."""
+    t_start, t_stop = parse_time(started.payload.get("timestamp")), parse_time(ended.payload.get("timestamp"))
+    if t_start is None or t_stop is None or t_stop < t_start - TIME_TOLERANCE_S:
+        f.bad("meter", "transaction %s: Ended at %s before Started at %s"
+              % (tid, ended.payload.get("timestamp"), started.payload.get("timestamp")))
+    start_wh, stop_wh = event_register_wh(started.payload), event_register_wh(ended.payload)
+    if start_wh is None or stop_wh is None or stop_wh < start_wh - REGISTER_TOLERANCE_WH:
+        f.bad("meter", "transaction %s: Ended register %s < Started register %s" % (tid, stop_wh, start_wh))
+        return
+    previous = None  # (seqNo, Wh)
+    for n in sorted(by_seq):
+        wh = event_register_wh(by_seq[n].payload)
+        if wh is None:
+            continue
+        if previous is not None and wh < previous[1] - REGISTER_TOLERANCE_WH:
+            f.bad("meter", "transaction %s: register %.1f Wh at seqNo %d below %.1f Wh at seqNo %d"
+                  % (tid, wh, n, previous[1], previous[0]))
+            return
+        previous = (n, wh)
 
 
 # --------------------------------------------------------------------------- processes
@@ -401,7 +661,7 @@ log_level = "INFO"
 journal_max_entries = %d
 
 [csms]
-url = "%s"
+url = "%s"%s
 connect_timeout_s = 3
 response_timeout_s = 5
 reconnect_initial_s = 0.1
@@ -416,14 +676,15 @@ LocalAuthorizeOffline = true
 [board.evse]
 connectors = %d
 speed = %g
-""" % (station_id, data_dir, opts.journal_max_entries, url, opts.sample_interval, AGENT_CONNECTORS,
-       AGENT_SPEED))
+""" % (station_id, data_dir, opts.journal_max_entries, url,
+       "" if opts.ocpp == "1.6" else '\nocpp_version = "%s"' % opts.ocpp,  # 1.6: auto, as before
+       opts.sample_interval, AGENT_CONNECTORS, AGENT_SPEED))
 
 
 class StationSoak:
     """One agent subprocess, its EV driver and its link flaps."""
 
-    def __init__(self, index: int, opts, cs, ledger: Ledger, workdir: str, stats: dict) -> None:
+    def __init__(self, index: int, opts, cs, ledger: BaseLedger, workdir: str, stats: dict) -> None:
         self.index = index
         self.opts = opts
         self.cs = cs
@@ -452,6 +713,7 @@ class StationSoak:
     # ------------------------------------------------------------------ the agent process
     async def spawn(self) -> None:
         self.lives += 1
+        self.ledger.new_life()
         log_path = os.path.join(self.dir, "agent-%d.log" % self.lives)
         with open(log_path, "wb") as log_file:
             self.proc = await asyncio.create_subprocess_exec(
@@ -595,7 +857,7 @@ class StationSoak:
                     self.figures["swipes"] += 1
                     await self.command("swipe", self.fresh_tag())
                 elif r < 0.55:
-                    await self.remote("RemoteStartTransaction", idTag=self.fresh_tag(), connectorId=cid)
+                    await self.remote(*self.ledger.remote_start(self.fresh_tag(), cid))
                     self.figures["remote_starts"] += 1
                 elif r < 0.65:
                     self.figures["unplugs"] += 1
@@ -605,9 +867,9 @@ class StationSoak:
                 await self.command("unplug", cid)
             elif r < 0.10 and c.get("transaction_id") is not None:
                 self.figures["remote_stops"] += 1
-                await self.remote("RemoteStopTransaction", transactionId=c["transaction_id"])
+                await self.remote(*self.ledger.remote_stop(c["transaction_id"]))
 
-    async def remote(self, action: str, **payload) -> None:
+    async def remote(self, action: str, payload: dict) -> None:
         handle = self.ledger.handle
         if handle is None or not handle.connected:
             return
@@ -704,14 +966,15 @@ async def soak(opts, progress=None) -> dict:
 
     t0 = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="ocpp-soak-")
-    cs = TestCentralSystem(quiet=True, response_timeout_s=5, protocols=("ocpp1.6",))
+    ledger_class = LEDGERS[opts.ocpp]
+    cs = TestCentralSystem(quiet=True, response_timeout_s=5, protocols=(ledger_class.SUBPROTOCOL,))
     await cs.start(HOST, 0)
     port = cs.port
     ids, order = itertools.count(1), itertools.count(1)
     stats = {"outages": 0, "outage_s": 0.0}
     stations = []
     for i in range(1, opts.stations + 1):
-        ledger = Ledger("SOAK%d" % i, ids, order)
+        ledger = ledger_class("SOAK%d" % i, ids, order)
         ledger.attach(cs)
         station = StationSoak(i, opts, cs, ledger, workdir, stats)
         agent_config(station.config, ledger.station_id, station.data_dir, cs.url, opts)
@@ -750,8 +1013,8 @@ async def soak(opts, progress=None) -> dict:
                 pass
         await cs.stop()
 
-    result = {"seed": opts.seed, "stations": opts.stations, "runs": 0, "kills": 0, "targeted_kills": 0,
-              "clean_stops": 0, "link_flaps": 0, "outages": stats["outages"],
+    result = {"seed": opts.seed, "ocpp": opts.ocpp, "stations": opts.stations, "runs": 0, "kills": 0,
+              "targeted_kills": 0, "clean_stops": 0, "link_flaps": 0, "outages": stats["outages"],
               "outage_s": round(stats["outage_s"], 1), "sessions": 0, "local_transactions_seen": 0,
               "sessions_drawing_energy": 0, "swipes": 0, "remote_starts": 0, "remote_stops": 0, "unplugs": 0}
     totals: dict = {}
@@ -780,6 +1043,8 @@ async def soak(opts, progress=None) -> dict:
     result["error"] = error
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
     if violations or opts.keep:
+        for s in stations:
+            s.ledger.dump(os.path.join(s.dir, "ledger.jsonl"))
         result["workdir"] = workdir
     else:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -789,8 +1054,10 @@ async def soak(opts, progress=None) -> dict:
 
 def render(r: dict) -> str:
     reasons = ", ".join("%s %d" % kv for kv in sorted(r.get("stop_reasons", {}).items())) or "-"
+    names = LEDGERS[r.get("ocpp", "1.6")].LABELS
     lines = [
-        "ocpp-agent fault soak, seed %s: %d station(s), loopback %s" % (r["seed"], r["stations"], HOST),
+        "ocpp-agent fault soak, seed %s: OCPP %s, %d station(s), loopback %s"
+        % (r["seed"], r.get("ocpp", "1.6"), r["stations"], HOST),
         "  runs              %d  (kill -9: %d, of which %d targeted at a Start/Stop answer; clean stops: %d)"
         % (r["runs"], r["kills"], r["targeted_kills"], r["clean_stops"]),
         "  link flaps        %d;  central system outages %d (%.1f s in all)"
@@ -800,16 +1067,17 @@ def render(r: dict) -> str:
            r["sessions_drawing_energy"]),
         "  transactions      %d  (stop reasons: %s); %d Wh reported" % (
             r.get("transactions", 0), reasons, r.get("energy_wh", 0)),
-        "                    %d StartTransaction first received > %.0f s after its timestamp (queued offline"
-        " or across a kill)" % (r.get("starts_delivered_late", 0), LATE_S),
-        "  messages          %d StartTransaction, %d StopTransaction, %d MeterValues" % (
-            r.get("start_messages", 0), r.get("stop_messages", 0), r.get("meter_value_messages", 0)),
-        "  redelivered       %d Start, %d Stop (kill or flap between answer and record), %d MeterValues"
+        "                    %d %s first received > %.0f s after its timestamp (queued offline"
+        " or across a kill)" % (r.get("starts_delivered_late", 0), names["start"], LATE_S),
+        "  messages          %d %s, %d %s, %d %s" % (
+            r.get("start_messages", 0), names["start"], r.get("stop_messages", 0), names["stop"],
+            r.get("meter_value_messages", 0), names["meter"]),
+        "  redelivered       %d Start, %d Stop (kill or flap between answer and record), %d %s"
         " (at most %d after one reconnect)"
         % (r.get("redelivered_starts", 0), r.get("redelivered_stops", 0), r.get("redelivered_meter_values", 0),
-           r.get("max_meter_values_redelivered_at_once", 0)),
-        "  sim meter         %d meterStart below the previous meterStop on the connector (the simulated"
-        % r.get("meter_start_below_previous_stop", 0),
+           names["meter"], r.get("max_meter_values_redelivered_at_once", 0)),
+        "  sim meter         %d %s below the previous %s on the connector (the simulated"
+        % (r.get("meter_start_below_previous_stop", 0), names["meter_start"], names["meter_stop"]),
         "                    register is saved every %.0f s, so a kill -9 rewinds it; a real meter does not)"
         % SIM_SAVE_INTERVAL_S,
         "  lost              %d" % r.get("lost", 0),
@@ -831,6 +1099,8 @@ def parse_args(argv: list | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=50, help="agent lives per station, each ended by a kill (default 50)")
     p.add_argument("--seed", default="1", help="the schedule's seed (default 1)")
     p.add_argument("--stations", type=int, default=1, help="agents soaked at once (default 1)")
+    p.add_argument("--ocpp", choices=sorted(LEDGERS), default="1.6",
+                   help="the OCPP version the central system serves and the agents pin (default 1.6)")
     p.add_argument("--min-run-s", type=float, default=0.3, help="shortest agent life (default 0.3)")
     p.add_argument("--max-run-s", type=float, default=5.0, help="longest agent life (default 5)")
     p.add_argument("--targeted", type=float, default=0.3,
