@@ -62,7 +62,7 @@ class Authorization:
             return
         self.auth_cache.update(id_tag, info, self.clock.time())
 
-    async def authorize(self, id_tag: str) -> model.IdTagInfo:
+    async def authorize(self, id_tag: str, token_kind: str | None = None) -> model.IdTagInfo:
         """Decide whether a tag may charge (1.6 §3.5, 2.0.1 C10-C15). Online: a valid entry
         in the Local Authorization List or the Authorization Cache starts at once with
         local_pre_authorize; an entry that is not valid is asked about again (post-authorize,
@@ -70,7 +70,8 @@ class Authorization:
         says not to; otherwise the central system decides and its answer is cached. With
         disable_remote_authorization only the list and the cache decide. Offline (or no
         answer): the local entry with local_authorize_offline, an unknown tag with
-        offline_start_unknown_id; otherwise invalid."""
+        offline_start_unknown_id; otherwise invalid. ``token_kind``: what the identifier is
+        (model.TOKEN_*; a protocol that names it asks with it)."""
         local, source = self._local_entry(id_tag)
         if self.link.online:
             if self.settings.get("disable_remote_authorization", False):
@@ -84,7 +85,7 @@ class Authorization:
                 if self.settings.get(POST_AUTHORIZE_DISABLED[source], False):
                     log.info("tag %s: %s in the %s, not asked again", id_tag, local.status, source)
                     return local
-            info = await self.link.authorize(id_tag)
+            info = await self.link.authorize(id_tag, token_kind)
             if info is not None:
                 self.id_tag_info_received(id_tag, info)
                 return info

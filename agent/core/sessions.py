@@ -129,7 +129,7 @@ class Sessions:
             # known from its tag's authorization, the local list/cache or the answer to its start (TC_069_CS).
             log.info("tag %s: no connector free for a session", id_tag)
             return "no-connector"
-        info = await self.authorize(id_tag)  # the central system online, else the local list/cache
+        info = await self.authorize(id_tag, token_kind)  # the central system online, else the local list/cache
         if self.is_master_pass(info):  # stops every transaction, starts none (2.0.1 C16, C12.FR.09)
             return "stopped" if await self._master_pass_stop(id_tag) else "rejected"
         # A different tag may end a running transaction when both share a parent (group) tag.
@@ -253,7 +253,7 @@ class Sessions:
     async def _remote_start(self, c: Connector, start: dict) -> None:
         id_tag = start["id_tag"]
         if self.settings.get("authorize_remote_start"):
-            info = await self.authorize(id_tag)
+            info = await self.authorize(id_tag, start.get("token_kind"))
             if not info.accepted:
                 log.info("remote start for %s: tag not authorized (%s)", id_tag, info.status)
                 return
@@ -381,11 +381,11 @@ class Sessions:
         self._next_local_id += 1
         self._save()
         begin = build_meter_sample(reading, self.settings.get("sampled_end_measurands"), self.clock.time(),
-                                   "Transaction.Begin", c)
+                                   "Transaction.Begin", c, register_wh=tx.meter_start_wh)
         if begin.samples:
             tx.stop_data.append(begin)
         started = build_meter_sample(reading, self.settings.get("started_measurands"), self.clock.time(),
-                                     "Transaction.Begin", c)
+                                     "Transaction.Begin", c, register_wh=tx.meter_start_wh)
         tx.start_samples = [started] if started.samples else []
         if not tx.start_deferred:
             try:
@@ -518,7 +518,7 @@ class Sessions:
         tx.stop_reason = reason
         tx.stop_id_tag = id_tag
         end = build_meter_sample(reading, self.settings.get("sampled_end_measurands"), tx.stop_time,
-                                 "Transaction.End", c)
+                                 "Transaction.End", c, register_wh=tx.meter_stop_wh)
         if end.samples:
             tx.stop_data.append(end)
         self.outbox.append(OutboxEntry(STOP, tx, c.id))

@@ -59,8 +59,9 @@ class CentralSystemLink:
     # of transaction 1.6 knows (an identifier is needed to start, so 1.6 cannot start on the EV).
     configurable_tx_points = False
 
-    async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
-        """Ask the central system; None when there is no answer (offline, timeout)."""
+    async def authorize(self, id_tag: str, token_kind: str | None = None) -> model.IdTagInfo | None:
+        """Ask the central system about ``id_tag`` (of ``token_kind``, model.TOKEN_*); None
+        when there is no answer (offline, timeout)."""
         return None
 
     def status_changed(self, connector_id: int) -> None:

@@ -47,7 +47,8 @@ class Ocpp16Client(OcppjLink):
         self.outbox_sender = OutboxSender(station, self._call, clock, self._wake)
 
     # ------------------------------------------------------------------ CentralSystemLink
-    async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
+    async def authorize(self, id_tag: str, token_kind: str | None = None) -> model.IdTagInfo | None:
+        # 1.6's Authorize carries the idTag alone: the token's kind is not sent
         if not self.online:
             return None
         try:

@@ -129,11 +129,11 @@ class Ocpp201Client(OcppjLink):
         return self.device_model.get("OCPPCommCtrlr.NetworkProfileConnectionAttempts")
 
     # ------------------------------------------------------------------ CentralSystemLink
-    async def authorize(self, id_tag: str) -> model.IdTagInfo | None:
+    async def authorize(self, id_tag: str, token_kind: str | None = None) -> model.IdTagInfo | None:
         if not self.online:
             return None
         try:
-            result = await self._call("Authorize", events.authorize_request(events.id_token(id_tag)))
+            result = await self._call("Authorize", events.authorize_request(events.id_token(id_tag, token_kind)))
         except ConnectionError as e:
             log.warning("Authorize(%s) failed: %s", id_tag, e)
             return None

@@ -36,7 +36,7 @@ async def test_tc_f_02_remote_start_first_authorize_remote_start_true(tmp_path):
         await set_variable(h, "AuthCtrlr", "AuthorizeRemoteStart", "true")
         await wait_connector(h, "Available")
         m = h.mark()
-        token = {"idToken": TAG, "type": "ISO14443"}
+        token = {"idToken": TAG, "type": "Central"}  # the Authorize names the request's type
         got = await h.cs.call("RequestStartTransaction", idToken=token, evseId=1, remoteStartId=11)
         assert got["status"] == "Accepted"
         auth = await h.cs.wait_for("Authorize", start_index=m)
