@@ -326,6 +326,9 @@ class Ocpp201Client(OcppjLink):
             self._boot_triggered.set()  # the boot loop sends it and acts on the answer
         elif message == "Heartbeat":
             await self._send_quietly("Heartbeat", {})
+        elif message in ("LogStatusNotification", "FirmwareStatusNotification"):
+            # No log upload and no firmware update exist yet (issue 14): the state is Idle (F06.FR.14)
+            await self._send_quietly(message, {"status": "Idle"})
         elif message == "StatusNotification":
             for n in evses:
                 await self._send_quietly("StatusNotification", self._status_payload(n))
@@ -359,4 +362,5 @@ class Ocpp201Client(OcppjLink):
             evses = [evse_id] if evse_id else range(1, len(self.station.connectors) + 1)
             return any(self.station.connector(n).transaction is not None
                        and not self.station.connector(n).transaction.stopped for n in evses)
-        return message in ("Heartbeat", "StatusNotification", "MeterValues")
+        return message in ("Heartbeat", "StatusNotification", "MeterValues", "LogStatusNotification",
+                           "FirmwareStatusNotification")

@@ -35,8 +35,8 @@ ocpp.messages.ASYNC_VALIDATION = False  # validate in the calling task (no threa
 
 VERSION = "2.0.1"
 KNOWN_ACTIONS = frozenset(a.value for a in Action)
-TRIGGER_NOT_IMPLEMENTED = ("LogStatusNotification", "FirmwareStatusNotification", "SignChargingStationCertificate",
-                           "SignV2GCertificate", "SignCombinedCertificate", "PublishFirmwareStatusNotification")
+TRIGGER_NOT_IMPLEMENTED = ("SignChargingStationCertificate", "SignV2GCertificate", "SignCombinedCertificate",
+                           "PublishFirmwareStatusNotification")
 
 
 class CallError(Exception):

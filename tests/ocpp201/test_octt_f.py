@@ -6,6 +6,8 @@ Each test follows its OCTT case (spec/OCPP-2.0.1_edition3_part6-testcases.txt) a
 that case's tool validations.
 """
 
+import pytest
+
 from tests.harness import assert_charging_hw, assert_no_power, hw, index_of, quiet, until
 from tests.ocpp201.octt201 import TAG, errors, harness, local_start, received, tx_events, wait_connector
 from tools.csms import IN
@@ -249,3 +251,20 @@ async def test_tc_f_27_trigger_of_a_message_not_implemented(tmp_path):
         assert got == {"status": "NotImplemented"}
         await quiet(h)
         assert not [x for x in h.cs.messages[m:] if x.direction == IN and "." not in x.action]
+
+
+@pytest.mark.parametrize("message, evse", [("LogStatusNotification", None),  # TC_F_15
+                                           ("FirmwareStatusNotification", {"id": 1}),  # TC_F_17
+                                           ("FirmwareStatusNotification", None)])  # TC_F_18
+async def test_tc_f_15_f_17_f_18_trigger_log_and_firmware_status_notification_idle(tmp_path, message, evse):
+    """TC_F_15_CS / TC_F_17_CS / TC_F_18_CS: TriggerMessage Accepted (an evse given to the firmware
+    status is not relevant, F_17), then the notification with status Idle: the station uploads
+    no log and downloads no firmware (until issue 14 brings them; F_16/F_19 need them)."""
+    async with harness(tmp_path) as h:
+        await wait_connector(h, "Available")
+        m = h.mark()
+        request = {"requestedMessage": message} | ({"evse": evse} if evse else {})
+        assert await h.cs.call("TriggerMessage", **request) == {"status": "Accepted"}
+        sent = await h.cs.wait_for(message, start_index=m)
+        assert sent == {"status": "Idle"}
+        assert 0 <= index_of(h, "TriggerMessage.conf", m) < index_of(h, message, m)

@@ -461,7 +461,7 @@ async def test_tc_f_20_trigger_heartbeat_and_status_notification_tc_f_23(tmp_pat
                                evse={"id": 1, "connectorId": 1}) == {"status": "Accepted"}
         await wait_connector(h, "Available", start=m)
         assert await h.cs.call("TriggerMessage", requestedMessage="BootNotification") == {"status": "Rejected"}
-        assert await h.cs.call("TriggerMessage", requestedMessage="LogStatusNotification") == {
+        assert await h.cs.call("TriggerMessage", requestedMessage="SignV2GCertificate") == {
             "status": "NotImplemented"}
         assert await h.cs.call("TriggerMessage", requestedMessage="TransactionEvent") == {"status": "Rejected"}
 
