@@ -254,6 +254,9 @@ class StationHandle:
         self.messages: list[Message] = []
         self.raw: list[tuple[str, str]] = []  # (direction, frame text)
         self.handlers: dict[str, Handler] = {}
+        # action -> how many of its next requests get no answer at all (recorded, never routed):
+        # a central system that lost them, for the charger's response timeout and retries
+        self.unanswered: dict[str, int] = {}
         self.connections = 0  # how many websockets this station has opened
         self._central = central
         self._ws: ServerConnection | None = None
@@ -447,6 +450,9 @@ class StationHandle:
             self._actions_in[unique_id] = action
             self._payloads_in[unique_id] = payload
             self._record(IN, action, payload)
+            if self.unanswered.get(action, 0) > 0:
+                self.unanswered[action] -= 1
+                return False
         else:
             suffix = ".conf" if kind == _CALL_RESULT else ".error"
             self._record(IN, self._actions_out.pop(unique_id, "?") + suffix, payload)

@@ -12,8 +12,9 @@ TAG = "AABBCCDD"
 
 def harness(tmp_path, **kw) -> AgentHarness:
     kw.setdefault("ocpp", keys())
+    csms_extra = dict({"ocpp_version": "2.0.1"}, **kw.pop("csms_extra", {}))
     return AgentHarness(tmp_path, csms=TestCentralSystem(quiet=True, protocols=("ocpp2.0.1",)),
-                        csms_extra={"ocpp_version": "2.0.1"}, **kw)
+                        csms_extra=csms_extra, **kw)
 
 
 def received(h, action: str, start: int = 0) -> list:

@@ -688,3 +688,34 @@ async def test_a_1_6_session_keeps_the_default_start_and_stop_points(tmp_path):
         await h.clock.advance(5)
         await quiet(h)
         assert not h.received("StopTransaction", m) and h.station.connector(1).transaction is not None
+
+
+async def test_tc_e_42_success_before_the_max_retry_count_after_no_answer(tmp_path):
+    """TC_E_42_CS: the CSMS ignores the first Started (no answer at all) and answers the second:
+    the station waits its message timeout, sends it again MessageAttemptInterval later (sent 2
+    times), and not a third time after one more iteration; the transaction goes on."""
+    async with harness(tmp_path, csms_extra={"response_timeout_s": 0.5}) as h:
+        got = await h.cs.call("SetVariables", setVariableData=[
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": name, "instance": "TransactionEvent"},
+             "attributeValue": str(value)} for name, value in (("MessageAttempts", ATTEMPTS),
+                                                               ("MessageAttemptInterval", INTERVAL_S))])
+        assert {r["attributeStatus"] for r in got["setVariableResult"]} == {"Accepted"}
+        h.cs.unanswered["TransactionEvent"] = 1
+        m = await authorized_local(h)
+        sent_at = []  # the station clock's time when each attempt at the Started event arrived
+
+        def attempts() -> int:
+            count = sum(1 for p in tx_events(h, m) if p["seqNo"] == 0)
+            while len(sent_at) < count:
+                sent_at.append(h.clock.monotonic())
+            return count
+
+        await plug_in(h, m)
+        await until(lambda: attempts() >= 2, clock=h.clock, step_s=0.5, timeout_s=20, what="the second attempt")
+        await h.clock.advance(INTERVAL_S * (ATTEMPTS + 1) + 1)  # one more iteration: nothing more
+        await quiet(h)
+        assert attempts() == 2 and h.cs.unanswered["TransactionEvent"] == 0
+        assert sent_at[1] - sent_at[0] >= INTERVAL_S  # the timeout, then the interval × 1
+        first, second = [p for p in tx_events(h, m) if p["seqNo"] == 0]
+        assert first == second and first["eventType"] == "Started"
+        assert h.station.connector(1).transaction is not None
