@@ -98,6 +98,8 @@ class Sampling:
         tx = c.transaction
         if tx is not None and tx.start_deferred:
             tx = None  # its start is not reported yet: values outside a transaction
+        if tx is not None and self.settings.get("aligned_send_during_idle"):
+            send = False  # idle connectors only; the values kept for the transaction's end still are
         sample = build_meter_sample(reading, self.settings.get("aligned_measurands") if send else [], at,
                                     "Sample.Clock", c)
         if tx is not None and keep:

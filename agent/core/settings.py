@@ -113,6 +113,8 @@ def station_settings(local_list: bool = True, smart_charging: bool = True) -> li
         SettingDef("aligned_measurands", LIST, ["Energy.Active.Import.Register"], choices=MEASURANDS),
         SettingDef("aligned_end_measurands", LIST, [], choices=MEASURANDS),
         SettingDef("aligned_end_interval_s", INT, None, minimum=0, maximum=86400, follows="aligned_interval_s"),
+        # Clock-aligned values only from a connector without a transaction (2.0.1 AlignedDataSendDuringIdle)
+        SettingDef("aligned_send_during_idle", BOOL, False),
         # Link to the central system
         SettingDef("heartbeat_interval_s", INT, 300, minimum=0, maximum=86400),
         SettingDef("ws_ping_interval_s", INT, 60, minimum=0, maximum=86400),

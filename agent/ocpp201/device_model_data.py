@@ -44,6 +44,8 @@ VARIABLES = (
      "setting": "aligned_end_interval_s"},
     {"c": "AlignedDataCtrlr", "v": "TxEndedMeasurands", "type": "MemberList", "mut": RW, "values": MEASURANDS,
      "setting": "aligned_end_measurands"},
+    {"c": "AlignedDataCtrlr", "v": "SendDuringIdle", "type": "boolean", "mut": RW,
+     "setting": "aligned_send_during_idle"},
     # AuthCacheCtrlr
     {"c": "AuthCacheCtrlr", "v": "Available", "type": "boolean", "mut": RO, "default": True},
     {"c": "AuthCacheCtrlr", "v": "Enabled", "type": "boolean", "mut": RW, "setting": "auth_cache_enabled"},

@@ -252,3 +252,57 @@ async def test_tc_j_07_started_values_of_a_start_while_offline_survive_a_restart
         assert contexts(mv) == {"Transaction.Begin"}
         assert measurands(mv) == [(REGISTER, None), ("Current.Offered", None)]
         assert not errors(h)
+
+
+async def test_tc_j_08_started_before_the_cable_carries_the_begin_values(tmp_path):
+    """TC_J_08_CS: TxStartPoint Authorized: the transaction starts at the badge, before the cable.
+    The first TransactionEvent with an evse (on this one-EVSE station the EVSE is known at the
+    badge: the Started event) has a meterValue with context Transaction.Begin and one element per
+    TxStartedMeasurands; then the EV is plugged in and energy flows (EnergyTransferStarted)."""
+    async with harness(tmp_path) as h:
+        await wait_connector(h, "Available")
+        await set_variables(h, ("TxCtrlr", "TxStartPoint", "Authorized"),
+                            ("SampledDataCtrlr", "TxStartedMeasurands", "%s,Power.Active.Import" % REGISTER))
+        m = h.mark()
+        h.sim.swipe(TAG)
+        started = await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started", start_index=m)
+        assert not hw(h)["plugged"] and hw(h)["power_w"] == 0  # before the cable
+        with_evse = [p for p in tx_events(h, m) if p.get("evse")]
+        assert with_evse and with_evse[0]["seqNo"] == started["seqNo"] == 0
+        (mv,) = with_evse[0]["meterValue"]
+        assert mv["sampledValue"][0]["context"] == "Transaction.Begin" and contexts(mv) == {"Transaction.Begin"}
+        assert measurands(mv) == [(REGISTER, None), ("Power.Active.Import", None)]
+        h.sim.plug(1)
+        await until(lambda: hw(h)["power_w"] > 0, clock=h.clock, step_s=1, what="energy flowing")
+        assert_charging_hw(h)
+        assert not errors(h)
+
+
+async def test_tc_j_06_send_during_idle_no_clock_aligned_values_during_a_transaction(tmp_path):
+    """TC_J_06_CS: AlignedDataCtrlr.SendDuringIdle true: clock-aligned MeterValues while idle
+    (step 1), none at the boundaries during the transaction (step 4: no MeterValueClock event, no
+    MeterValues), and again once it ended and the EV left (step 7)."""
+    clock = VirtualClock(start=MIDNIGHT + 1000.25)
+    async with harness(tmp_path, clock=clock) as h:
+        await wait_connector(h, "Available")
+        await set_variables(h, ("AlignedDataCtrlr", "Interval", "600"), ("AlignedDataCtrlr", "SendDuringIdle", "true"),
+                            ("SampledDataCtrlr", "TxUpdatedInterval", "0"))
+        m = h.mark()
+        await h.clock.advance(MIDNIGHT + 1200 - h.clock.time())
+        idle = await h.cs.wait_for("MeterValues", start_index=m)
+        assert epoch(idle["meterValue"][0]["timestamp"]) == MIDNIGHT + 1200
+        await energy_transfer_started(h)
+        during = h.mark()
+        await h.clock.advance(MIDNIGHT + 2400 + 5 - h.clock.time())  # two boundaries in the transaction
+        await quiet(h)
+        assert received(h, "MeterValues", during) == []
+        assert not [p for p in tx_events(h, during) if p["triggerReason"] == "MeterValueClock"]
+        h.sim.swipe(TAG)
+        await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", start_index=during)
+        h.sim.unplug(1)
+        await wait_connector(h, "Available", start=during)
+        after = h.mark()
+        await h.clock.advance(MIDNIGHT + 3000 - h.clock.time())
+        again = await h.cs.wait_for("MeterValues", start_index=after)
+        assert epoch(again["meterValue"][0]["timestamp"]) == MIDNIGHT + 3000
+        assert not errors(h)
