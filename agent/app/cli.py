@@ -119,7 +119,33 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each device answer")
     dr.set_defaults(func=cmd_doctor)
     _add_settings_commands(sub)
+    _add_fleet_command(sub)
     return p
+
+
+def _add_fleet_command(sub) -> None:
+    """``fleet``: simulated stations against a central system (agent/app/fleet_view.py, docs/fleet.md)."""
+    def command(args) -> int:
+        from agent.app.fleet_view import cmd_fleet
+
+        return cmd_fleet(args)
+
+    f = sub.add_parser("fleet", help="N simulated stations in one process against a central system (load tests)")
+    f.add_argument("--csms", required=True, help="ws:// or wss:// URL of the central system, without the station id")
+    f.add_argument("--count", type=int, default=10, help="number of stations (default 10)")
+    f.add_argument("--id-prefix", default="CP", help="station ids are <prefix>001… (default CP)")
+    f.add_argument("--scenario", help="scenario file (TOML, docs/fleet.md); default: a light built-in one")
+    f.add_argument("--duration", default="10m", help="how long: 90, 30s, 10m, 2h (default 10m)")
+    f.add_argument("--seed", default="0", help="the same seed gives the same events (default 0)")
+    f.add_argument("--ocpp", choices=("auto", "1.6", "2.0.1"), default="auto", help="every station's csms.ocpp_version")
+    f.add_argument("--data-dir", help="the stations' data in DIR/<id>, kept, log in DIR/fleet.log "
+                                      "(default: a temporary directory, errors on stderr)")
+    f.add_argument("--ramp", type=float, default=20.0, help="stations started per second (default 20)")
+    f.add_argument("--report-json", help="also write the report as JSON to this file")
+    f.add_argument("--plain", action="store_true", help="plain status lines instead of the live view")
+    f.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                   help="level of DIR/fleet.log (with --data-dir)")
+    f.set_defaults(func=command)
 
 
 def _admin(name: str):

@@ -38,8 +38,10 @@ CHARGING_PROFILES_FILE = "charging-profiles.json"
 class Agent:
     """One charger: hardware, station model and its link to the central system."""
 
-    def __init__(self, config: Config, clock: Clock | None = None, rng=None, traffic_log=None) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, rng=None, traffic_log=None,
+                 local_access: bool = True) -> None:
         self.config = config
+        self.local_access = local_access  # the control and sim sockets (a fleet's stations go without)
         self.clock = clock or Clock()
         self.rng = rng
         self.traffic_log = traffic_log
@@ -149,7 +151,7 @@ class Agent:
         try:
             journal_data = self.journal.open()
             await self.station.start(journal_data)
-            if self.loaded.sim is not None:
+            if self.loaded.sim is not None and self.local_access:
                 from hal.sim_control import SimControlServer
 
                 self._sim_server = SimControlServer(self.loaded.sim, os.path.join(self.config.data_dir, "sim.sock"),
@@ -163,7 +165,8 @@ class Agent:
             self.journal.close()
             await self.loaded.board.close()
             raise
-        await self._start_local_access()
+        if self.local_access:
+            await self._start_local_access()
         await self.endpoint.start()
 
     async def _start_local_access(self) -> None:

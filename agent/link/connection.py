@@ -139,6 +139,7 @@ class CsmsConnection:
         self.connected = False
         self.last_error = ""
         self.connect_count = 0
+        self.network_down = ""  # why the network is down ("" = up): a fleet's simulated outage fails every attempt
         self._ping_task = None
         self._ws = None
 
@@ -149,6 +150,8 @@ class CsmsConnection:
         return protocol.version if protocol is not None else None
 
     async def open(self):
+        if self.network_down:
+            raise OSError(self.network_down)
         s = self.settings
         headers = {}
         if s.get("password"):
@@ -197,6 +200,11 @@ class CsmsConnection:
             delay = next(delays)
             log.warning("connection to the central system lost; reconnecting in %.1f s", delay)
             await self.clock.sleep(delay)
+
+    def drop(self) -> None:
+        """Lose the open connection as a failed network does: no closing handshake."""
+        if self._ws is not None and self._ws.transport is not None:
+            self._ws.transport.abort()
 
     def _delays(self):
         """A new series of reconnection delays: the client's own when its protocol defines

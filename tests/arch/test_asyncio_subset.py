@@ -49,6 +49,7 @@ EXEMPT = {
     "agent/link/drain.py": "drain connections: CsmsConnection (websockets) and an ocpp library ChargePoint",
     "agent/app/status_page.py": "the local status page is served with h11 (a CPython library) over asyncio.start_server",
     "agent/app/config_file.py": "edits the TOML configuration file with tomlkit (CLI and running agent)",
+    "agent/app/fleet_view.py": "the fleet command: signal handlers on the running loop, the rich live view",
     "agent/app/bench_charger.py": "test benches (pytest plugin): runs an agent in a thread of its own, on its own loop",
 }
 
