@@ -29,17 +29,24 @@ async def proxy_for(cs, directory, maximum_version=None) -> TlsProxy:
     return proxy
 
 
+async def booted_over_tls(rig, directory) -> tuple:
+    """The agent on 2.0.1 with Basic auth, over TLS to a CSMS whose certificate is its
+    ``ca_file``: (the TLS proxy, the station's handle) once BootNotification is Accepted."""
+    cs = await rig.central(protocols=("ocpp2.0.1",), password=PASSWORD)
+    proxy = await proxy_for(cs, directory)
+    await rig.start(proxy.url, extra=PINNED + PASSWORD_LINE + '\nca_file = "%s"' % proxy.cert)
+    handle = await cs.wait_for_station("CP001")
+    await handle.wait_for("BootNotification")
+    await until(lambda: rig.agent.client.online, what="BootNotification Accepted")
+    return proxy, handle
+
+
 async def test_tc_a_04_tls_with_a_trusted_server_certificate_and_basic_auth(tmp_path):
     """TC_A_04_CS: the station opens a TLS connection, checks the CSMS certificate against
     its CSMS root, sends Basic auth inside, and boots; SecurityCtrlr.SecurityProfile is 2."""
     rig = Rig(tmp_path)
-    cs = await rig.central(protocols=("ocpp2.0.1",), password=PASSWORD)
-    proxy = await proxy_for(cs, tmp_path)
+    proxy, handle = await booted_over_tls(rig, tmp_path)
     try:
-        await rig.start(proxy.url, extra=PINNED + PASSWORD_LINE + '\nca_file = "%s"' % proxy.cert)
-        handle = await cs.wait_for_station("CP001")
-        await handle.wait_for("BootNotification")
-        await until(lambda: rig.agent.client.online, what="BootNotification Accepted")
         assert proxy.handshakes >= 1 and handle.request_headers["Authorization"].startswith("Basic ")
         assert (await get(handle, "SecurityCtrlr", "SecurityProfile"))["attributeValue"] == "2"
         validate_agent_frames(handle)
@@ -100,12 +107,8 @@ async def test_tc_a_22_a_network_profile_with_a_lower_security_profile_is_reject
     profile 1 is Rejected (B09.FR.04; AllowSecurityProfileDowngrade is not implemented), and
     nothing is stored; a profile-2 one for the same CSMS root is Accepted."""
     rig = Rig(tmp_path)
-    cs = await rig.central(protocols=("ocpp2.0.1",), password=PASSWORD)
-    proxy = await proxy_for(cs, tmp_path)
+    proxy, handle = await booted_over_tls(rig, tmp_path)
     try:
-        await rig.start(proxy.url, extra=PINNED + PASSWORD_LINE + '\nca_file = "%s"' % proxy.cert)
-        handle = await cs.wait_for_station("CP001")
-        await until(lambda: rig.agent.client.online, what="BootNotification Accepted")
         lower = connection_data("ws://127.0.0.1:9/ocpp", security_profile=1)
         assert await handle.call("SetNetworkProfile", configurationSlot=2, connectionData=lower) == {
             "status": "Rejected"}

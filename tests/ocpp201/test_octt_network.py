@@ -56,15 +56,26 @@ async def central(rig, **kw):
     return await rig.central(protocols=("ocpp2.0.1",), **kw)
 
 
+async def booted_with_password(rig) -> tuple:
+    """The agent on 2.0.1 with Basic auth PASSWORD at a CSMS that checks it: (the CSMS, the
+    station's handle once booted)."""
+    cs = await central(rig, password=PASSWORD)
+    await rig.start(cs.url, extra=PINNED + '\npassword = "%s"' % PASSWORD)
+    return cs, await rig.booted(cs)
+
+
+def basic_auth(password: str) -> str:
+    """The Authorization header of station CP001 with ``password``."""
+    return "Basic " + base64.b64encode(("CP001:" + password).encode()).decode()
+
+
 async def test_tc_a_01_basic_authentication_with_the_station_id_and_password(tmp_path):
     """TC_A_01_CS: the upgrade request carries ``Authorization: Basic base64(<station id>:<password>)``,
     the CSMS checks it and accepts the websocket, and the station boots (Booted)."""
     rig = Rig(tmp_path)
-    cs = await central(rig, password=PASSWORD)
+    _cs, handle = await booted_with_password(rig)
     try:
-        await rig.start(cs.url, extra=PINNED + '\npassword = "%s"' % PASSWORD)
-        handle = await rig.booted(cs)
-        expected = "Basic " + base64.b64encode(("CP001:" + PASSWORD).encode()).decode()
+        expected = basic_auth(PASSWORD)
         assert handle.request_headers["Authorization"] == expected
         assert actions(handle, "BootNotification")[0]["reason"] == "PowerUp"
         assert (await get(handle, "SecurityCtrlr", "SecurityProfile"))["attributeValue"] == "1"
@@ -202,16 +213,14 @@ async def test_tc_a_09_a_new_basic_auth_password_is_used_from_the_next_connectio
     caplog.set_level(logging.DEBUG)
     new_password = "second-password-5678"
     rig = Rig(tmp_path)
-    cs = await central(rig, password=PASSWORD)
+    cs, handle = await booted_with_password(rig)
     try:
-        await rig.start(cs.url, extra=PINNED + '\npassword = "%s"' % PASSWORD)
-        handle = await rig.booted(cs)
         got = await handle.call("SetVariables", setVariableData=[
             variable("SecurityCtrlr", "BasicAuthPassword", new_password)])
         assert got["setVariableResult"][0]["attributeStatus"] == "Accepted"
         cs.password = new_password  # the CSMS no longer accepts the old one
         await until(lambda: handle.connections == 2 and handle.connected, what="the reconnection")
-        expected = "Basic " + base64.b64encode(("CP001:" + new_password).encode()).decode()
+        expected = basic_auth(new_password)
         assert handle.request_headers["Authorization"] == expected
         await until(lambda: rig.agent.client.online and rig.agent.endpoint.state.pending is None,
                     what="the new password accepted")
@@ -230,10 +239,8 @@ async def test_tc_a_10_a_basic_auth_password_under_16_characters_is_rejected(tmp
     """TC_A_10_CS: a BasicAuthPassword shorter than 16 characters is Rejected; the station
     keeps its connection and the old password (the next connection still uses it)."""
     rig = Rig(tmp_path)
-    cs = await central(rig, password=PASSWORD)
+    _cs, handle = await booted_with_password(rig)
     try:
-        await rig.start(cs.url, extra=PINNED + '\npassword = "%s"' % PASSWORD)
-        handle = await rig.booted(cs)
         got = await handle.call("SetVariables", setVariableData=[
             variable("SecurityCtrlr", "BasicAuthPassword", "too-short")])
         assert got["setVariableResult"][0]["attributeStatus"] == "Rejected"
@@ -242,7 +249,7 @@ async def test_tc_a_10_a_basic_auth_password_under_16_characters_is_rejected(tmp
         await rig.restart()  # the next connection: the old password
         await until(lambda: handle.connections == 2 and rig.agent.client.online, clock=rig.clock,
                     what="booted again")
-        expected = "Basic " + base64.b64encode(("CP001:" + PASSWORD).encode()).decode()
+        expected = basic_auth(PASSWORD)
         assert handle.request_headers["Authorization"] == expected
         assert [m.action for m in handle.messages if m.direction == IN].count("BootNotification") == 2
         validate_agent_frames(handle)
@@ -275,10 +282,8 @@ async def test_a_new_basic_auth_password_the_csms_refuses_falls_back_to_the_old_
     NetworkProfileConnectionAttempts refused handshakes the station returns to the old
     password, boots, and reports it with a SecurityEventNotification; the file keeps the old one."""
     rig = Rig(tmp_path)
-    cs = await central(rig, password=PASSWORD)
+    _cs, handle = await booted_with_password(rig)
     try:
-        await rig.start(cs.url, extra=PINNED + '\npassword = "%s"' % PASSWORD)
-        handle = await rig.booted(cs)
         got = await handle.call("SetVariables", setVariableData=[
             variable("SecurityCtrlr", "BasicAuthPassword", "never-accepted-9999")])
         assert got["setVariableResult"][0]["attributeStatus"] == "Accepted"
@@ -287,7 +292,7 @@ async def test_a_new_basic_auth_password_the_csms_refuses_falls_back_to_the_old_
         assert "HTTP 401" in rig.agent.endpoint.state.rollback["reason"]
         await until(lambda: rig.agent.client.online and handle.connected, clock=rig.clock, step_s=0.5,
                     what="back with the old password")
-        expected = "Basic " + base64.b64encode(("CP001:" + PASSWORD).encode()).decode()
+        expected = basic_auth(PASSWORD)
         assert handle.request_headers["Authorization"] == expected
         assert rig.agent.endpoint.current.password == PASSWORD
         assert 'password = "%s"' % PASSWORD in rig.file()
