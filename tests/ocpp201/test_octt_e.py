@@ -374,20 +374,27 @@ async def test_tc_e_22_energy_transfer_stopped_by_the_ev(tmp_path):
         assert not errors(h)
 
 
+async def unplugged_at_the_ev_while_suspended(h) -> tuple:
+    """EnergyTransferSuspended, then the cable pulled at the EV: (the record index before the
+    unplug, the Ended event: EVCommunicationLost, chargingState Idle)."""
+    await charging_session(h)
+    await energy_transfer_suspended(h)
+    m = h.mark()
+    h.sim.unplug(1)
+    ended = await event(h, m, "Ended")
+    assert ended["triggerReason"] == "EVCommunicationLost"
+    assert ended["transactionInfo"]["chargingState"] == "Idle"
+    return m, ended
+
+
 async def test_tc_e_37_power_path_closed_ev_side_disconnect(tmp_path):
     """TxStopPoint PowerPathClosed, StopTxOnEVSideDisconnect false, EnergyTransferSuspended: the
     cable pulled at the EV: Ended, EVCommunicationLost, chargingState Idle, stoppedReason
     EVDisconnected (the power path cannot close without the EV)."""
     async with harness(tmp_path) as h:
         await configure(h, {"TxCtrlr.TxStopPoint": "PowerPathClosed", "TxCtrlr.StopTxOnEVSideDisconnect": False})
-        await charging_session(h)
-        await energy_transfer_suspended(h)
-        m = h.mark()
-        h.sim.unplug(1)
-        ended = await event(h, m, "Ended")
-        assert ended["triggerReason"] == "EVCommunicationLost"
-        assert ended["transactionInfo"]["chargingState"] == "Idle"
-        assert ended["transactionInfo"]["stoppedReason"] in ("EVDisconnected", "StoppedByEV")
+        m, ended = await unplugged_at_the_ev_while_suspended(h)
+        assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
         await wait_connector(h, "Available", start=m)
         assert h.station.connector(1).transaction is None
         assert_no_power(h)
@@ -401,13 +408,7 @@ async def test_tc_e_17_deauthorized_by_ev_side_disconnect(tmp_path):
     async with harness(tmp_path) as h:
         await configure(h, {"TxCtrlr.TxStopPoint": "Authorized", "TxCtrlr.StopTxOnEVSideDisconnect": True,
                             "OCPPCommCtrlr.UnlockOnEVSideDisconnect": False})
-        await charging_session(h)
-        await energy_transfer_suspended(h)
-        m = h.mark()
-        h.sim.unplug(1)
-        ended = await event(h, m, "Ended")
-        assert ended["triggerReason"] == "EVCommunicationLost"
-        assert ended["transactionInfo"]["chargingState"] == "Idle"
+        m, ended = await unplugged_at_the_ev_while_suspended(h)
         assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
         available = await wait_connector(h, "Available", start=m)
         assert available["connectorId"] == 1
@@ -420,13 +421,7 @@ async def test_tc_e_20_ev_connected_stop_point_ends_on_ev_side_disconnect(tmp_pa
     pulled at the EV ends the transaction anyway: Ended, EVCommunicationLost, Idle, EVDisconnected."""
     async with harness(tmp_path) as h:
         await configure(h, {"TxCtrlr.TxStopPoint": "EVConnected", "TxCtrlr.StopTxOnEVSideDisconnect": False})
-        await charging_session(h)
-        await energy_transfer_suspended(h)
-        m = h.mark()
-        h.sim.unplug(1)
-        ended = await event(h, m, "Ended")
-        assert ended["triggerReason"] == "EVCommunicationLost"
-        assert ended["transactionInfo"]["chargingState"] == "Idle"
+        m, ended = await unplugged_at_the_ev_while_suspended(h)
         assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
         assert not errors(h)
 
