@@ -14,6 +14,7 @@ import shutil
 import pytest
 
 from agent.app.bench_charger import BenchCharger, status_words
+from tests.harness import until
 from tools.csms import TestCentralSystem
 
 pytest_plugins = ("pytester",)
@@ -69,6 +70,9 @@ async def test_frames_are_parsed_secrets_hidden_and_a_reset_restarts_the_agent(t
             assert change.payload["value"] == "(hidden)" and "0123456789abcdef" not in change.text
             answer = await cp.wait_frame("ChangeConfiguration", kind="result", direction="out")
             assert answer.payload == {"status": "Accepted"}
+            # A new AuthorizationKey is used from a new connection: the agent reconnects with it.
+            await until(lambda: station.connections == 2 and station.connected and cp.online,
+                        timeout_s=10, what="the reconnection with the new key")
 
             mark = cp.mark()
             assert await station.call("Reset", type="Soft") == {"status": "Accepted"}
