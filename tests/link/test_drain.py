@@ -151,3 +151,40 @@ async def test_a_move_from_a_16_to_a_201_backend_drains_the_old_one_in_16(tmp_pa
         validate_agent_frames(h2)
     finally:
         await rig.close()
+
+
+async def test_a_move_from_a_201_to_a_16_backend_drains_the_old_one_in_201(tmp_path):
+    """The other direction: the transaction of a 2.0.1 central system (started offline, ended
+    before the move) reaches it as TransactionEvents Started and Ended over a 2.0.1 drain while
+    the station boots on 1.6 at the new one, which gets no StartTransaction of it."""
+    rig = Rig(tmp_path)
+    cs1 = await rig.central(protocols=("ocpp2.0.1",))
+    cs2 = await rig.central()
+    try:
+        h1, port1, url1, tx = await rig.offline_transaction(cs1, "TAG-OLD")
+        rig.sim.unplug("1")
+        await until(lambda: tx.stopped, clock=rig.clock, what="the transaction ended")
+
+        code, out, err = await run_cli("csms", "set", cs2.url, "--config", rig.path)
+        assert code == 0, err
+        h2 = await rig.booted(cs2)
+        assert h2.subprotocol == "ocpp1.6" and type(rig.agent.client).__name__ == "Ocpp16Client"
+
+        await cs1.start(port=port1)
+        await until(lambda: len(rig.station.outbox) == 0, clock=rig.clock, timeout_s=10,
+                    what="the held messages delivered", step_s=1.0)
+        events = actions(h1, "TransactionEvent")
+        assert [e["eventType"] for e in events][0] == "Started" and events[-1]["eventType"] == "Ended"
+        assert {e["transactionInfo"]["transactionId"] for e in events} == {tx.id}
+        assert all(e["offline"] for e in events)
+        assert actions(h2, "StartTransaction") == [] and actions(h2, "StopTransaction") == []
+
+        m = len(h2.messages)
+        rig.sim.plug("1")
+        rig.sim.swipe("TAG-NEW")
+        started = await h2.wait_for("StartTransaction", start_index=m)
+        assert started["idTag"] == "TAG-NEW"
+        validate_agent_frames(h1)
+        validate_agent_frames(h2)
+    finally:
+        await rig.close()
