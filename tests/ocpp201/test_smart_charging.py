@@ -171,8 +171,9 @@ async def test_tc_k_10_tx_default_all_evses_and_tc_k_11_tx_profile_on_evse_0(tmp
         assert hw(h)["current_limit_a"] == 9
 
 
-async def test_tc_k_12_rate_unit_rejected(tmp_path):
-    """TC_K_12_CS: a chargingRateUnit the station does not support (RateUnit A only): Rejected."""
+async def test_tc_k_12_k_42_rate_unit_rejected(tmp_path):
+    """TC_K_12_CS: a chargingRateUnit the station does not support (RateUnit A only): Rejected.
+    TC_K_42_CS: GetCompositeSchedule in that unit: Rejected, no schedule."""
     async with harness(tmp_path) as h:
         await wait_connector(h, "Available")
         h.station.charging_profiles.allowed_units = ("A",)  # a station configured for A only
