@@ -394,6 +394,7 @@ class SimHardware:
         self.clock = clock
         self.state_path = state_path
         self._saved_at_s: float | None = None
+        self._saved_state: dict | None = None  # what the file holds, as last written
         self.board = Board("sim", [ConnectorHardware(c.evse, c.meter, c.contactor, c.lock, c.phases,
                                                      c.voltage_v) for c in connectors],
                            reader, vendor=vendor, model=model)
@@ -469,12 +470,18 @@ class SimHardware:
              "session_energy_wh": c.ev.session_energy_wh, "energy_wh": c.meter.energy_wh,
              "error_code": c.evse.error_code} for c in self.connectors]}
 
-    def save(self) -> None:
+    def save(self, durable: bool = True) -> None:
+        """Write the state file; ``durable=False`` (meter reads) without fsync, as the agent
+        journals sampled meter values, and not at all when the state has not changed."""
         if self.state_path is None:
             return
         self._saved_at_s = self.clock.monotonic()
+        state = self.snapshot()
+        if not durable and state == self._saved_state:
+            return  # an idle connector's periodic meter read: the file holds it already
         try:
-            write_json_atomic(self.state_path, self.snapshot())
+            write_json_atomic(self.state_path, state, durable=durable)
+            self._saved_state = state
         except OSError as e:
             log.warning("cannot save the sim state to %s: %s", self.state_path, e)
 
@@ -501,7 +508,8 @@ class SimHardware:
     def _on_change(self, save_now: bool) -> None:
         now_s = self.clock.monotonic()
         if save_now or self._saved_at_s is None or now_s - self._saved_at_s >= SAVE_INTERVAL_S:
-            self.save()
+            # Meter reads cost no fsync (a fleet reads thousands); plugs, faults, a full EV do.
+            self.save(durable=save_now)
 
 
 def _parse_state(data) -> tuple:

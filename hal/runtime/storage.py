@@ -19,19 +19,21 @@ except NameError:  # MicroPython raises a bare OSError
     _FILE_NOT_FOUND = None
 
 
-def write_json_atomic(path: str, data, mode: int = 0o600) -> None:
+def write_json_atomic(path: str, data, mode: int = 0o600, durable: bool = True) -> None:
     """Write ``data`` as JSON so that ``path`` holds either the old or the new
-    content after a crash: temp file, fsync, rename, fsync of the directory."""
+    content after a crash: temp file, fsync, rename, fsync of the directory
+    (``durable=False``: no fsyncs, atomic against the process dying, not the OS)."""
     if _FDS:
         text = json.dumps(data, separators=(",", ":"), sort_keys=True)
     else:
         text = json.dumps(data, separators=(",", ":"))  # MicroPython's json cannot sort keys
-    write_bytes_atomic(path, text.encode(), mode)
+    write_bytes_atomic(path, text.encode(), mode, durable)
 
 
-def write_bytes_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+def write_bytes_atomic(path: str, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
     """Write ``data`` so that ``path`` holds either the old or the new content after
-    a crash, with file mode ``mode``: temp file, fsync, rename, fsync of the directory."""
+    a crash, with file mode ``mode``: temp file, fsync, rename, fsync of the directory.
+    ``durable=False`` skips both fsyncs: still atomic if the process dies, not if the OS does."""
     tmp = path + ".tmp"
     if not _FDS:
         with open(tmp, "wb") as f:
@@ -44,10 +46,13 @@ def write_bytes_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if not durable:
+        return
     try:
         dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
         try:

@@ -248,6 +248,29 @@ def test_meter_reads_save_at_most_once_per_save_interval(tmp_path):
     run(main())
 
 
+def test_meter_reads_of_an_unchanged_state_write_nothing(tmp_path, monkeypatch):
+    # A fleet's idle stations read their meters every minute: no write, no fsync, for nothing new.
+    async def main():
+        clock = VirtualClock()
+        board, sim = build_sim_board({}, str(tmp_path), clock)
+        await board.open()
+        path = os.path.join(str(tmp_path), STATE_FILE)
+        meter = board.connectors[0].meter
+        await clock.advance(SAVE_INTERVAL_S)
+        await meter.read()
+        inode = os.stat(path).st_ino  # each write renames a new file over the old one
+        fsyncs = []
+        monkeypatch.setattr(os, "fsync", lambda fd: fsyncs.append(fd))
+        for _ in range(3):
+            await clock.advance(SAVE_INTERVAL_S)
+            await meter.read()
+        assert os.stat(path).st_ino == inode and not fsyncs
+        sim.plug(1)  # a change of state is written, durably
+        assert os.stat(path).st_ino != inode and fsyncs
+        await board.close()
+    run(main())
+
+
 def test_corrupt_or_foreign_state_starts_fresh(tmp_path, caplog):
     path = os.path.join(str(tmp_path), STATE_FILE)
     for content in ("{not json", '["a list"]', json.dumps(
