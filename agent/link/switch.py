@@ -60,10 +60,6 @@ AUTHORIZATION_KEY_LENGTH = (16, 40)  # whitepaper §7.2: at least 16 bytes, at m
 AUTH_STASH_SUFFIX = ".before-switch"
 
 
-def iso_time(t: float) -> str:
-    return format_datetime(t, millis=True)
-
-
 class SwitchError(ValueError):
     """A switch request that cannot be carried out (bad settings)."""
 
@@ -281,19 +277,20 @@ class EndpointManager:
         else:
             out["connection"] = "not connected" + (": %s" % self.connection.last_error
                                                    if self.connection.last_error else "")
-        out["last_boot"] = iso_time(st.last_boot) if st.last_boot else None
+        out["last_boot"] = format_datetime(st.last_boot, millis=True) if st.last_boot else None
         out["last_accepted"] = st.last_accepted.public() if st.last_accepted else None
         out["fallback_timeout_s"] = self.fallback_timeout_s
         if st.pending is not None and st.last_accepted is not None:
-            out["pending"] = {"since": iso_time(st.pending["since"]), "source": st.pending.get("source", ""),
-                              "deadline": iso_time(st.pending["since"] + self.fallback_timeout_s),
+            out["pending"] = {"since": format_datetime(st.pending["since"], millis=True),
+                              "source": st.pending.get("source", ""),
+                              "deadline": format_datetime(st.pending["since"] + self.fallback_timeout_s, millis=True),
                               "seconds_left": max(0, round(self._remaining())),
                               "fallback_to": st.last_accepted.public()}
         else:
             out["pending"] = None
         if st.rollback is not None:
             rb = dict(st.rollback)
-            rb["at"] = iso_time(rb["at"])
+            rb["at"] = format_datetime(rb["at"], millis=True)
             out["rollback"] = rb
         else:
             out["rollback"] = None

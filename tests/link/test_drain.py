@@ -40,9 +40,7 @@ async def test_drained_answers_confirm_the_transaction_but_stay_out_of_the_curre
         await until(lambda: tx.stopped and any(e.kind == "stop" for e in rig.station.outbox.entries()),
                     clock=rig.clock, what="the Stop queued")
 
-        await cs1.start(port=port1)
-        await until(lambda: len(rig.station.outbox) == 0, clock=rig.clock, timeout_s=10,
-                    what="the held messages delivered", step_s=1.0)
+        await drained_to(rig, cs1, port1)
         assert tx.backend_id == 4242  # confirmed by cs1's answer
         stops = actions(h1, "StopTransaction")
         assert len(stops) == 1 and stops[0]["transactionId"] == 4242 and stops[0]["idTag"] == "TAG-OLD"
@@ -113,6 +111,24 @@ async def test_a_drained_stop_answered_with_a_callerror_is_retried_per_the_retry
         await rig.close()
 
 
+async def moved_after_a_transaction_offline(rig, cs1, cs2) -> tuple:
+    """A transaction started and ended while ``cs1`` was away, then ``csms set`` to ``cs2``:
+    (the station on cs1, the transaction, the station on cs2 once booted, cs1's port)."""
+    h1, port1, _url1, tx = await rig.offline_transaction(cs1, "TAG-OLD")
+    rig.sim.unplug("1")
+    await until(lambda: tx.stopped, clock=rig.clock, what="the transaction ended")
+    code, _out, err = await run_cli("csms", "set", cs2.url, "--config", rig.path)
+    assert code == 0, err
+    return h1, tx, await rig.booted(cs2), port1
+
+
+async def drained_to(rig, cs1, port1) -> None:
+    """``cs1`` listens again; the drain empties the outbox."""
+    await cs1.start(port=port1)
+    await until(lambda: len(rig.station.outbox) == 0, clock=rig.clock, timeout_s=10,
+                what="the held messages delivered", step_s=1.0)
+
+
 async def test_a_move_from_a_16_to_a_201_backend_drains_the_old_one_in_16(tmp_path):
     """csms set from a 1.6 central system to a 2.0.1 one (the agent on "auto"): the station
     boots on 2.0.1 at cs2 while the transaction that started and ended for cs1 reaches cs1
@@ -123,19 +139,11 @@ async def test_a_move_from_a_16_to_a_201_backend_drains_the_old_one_in_16(tmp_pa
     cs2 = await rig.central(protocols=("ocpp2.0.1",))
     cs1.handlers["StartTransaction"] = lambda p: {"transactionId": 4242, "idTagInfo": {"status": "Accepted"}}
     try:
-        h1, port1, url1, tx = await rig.offline_transaction(cs1, "TAG-OLD")
-        rig.sim.unplug("1")
-        await until(lambda: tx.stopped, clock=rig.clock, what="the transaction ended")
-
-        code, out, err = await run_cli("csms", "set", cs2.url, "--config", rig.path)
-        assert code == 0, err
-        h2 = await rig.booted(cs2)
+        h1, tx, h2, port1 = await moved_after_a_transaction_offline(rig, cs1, cs2)
         assert h2.subprotocol == "ocpp2.0.1" and rig.agent.connection.version == "2.0.1"
         assert type(rig.agent.client).__name__ == "Ocpp201Client" and rig.station.link is rig.agent.client
 
-        await cs1.start(port=port1)
-        await until(lambda: len(rig.station.outbox) == 0, clock=rig.clock, timeout_s=10,
-                    what="the held messages delivered", step_s=1.0)
+        await drained_to(rig, cs1, port1)
         assert [m.action for m in h1.messages if m.direction == IN and m.action in (
             "StartTransaction", "StopTransaction")] == ["StartTransaction", "StopTransaction"]
         assert actions(h1, "StopTransaction")[0]["transactionId"] == 4242
@@ -161,18 +169,10 @@ async def test_a_move_from_a_201_to_a_16_backend_drains_the_old_one_in_201(tmp_p
     cs1 = await rig.central(protocols=("ocpp2.0.1",))
     cs2 = await rig.central()
     try:
-        h1, port1, url1, tx = await rig.offline_transaction(cs1, "TAG-OLD")
-        rig.sim.unplug("1")
-        await until(lambda: tx.stopped, clock=rig.clock, what="the transaction ended")
-
-        code, out, err = await run_cli("csms", "set", cs2.url, "--config", rig.path)
-        assert code == 0, err
-        h2 = await rig.booted(cs2)
+        h1, tx, h2, port1 = await moved_after_a_transaction_offline(rig, cs1, cs2)
         assert h2.subprotocol == "ocpp1.6" and type(rig.agent.client).__name__ == "Ocpp16Client"
 
-        await cs1.start(port=port1)
-        await until(lambda: len(rig.station.outbox) == 0, clock=rig.clock, timeout_s=10,
-                    what="the held messages delivered", step_s=1.0)
+        await drained_to(rig, cs1, port1)
         events = actions(h1, "TransactionEvent")
         assert [e["eventType"] for e in events][0] == "Started" and events[-1]["eventType"] == "Ended"
         assert {e["transactionInfo"]["transactionId"] for e in events} == {tx.id}
