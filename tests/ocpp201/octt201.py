@@ -35,15 +35,16 @@ async def wait_connector(h, status: str, evse_id: int = 1, start: int | None = N
                                start_index=start)
 
 
-async def local_start(h, tag: str = TAG) -> dict:
-    """Cable plugged in first, then a badge: the Started event."""
+async def local_start(h, tag: str = TAG, evse: int = 1) -> dict:
+    """Cable plugged in first, then a badge: the Started event (of ``evse``)."""
     m = h.mark()
-    h.sim.plug(1)
-    await wait_connector(h, "Occupied", start=m)
+    h.sim.plug(evse)
+    await wait_connector(h, "Occupied", evse, start=m)
     h.sim.swipe(tag)
-    started = await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started", start_index=m)
-    await until(lambda: h.station.connector(1).transaction is not None
-                and h.station.connector(1).transaction.backend_id is not None)
+    started = await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started"
+                                  and p["evse"]["id"] == evse, start_index=m)
+    await until(lambda: h.station.connector(evse).transaction is not None
+                and h.station.connector(evse).transaction.backend_id is not None)
     return started
 
 

@@ -204,11 +204,7 @@ async def test_tc_b_41_on_idle_reset_waits_for_every_transaction_then_scheduled_
     async with harness(tmp_path, board={"evse": {"connectors": 2}}) as h:
         await local_start(h)
         m = h.mark()
-        h.sim.plug(2)
-        await wait_connector(h, "Occupied", 2, start=m)
-        h.sim.swipe(TAG2)
-        await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started" and p["evse"]["id"] == 2,
-                            start_index=m)
+        await local_start(h, TAG2, evse=2)
         assert await h.cs.call("Reset", type="OnIdle") == {"status": "Scheduled"}  # step 2
         m = h.mark()
         h.sim.swipe(TAG)  # step 3: StopAuthorized on EVSE 1 (TxStopPoint Authorized ends it)

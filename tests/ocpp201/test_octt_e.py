@@ -561,6 +561,22 @@ def after_reconnection(h, start: int) -> list:
     return evs
 
 
+async def stopped_offline_by(h, tag: str) -> dict:
+    """Offline during the transaction: ``tag`` badged stops it (no energy), the EV leaves, then
+    the connection comes back: the Ended event, every queued event sent offline true."""
+    port = await h.go_offline()
+    m = h.mark()
+    h.sim.swipe(tag)
+    await until(lambda: h.station.connector(1).transaction is None, clock=h.clock, step_s=1)
+    assert_no_power(h)
+    h.sim.unplug(1)
+    await quiet(h)
+    await h.go_online(port)
+    ended = await event(h, m, "Ended")
+    after_reconnection(h, m)
+    return ended
+
+
 async def test_tc_e_43_transaction_during_the_offline_period(tmp_path):
     """TransactionEventsInQueueEnded (the idToken in the local list): offline, EV connected, badge,
     badge again, EV disconnected; after reconnection the queue empties: every TransactionEvent
@@ -595,16 +611,7 @@ async def test_tc_e_44_stop_transaction_during_the_offline_period(tmp_path):
     reconnection every queued TransactionEvent is offline true, the Ended one among them."""
     async with harness(tmp_path) as h:
         started = await charging_session(h)
-        port = await h.go_offline()
-        m = h.mark()
-        h.sim.swipe(TAG)  # authorized from the cache
-        await until(lambda: h.station.connector(1).transaction is None, clock=h.clock, step_s=1)
-        assert_no_power(h)
-        h.sim.unplug(1)
-        await quiet(h)
-        await h.go_online(port)
-        ended = await event(h, m, "Ended")
-        after_reconnection(h, m)
+        ended = await stopped_offline_by(h, TAG)  # authorized from the cache
         assert ended["transactionInfo"]["stoppedReason"] == "Local" and ended["idToken"] == token()
         assert_numbered(h, started["transactionInfo"]["transactionId"])
         assert not errors(h)
@@ -619,16 +626,7 @@ async def test_tc_e_45_stop_transaction_offline_with_the_same_group_id(tmp_path)
         h.cs.handlers["Authorize"] = lambda p: {"idTokenInfo": group}
         await send_local_list(h, {TAG2: group})
         started = await charging_session(h)
-        port = await h.go_offline()
-        m = h.mark()
-        h.sim.swipe(TAG2)
-        await until(lambda: h.station.connector(1).transaction is None, clock=h.clock, step_s=1)
-        assert_no_power(h)
-        h.sim.unplug(1)
-        await quiet(h)
-        await h.go_online(port)
-        ended = await event(h, m, "Ended")
-        after_reconnection(h, m)
+        ended = await stopped_offline_by(h, TAG2)
         assert ended["transactionInfo"]["stoppedReason"] == "Local" and ended["idToken"] == token(TAG2)
         assert_numbered(h, started["transactionInfo"]["transactionId"])
         assert not errors(h)

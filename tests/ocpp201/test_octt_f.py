@@ -199,11 +199,7 @@ async def test_tc_f_14_trigger_transaction_event_of_every_evse(tmp_path):
     async with harness(tmp_path, board=TWO) as h:
         await local_start(h)
         m = h.mark()
-        h.sim.plug(2)
-        await wait_connector(h, "Occupied", 2, start=m)
-        h.sim.swipe(TAG2)
-        await h.cs.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started" and p["evse"]["id"] == 2,
-                            start_index=m)
+        await local_start(h, TAG2, evse=2)
         await energy_flowing(h, 1)
         await energy_flowing(h, 2)
         await quiet(h)
