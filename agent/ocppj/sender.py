@@ -9,7 +9,7 @@ CPython-only (used with the ocpp library's sessions).
 
 import asyncio
 
-from agent.ocppj.link import sleep_or_event
+from hal.runtime.aio import sleep_or_event
 
 
 class OrderedSender:

@@ -43,3 +43,22 @@ async def cancel_and_wait(task) -> None:
     except asyncio.CancelledError:
         if _cancel_requests() > before:
             raise
+
+
+async def sleep_or_event(clock, event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` passed on ``clock``, whichever comes first."""
+    done = asyncio.Event()
+
+    async def until(awaitable) -> None:
+        try:
+            await awaitable
+        finally:
+            done.set()
+
+    tasks = (asyncio.create_task(until(clock.sleep(seconds))), asyncio.create_task(until(event.wait())))
+    try:
+        await done.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

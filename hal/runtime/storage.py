@@ -51,10 +51,17 @@ def write_bytes_atomic(path: str, data: bytes, mode: int = 0o600, durable: bool 
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    if not durable:
+    if durable:
+        sync_directory(os.path.dirname(path) or ".")
+
+
+def sync_directory(directory: str) -> None:
+    """fsync ``directory``, so that a file just created or renamed in it survives a power cut
+    (nothing to do on MicroPython)."""
+    if not _FDS:
         return
     try:
-        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+        dfd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:

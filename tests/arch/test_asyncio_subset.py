@@ -51,6 +51,7 @@ EXEMPT = {
     "agent/app/config_file.py": "edits the TOML configuration file with tomlkit (CLI and running agent)",
     "agent/app/fleet_view.py": "the fleet command: signal handlers on the running loop, the rich live view",
     "agent/app/bench_charger.py": "test benches (pytest plugin): runs an agent in a thread of its own, on its own loop",
+    "agent/transfer/upload.py": "file uploads with urllib and ftplib (blocking clients) in a worker thread (to_thread)",
 }
 
 

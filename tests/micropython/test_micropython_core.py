@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_PROJECT = os.path.join(ROOT, "tools", "micropython")
 RUNNER = os.path.join(NODE_PROJECT, "run.mjs")
 PACKAGE = os.path.join(NODE_PROJECT, "node_modules", "@micropython", "micropython-webassembly-pyscript")
-PORTABLE = ("agent/core", "hal")  # with hal/runtime
+PORTABLE = ("agent/core", "agent/security", "hal")  # with hal/runtime
 RUN_TIMEOUT_S = 60
 
 # Modules that do not run on MicroPython, with the reason (the way tests/arch/test_asyncio_subset.py
@@ -40,6 +40,9 @@ EXEMPT = {
     "hal/runtime/jsonline.py": "unix-socket JSON-line servers and their client (socket, stat: CPython only)",
     "hal/gpio_fake.py": "a stand-in for the gpiod library in tests and benches (enum, dataclasses: CPython only)",
     "hal/data_file.py": "reads board files and meter maps with tomllib (CPython >= 3.11); a port passes dicts",
+    "agent/security/certificates.py": "X.509 parsing, hashing and signature checks with cryptography (CPython)",
+    "agent/security/identity.py": "key pairs and CSRs with cryptography (CPython); a port brings a TLS stack's own",
+    "agent/security/tls.py": "builds ssl.SSLContext objects and reads ssl error reasons (CPython's ssl module)",
 }
 
 

@@ -2,7 +2,7 @@
 //
 //   node tools/micropython/run.mjs SCRIPT.py [ARG...]
 //
-// The portable core's sources (agent/core, hal with hal/runtime) are copied into MicroPython's
+// The portable core's sources (agent/core, agent/security, hal with hal/runtime) are copied into MicroPython's
 // virtual filesystem at /repo, the working directory, so `import hal.sim` works as on CPython.
 // Nothing else of the repository is visible: an import of the CPython-only layers
 // (agent/ocpp16, agent/link, agent/app) fails as it would on a board. No shims: what the core
@@ -26,7 +26,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..", "..");
 // The portable core: these folders' .py files, with their subfolders'. agent/ only for its
 // __init__.py: its other parts are CPython's (websockets, ocpp, the CLI).
-const CORE = [["agent", false], ["agent/core", true], ["hal", true]];
+const CORE = [["agent", false], ["agent/core", true], ["agent/security", true], ["hal", true]];
 
 function copyPy(FS, srcDir, destDir, recursive) {
     FS.mkdirTree(destDir);
