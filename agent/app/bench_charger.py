@@ -27,6 +27,7 @@ import tomlkit
 from agent.app.config import load_config, parse_config
 from agent.app.runner import Agent
 from agent.core import model
+from hal.runtime.storage import write_bytes_atomic
 from hal.runtime.words import neutral
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,7 @@ class BenchCharger:
         self.config = parse_config(path, data)  # a ConfigError names the key
         # Written out as ``ocpp-agent run`` reads it: the agent keeps a central system change
         # there, and a failed test's charger can be started again by hand from it.
-        with open(path, "w") as f:
-            f.write(tomlkit.dumps(data))
+        write_bytes_atomic(path, tomlkit.dumps(data).encode(), mode=0o600)  # it may hold csms.password
         self.station_id = station_id
         self.data_dir = self.config.data_dir
         self.restarts = 0  # agent restarts after a Reset from the backend

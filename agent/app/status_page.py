@@ -8,9 +8,12 @@ rollback as ``ocpp-agent csms set`` (agent/app/admin.py).
 
 Bound to ``127.0.0.1`` by default (``[status_page] host/port``). Bound to
 any other address it needs ``status_page.password`` (the configuration is
-refused without one) and asks for it with HTTP Basic auth (any user name).
-On loopback it accepts only loopback host names (``Host:`` header), which
-keeps DNS-rebinding pages out, and every form carries a per-process token
+refused without one) and asks for it with HTTP Basic auth (any user name);
+logins and wrong passwords become security events, and an address that keeps
+guessing is turned away for a while (agent/app/page_logins.py). Given an
+``ssl_context`` (agent/app/page_tls.py: by default whenever it is bound off
+loopback) it serves HTTPS only. On loopback it accepts only loopback host
+names (``Host:`` header), which keeps DNS-rebinding pages out, and every form carries a per-process token
 (no cross-site form posts).
 
 HTTP is h11's state machine (no I/O of its own, a fraction of a web
@@ -30,11 +33,13 @@ import base64
 import binascii
 import json
 import logging
+import math
 import time
 import urllib.parse
 
 
 from agent.app.config import is_loopback_host
+from agent.app.page_logins import LoginTracker
 from agent.core.isotime import format_datetime
 from agent.link import protocols
 from hal.runtime.aio import wait_for
@@ -68,9 +73,9 @@ class Request:
     """One request as the handlers see it: method, path (decoded), query and form as
     {name: first value}, headers as {lower-case name: first value}, and the body."""
 
-    __slots__ = ("method", "path", "query", "headers", "body")
+    __slots__ = ("method", "path", "query", "headers", "body", "client")
 
-    def __init__(self, event, body: bytes = b"") -> None:
+    def __init__(self, event, body: bytes = b"", client: str = "") -> None:
         self.method = event.method.decode("ascii")
         target = event.target.decode("latin-1")
         if target.startswith("/"):
@@ -84,6 +89,7 @@ class Request:
         for name, value in event.headers:
             self.headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
         self.body = body
+        self.client = client  # the client's IP address
 
     @property
     def host(self) -> str:
@@ -125,13 +131,15 @@ class StatusPage:
     """The page of one running ``Agent``; ``start()`` listens, ``close()`` stops."""
 
     def __init__(self, agent, admin, host: str = "127.0.0.1", port: int = 8080, password: str = "", *,
-                 read_timeout_s: float = READ_TIMEOUT_S) -> None:
+                 read_timeout_s: float = READ_TIMEOUT_S, ssl_context=None, security_log=None) -> None:
         self.agent = agent
         self.admin = admin
         self.host = host
         self.port = port
         self.password = password
         self.read_timeout_s = read_timeout_s
+        self.ssl_context = ssl_context  # HTTPS when given (agent/app/page_tls.py)
+        self.logins = LoginTracker(security_log)
         self._token = ""
         self._server = None
         self._serving = False
@@ -152,18 +160,23 @@ class StatusPage:
     @property
     def url(self) -> str:
         host = "[%s]" % self.host if ":" in self.host else self.host
-        return "http://%s:%d/" % (host, self.port)
+        return "%s://%s:%d/" % ("https" if self.ssl_context is not None else "http", host, self.port)
 
     async def start(self) -> None:
         self._serving = True
         try:
-            self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
+            tls = {} if self.ssl_context is None else {"ssl": self.ssl_context,
+                                                       "ssl_handshake_timeout": self.read_timeout_s}
+            self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True, **tls)
         except BaseException:
             self._serving = False
             raise
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
         log.info("status page at %s%s", self.url, " (password required)" if self.password else "")
+        if self.ssl_context is None and not is_loopback_host(self.host):
+            log.warning("status page served over plain HTTP on %s: its password crosses the network in the "
+                        "clear (set [status_page] tls = \"auto\" or \"on\")", self.host)
 
     async def close(self) -> None:
         """Stop listening, hang up on every client and wait for their tasks. Safe to call twice."""
@@ -198,6 +211,8 @@ class StatusPage:
         try:
             try:
                 request = await self._read_request(conn, reader, writer)
+                if request is not None:
+                    request.client = (writer.get_extra_info("peername") or ("",))[0]
             except _Refused as e:
                 request, response = None, _text(e.status, str(e))
             else:
@@ -312,22 +327,40 @@ class StatusPage:
                 request.host.split("]")[0] + "]"
             if host not in LOOPBACK_NAMES:
                 return _text(403, "this page answers only to 127.0.0.1 / localhost\n")
-        if self.password and not self._authorized(request.headers.get("authorization", "")):
-            return _text(401, "password required\n",
-                         [("WWW-Authenticate", 'Basic realm="ocpp-agent", charset="UTF-8"')])
+        if self.password:
+            return self._login(request)
         return None
 
-    def _authorized(self, header: str) -> bool:
+    def _login(self, request: Request) -> Response | None:
+        """None when the request carries the password; else 401 (ask for it) or 429 (too many wrong ones)."""
+        now = time.monotonic()
+        wait_s = self.logins.blocked_s(request.client, now)
+        if wait_s:
+            return _too_many(wait_s)
+        header = request.headers.get("authorization")
+        if header is None:  # a browser's first request: not an attempt yet
+            return _ask_password()
+        user, right = self._check_password(header)
+        if right:
+            self.logins.accepted(request.client, user, now)
+            return None
+        if self.logins.failed(request.client, user, now):
+            return _too_many(self.logins.block_s)
+        return _ask_password()
+
+    def _check_password(self, header: str) -> tuple:
+        """(user name, whether the password is right) of a Basic ``Authorization`` header."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "basic":
-            return False
+            return "", False
         try:
             decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
-            return False
+            return "", False
         import hmac
 
-        return hmac.compare_digest(decoded.partition(":")[2].encode(), self.password.encode())
+        user, _, password = decoded.partition(":")
+        return user, hmac.compare_digest(password.encode(), self.password.encode())
 
     # ------------------------------------------------------------------ data
     async def status(self) -> dict:
@@ -434,6 +467,15 @@ class StatusPage:
             "refresh_ms": REFRESH_MS,
         }
         return Response(status, body.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
+
+
+def _ask_password() -> Response:
+    return _text(401, "password required\n", [("WWW-Authenticate", 'Basic realm="ocpp-agent", charset="UTF-8"')])
+
+
+def _too_many(wait_s: float) -> Response:
+    seconds = max(1, math.ceil(wait_s))
+    return _text(429, "too many wrong passwords: try again in %d s\n" % seconds, [("Retry-After", str(seconds))])
 
 
 def _iso(ts) -> str | None:

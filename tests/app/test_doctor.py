@@ -68,6 +68,7 @@ async def test_meter_over_tcp_and_a_central_system_that_answers_401(tmp_path):
         extra = ('password = "wrong"\n\n[board.meter]\ndriver = "sdm630"\ntransport = "tcp"\nhost = "127.0.0.1"\n'
                  'tcp_port = %d\n' % port)
         path = write_toml(tmp_path / "agent.toml", cs.url, extra)
+        os.chmod(path, 0o644)  # as an editor leaves it: a password others can read, one warning
         rc, out, err = await run_cli_async("doctor", "--config", path)
         assert rc == 1, (out, err)
         lines = out.splitlines()
@@ -80,7 +81,9 @@ async def test_meter_over_tcp_and_a_central_system_that_answers_401(tmp_path):
         ws = next(line for line in lines if line.startswith("csms websocket"))
         assert "FAIL" in ws and "HTTP 401 Unauthorized" in ws and "csms.password" in ws
         assert "right" not in out and "wrong" not in out  # never a password in the output
-        assert lines[-1] == "1 of 5 checks failed."
+        modes = next(line for line in lines if line.startswith("file modes"))
+        assert "WARN" in modes and "chmod 600 %s" % path in modes
+        assert lines[-1] == "1 of 6 checks failed, 1 warnings."
         assert cs.rejections == [(STATION, "wrong credentials")]
     finally:
         await cs.stop()
