@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+from agent.app.cli_log import add_log_command
 from agent.app.config import ConfigError, load_config
 
 log = logging.getLogger("agent")
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.set_defaults(func=cmd_doctor)
     _add_settings_commands(sub)
     _add_fleet_command(sub)
+    add_log_command(sub)
     return p
 
 
