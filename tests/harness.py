@@ -18,7 +18,6 @@ import contextlib
 import decimal
 import json
 import shutil
-import ssl
 import subprocess
 import time
 
@@ -30,6 +29,7 @@ from agent.app.config import parse_config
 from agent.app.runner import Agent
 from ocpp.messages import get_validator
 from tools.csms import IN, OUT, TestCentralSystem
+from tools.tls_proxy import TlsProxy, server_context
 
 
 def validate_agent_frames(handle, allowed_errors: tuple = ()) -> int:
@@ -316,68 +316,6 @@ def make_self_signed_cert(directory) -> tuple[str, str]:
     return cert, key
 
 
-class TlsProxy:
-    """Terminates TLS on 127.0.0.1 and forwards the bytes to a plain TCP port."""
-
-    def __init__(self, target_port: int, cert: str, key: str) -> None:
-        self.target_port = target_port
-        self.cert = cert
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert, key)
-        self.handshakes = 0  # TLS connections that got through to the handler
-        self._server = None
-        self._conns: dict = {}  # handler task -> writers
-
-    @property
-    def port(self) -> int:
-        return self._server.sockets[0].getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        """The central system's URL through the proxy."""
-        return "wss://127.0.0.1:%d/ocpp" % self.port
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.context)
-
-    async def close(self) -> None:
-        self._server.close()
-        await self._server.wait_closed()
-        conns, self._conns = self._conns, {}
-        for writers in conns.values():
-            for w in writers:
-                w.transport.abort()
-        await asyncio.gather(*conns, return_exceptions=True)
-
-    async def _handle(self, reader, writer) -> None:
-        self.handshakes += 1
-        writers = self._conns[asyncio.current_task()] = [writer]
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-            writers.append(up_writer)
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        except OSError:
-            pass
-        finally:
-            self._conns.pop(asyncio.current_task(), None)
-            for w in writers:
-                w.transport.abort()
-
-    @staticmethod
-    async def _pipe(reader, writer) -> None:
-        try:
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
-        except (OSError, ssl.SSLError):
-            pass
-        finally:
-            writer.transport.abort()
-
-
 @contextlib.asynccontextmanager
 async def tls_proxy_for(cs: TestCentralSystem, directory):
     """``cs`` (started if it is not) behind a ``TlsProxy`` with a new self-signed
@@ -386,7 +324,7 @@ async def tls_proxy_for(cs: TestCentralSystem, directory):
     cert, key = make_self_signed_cert(directory)
     if cs._server is None:
         await cs.start()
-    proxy = TlsProxy(cs.port, cert, key)
+    proxy = TlsProxy(cs.port, server_context(cert, key), cert)
     await proxy.start()
     try:
         yield proxy

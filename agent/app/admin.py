@@ -22,6 +22,7 @@ from agent.ocpp16.config_keys import ACCEPTED
 from agent.link import protocols
 from agent.link.endpoint import EndpointSettings, same_origin
 from agent.link.switch import SwitchError
+from agent.security.profiles import scheme_problem
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,7 @@ class Admin:
                 endpoint.validate(new, source)
             except SwitchError as e:
                 raise ValueError("%s: %s" % (self.path, e)) from None
-            self._edit({"csms.url": new.url, "station.id": new.station_id,
-                        "csms.password": new.password or None, "csms.ca_file": new.ca_file or None})
+            self._edit(endpoint_changes(new))
             message = await endpoint.switch(new, source, file_written=True)
         return {"message": message, "notes": notes, "csms": endpoint.show()}
 
@@ -125,12 +125,17 @@ class Admin:
         from agent.app.config_file import edit_config
 
         try:
-            edit_config(self.path, {"csms.url": s.url, "station.id": s.station_id,
-                                    "csms.password": s.password or None, "csms.ca_file": s.ca_file or None})
+            edit_config(self.path, endpoint_changes(s))
         except ConfigError as e:
             log.warning("configuration file not updated to %s: %s", s.url, e)
             return False
         return True
+
+
+def endpoint_changes(s: EndpointSettings) -> dict:
+    """The configuration file's keys for ``s`` (None: the key is removed)."""
+    return {"csms.url": s.url, "station.id": s.station_id, "csms.password": s.password or None,
+            "csms.ca_file": s.ca_file or None, "csms.security_profile": s.security_profile or None}
 
 
 def plan_endpoint(cur: EndpointSettings, url: str | None, station_id: str | None = None,
@@ -151,7 +156,11 @@ def plan_endpoint(cur: EndpointSettings, url: str | None, station_id: str | None
             ca_file = ""
             notes.append("csms.ca_file cleared: it is only used with wss://")
     station_id = station_id if station_id is not None else cur.station_id
-    return EndpointSettings(url, station_id, password, ca_file), notes
+    level, certificate = cur.security_profile, cur.certificate
+    if level and scheme_problem(url, level):  # the owner moves it: the URL says the profile now
+        notes.append("security profile %d dropped: %s" % (level, scheme_problem(url, level)))
+        level, certificate = 0, ""
+    return EndpointSettings(url, station_id, password, ca_file, level, certificate), notes
 
 
 def _ocpp_text(value) -> str:

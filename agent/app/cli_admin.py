@@ -79,8 +79,9 @@ def _save_endpoint(path: str, new: EndpointSettings) -> None:
     """Write the central-system settings ``new`` to the configuration file at ``path``."""
     from agent.app.config_file import edit_config
 
-    edit_config(path, {"csms.url": new.url, "station.id": new.station_id,
-                       "csms.password": new.password or None, "csms.ca_file": new.ca_file or None})
+    from agent.app.admin import endpoint_changes
+
+    edit_config(path, endpoint_changes(new))
 
 
 def _read_secret() -> str:
@@ -161,6 +162,12 @@ def format_show(d: dict) -> str:
     ]
     if d.get("ca_file"):
         lines.append("CA file:          %s" % d["ca_file"])
+    certs = d.get("certificates")
+    if certs:
+        own = ("%s…, expires %s" % (certs["charger_certificate"][:16], certs["charger_certificate_expires"])
+               if certs["charger_certificate"] else "none")
+        lines.append("certificates:     %d CSMS/manufacturer roots installed; charger certificate: %s" % (
+            certs["roots_installed"], own))
     lines.append("connection:       %s" % d["connection"])
     if "subprotocols_offered" in d:  # (an agent started before this version does not report it)
         lines.append("OCPP version:     %s" % protocols.describe(d, d.get("connected", False)))

@@ -12,6 +12,7 @@ import urllib.parse
 
 from agent.link.endpoint import validate_csms_url
 from agent.link.protocols import AUTO, version_problem
+from agent.security.profiles import scheme_problem
 
 DEFAULT_DATA_DIR = "/var/lib/ocpp-agent"
 
@@ -32,6 +33,8 @@ _SCHEMA: dict = {
         "url": (str, ...),
         "password": (str, ""),
         "ca_file": (str, ""),
+        # 0: what the URL and password give (wss:// 2, ws:// 1 or 0); 3: TLS with the charger's certificate
+        "security_profile": (int, 0),
         "connect_timeout_s": (float, 10.0),
         "response_timeout_s": (float, 30.0),
         "reconnect_initial_s": (float, 1.0),
@@ -47,10 +50,14 @@ _SCHEMA: dict = {
         "host": (str, "127.0.0.1"),
         "port": (int, 8080),
         "password": (str, ""),
+        "tls": (str, "auto"),  # "auto": HTTPS off loopback (agent/app/page_tls.py), "on", "off"
+        "cert_file": (str, ""),  # the owner's certificate (chain) and key; none: the agent makes its own
+        "key_file": (str, ""),
     },
 }
 _FREE_SECTIONS = ("ocpp", "ocpp201", "board")  # validated by their owners (config keys, board loader)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+PAGE_TLS_MODES = ("auto", "on", "off")
 # RFC 3986 unreserved characters plus '*' and '-' which OCPP identities use widely.
 _ID_MAX = 48
 
@@ -160,6 +167,11 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
         raise ConfigError(path, "csms.ca_file", "no such file: %s" % cs["ca_file"])
     if cs["ca_file"] and not cs["url"].startswith("wss://"):
         raise ConfigError(path, "csms.ca_file", "only used with a wss:// URL")
+    if cs["security_profile"] not in (0, 1, 2, 3):
+        raise ConfigError(path, "csms.security_profile", "must be 0 (from the URL), 1, 2 or 3")
+    problem = scheme_problem(cs["url"], cs["security_profile"])
+    if problem:
+        raise ConfigError(path, "csms.security_profile", problem)
     for key in ("connect_timeout_s", "response_timeout_s", "reconnect_initial_s", "reconnect_max_s",
                 "fallback_timeout_s"):
         if cs[key] <= 0:
@@ -174,6 +186,12 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
     if page["enabled"] and not is_loopback_host(page["host"]) and not page["password"]:
         raise ConfigError(path, "status_page.password", "required when status_page.host is not a loopback "
                           "address (got host %r): anyone on the network could move the charger" % page["host"])
+    for key in ("cert_file", "key_file"):  # relative to the file, as data_dir: the agent's cwd may be /
+        if page[key]:
+            page[key] = os.path.join(os.path.dirname(os.path.abspath(path)), page[key])
+    problem = _page_tls_problem(page)
+    if problem:
+        raise ConfigError(path, *problem)
 
     base = os.path.dirname(os.path.abspath(path))
     st["data_dir"] = os.path.join(base, st["data_dir"]) if not os.path.isabs(st["data_dir"]) else st["data_dir"]
@@ -193,6 +211,30 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
             raise ConfigError(path, "board." + sect, "must be a table ([board.%s])" % sect)
     return Config(path, st, cs, sections["limits"], dict(ocpp), {k: dict(v) for k, v in board.items()},
                   status_page=page, ocpp201=dict(ocpp201))
+
+
+def _page_tls_problem(page: dict) -> tuple:
+    """(key, problem) of the status page's TLS settings; () when they are fine."""
+    if page["tls"] not in PAGE_TLS_MODES:
+        return "status_page.tls", "must be one of %s (got %r)" % (", ".join(PAGE_TLS_MODES), page["tls"])
+    if bool(page["cert_file"]) != bool(page["key_file"]):
+        missing = "status_page.key_file" if page["cert_file"] else "status_page.cert_file"
+        return missing, "give cert_file and key_file together, or neither (the agent then makes its own)"
+    if not page["cert_file"] or not page["enabled"]:
+        return ()
+    if page["tls"] == "off":
+        return "status_page.cert_file", 'not used with tls = "off"'
+    for key in ("cert_file", "key_file"):
+        if not os.path.isfile(page[key]):
+            return "status_page." + key, "no such file: %s" % page[key]
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(page["cert_file"], page["key_file"])
+    except (ssl.SSLError, OSError) as e:
+        return "status_page.cert_file", "cannot use %s with %s: %s" % (page["cert_file"], page["key_file"],
+                                                                      getattr(e, "reason", None) or e)
+    return ()
 
 
 def _check_writable_dir(path: str) -> str:

@@ -19,7 +19,8 @@ installer can act on: a missing port, permission denied, no answer from a
 device at the configured address and line settings, garbled answers (wrong
 parity or baud rate suspected), a device that answers as another model would,
 a GPIO chip that does not exist, a TLS certificate that does not verify, a
-401 from the backend. Exit status: 0 when every check passed, 1 when one
+401 from the backend. Last, the file modes of the secrets (the warnings the
+agent gives at start, agent/app/file_modes.py). Exit status: 0 when every check passed, 1 when one
 failed (2 for a configuration file that cannot be read, from the CLI).
 """
 
@@ -394,9 +395,12 @@ async def probe_devices(definition: dict, clock, timeout_s: float) -> list:
 # ------------------------------------------------------------------------------ central system
 
 async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str = "",
-                     timeout_s: float = 5.0, ocpp_version: str = "auto") -> list:
+                     timeout_s: float = 5.0, ocpp_version: str = "auto", roots_pem: str = "",
+                     client_files: tuple | None = None) -> list:
     """DNS, TCP, TLS and the websocket handshake offering the subprotocols of
-    ``ocpp_version`` (``csms.ocpp_version``); no OCPP message is sent."""
+    ``ocpp_version`` (``csms.ocpp_version``); no OCPP message is sent. ``roots_pem``: the
+    CSMS root certificates installed over OCPP; ``client_files``: the charger certificate
+    presented on security profile 3 (then without Basic auth)."""
     from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
 
     from agent.link import protocols
@@ -445,7 +449,8 @@ async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str
         return rows + _skipped(("csms tls" if secure else None, "csms websocket"))
 
     # 3. TLS
-    context = ssl_context(url, ca_file)
+    context = ssl_context(url, ca_file, roots_pem, client_files)
+    trusted = "CA from csms.ca_file" if ca_file else "installed CSMS root" if roots_pem else ""
     if secure:
         try:
             _r, writer = await wait_for(
@@ -453,11 +458,12 @@ async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str
             tls = writer.get_extra_info("ssl_object")
             version = tls.version() if tls is not None else "TLS"
             writer.close()
-            rows.append(Check("csms tls", host, OK, "%s, certificate valid for %s%s" % (
-                version, host, " (CA from csms.ca_file)" if ca_file else "")))
+            rows.append(Check("csms tls", host, OK, "%s, certificate valid for %s%s%s" % (
+                version, host, " (%s)" % trusted if trusted else "",
+                ", charger certificate presented" if client_files else "")))
         except ssl.SSLCertVerificationError as e:
             rows.append(Check("csms tls", host, FAIL, "certificate verification failed: %s%s" % (
-                e.verify_message, "" if ca_file else " (a private CA? set csms.ca_file)")))
+                e.verify_message, "" if trusted else " (a private CA? set csms.ca_file)")))
             return rows + _skipped(("csms websocket",))
         except (ssl.SSLError, OSError, asyncio.TimeoutError) as e:
             reason = getattr(e, "reason", None) or str(e) or "timed out"
@@ -465,7 +471,7 @@ async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str
             return rows + _skipped(("csms websocket",))
 
     # 4. websocket handshake, no BootNotification
-    headers = {"Authorization": basic_auth_header(station_id, password)} if password else {}
+    headers = {"Authorization": basic_auth_header(station_id, password)} if password and not client_files else {}
     try:
         ws = await open_websocket(full_url, offered, headers=headers, ssl_context=context, open_timeout=timeout_s,
                                   close_timeout=2)
@@ -515,9 +521,25 @@ async def diagnose(config, *, timeout_s: float = 1.0, csms_timeout_s: float = 5.
         definition = {}
     rows.extend(await probe_devices(definition, clock, timeout_s))
     endpoint = endpoint_in_use(config)
+    from agent.security.context import SecurityContext
+
+    security = SecurityContext(config.data_dir, clock)  # the roots and certificate the agent would use
+    client_files = security.certificate_files(endpoint.certificate or None) if endpoint.level == 3 else None
     rows.extend(await probe_csms(endpoint.url, endpoint.station_id, endpoint.password,
-                                 endpoint.ca_file, csms_timeout_s, ocpp_version=config.csms["ocpp_version"]))
+                                 endpoint.ca_file, csms_timeout_s, ocpp_version=config.csms["ocpp_version"],
+                                 roots_pem=security.csms_roots_pem(), client_files=client_files))
+    rows.append(check_file_modes(config))
     return rows
+
+
+def check_file_modes(config) -> Check:
+    """The findings the agent warns about at start (agent/app/file_modes.py), as one row."""
+    from agent.app.file_modes import file_mode_findings
+
+    findings = file_mode_findings(config)
+    if findings:
+        return Check("file modes", config.data_dir, WARN, "; ".join(findings))
+    return Check("file modes", config.data_dir, OK, "secrets readable by the owner only")
 
 
 def endpoint_in_use(config):

@@ -27,6 +27,9 @@ from agent.store.state_store import StationStateStore
 from agent.core.station import Station
 from agent.link.switch import EndpointManager
 from agent.link.traffic import TrafficLog
+from agent.security.context import SecurityContext
+from agent.security.service import CertificateService
+from agent.transfer.logs import LogService
 from boards import load_board
 from hal.errors import HalConfigurationError
 
@@ -56,6 +59,8 @@ class Agent:
         self.endpoint: EndpointManager | None = None  # which central system, switches, rollback
         self.admin: Admin | None = None  # settings changes from the CLI and the status page
         self.status_page = None
+        self.security: SecurityContext | None = None  # certificates, identity, security log (data_dir/security)
+        self._security_watch = None  # clock jumps, full disk or memory -> security events
         self._sim_server = None
         self._control_server = None
         self._build()
@@ -97,6 +102,11 @@ class Agent:
         self.journal = TransactionJournal(TransactionJournal.path_in(cfg.data_dir),
                                           max_entries=cfg.station["journal_max_entries"])
         self.keys = keys  # the 1.6 configuration keys over the station's settings
+        self.security = SecurityContext(cfg.data_dir, self.clock)
+        self.certificates = CertificateService(self.security, settings, self.clock)  # endpoint below
+        # GetLog: files are written to data_dir/uploads, removed once uploaded
+        self.logs = LogService(self.security.log, self.clock, os.path.join(cfg.data_dir, "uploads"),
+                               station_id=cfg.station["id"])
         self.station = Station(board, settings, self.clock, max_current_a=cfg.limits["max_current_a"],
                                store=StationStateStore(cfg.data_dir), journal=self.journal,
                                auth_cache=AuthorizationCache(os.path.join(cfg.data_dir, "auth-cache.json")),
@@ -111,7 +121,8 @@ class Agent:
         context = ClientContext(cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],
                                 serial_number=cfg.station["serial_number"],
                                 firmware_version=cfg.station["firmware_version"], traffic_log=self.traffic.record,
-                                data_dir=cfg.data_dir, keys=keys, ocpp201=cfg.ocpp201)
+                                data_dir=cfg.data_dir, keys=keys, ocpp201=cfg.ocpp201, security=self.security,
+                                certificates=self.certificates, logs=self.logs)
         # Built now: a pinned version's client, and the 2.0.1 one when [ocpp201] gives device model
         # values (checked at start, not at the first connection). With "auto" and nothing else the
         # adapter is loaded when a connection selects its version: an unused one costs nothing.
@@ -129,8 +140,10 @@ class Agent:
         self.admin = Admin(self)
         self.endpoint = EndpointManager(config=cfg, links=self.links, connection=self.connection,
                                         station=self.station, journal=self.journal, clock=self.clock,
-                                        traffic=self.traffic, rng=self.rng, write_config=self.admin.write_endpoint)
+                                        traffic=self.traffic, rng=self.rng, write_config=self.admin.write_endpoint,
+                                        security=self.security)
         self.endpoint.register_keys(keys)
+        self.certificates.endpoint = self.endpoint
         self.endpoint.load()  # before the journal opens: the backend its rows belong to
 
     def _session(self, station_id: str, ws):
@@ -147,6 +160,9 @@ class Agent:
 
     async def start(self) -> None:
         """Open the hardware (safe state first), start the station and connect."""
+        from agent.app.file_modes import warn_about_file_modes
+
+        warn_about_file_modes(self.config)  # secrets others can read: the owner is told, the agent runs
         await self.loaded.board.open()
         try:
             journal_data = self.journal.open()
@@ -165,7 +181,14 @@ class Agent:
             self.journal.close()
             await self.loaded.board.close()
             raise
+        # A critical security event each run (A04.FR.02): why this run started.
+        self.security.log.record("reset" if self.station.boot_cause is not None else "startup",
+                                 "restart cause: %s" % self.station.boot_cause if self.station.boot_cause else "")
         if self.local_access:
+            from agent.security.watch import SecurityWatch
+
+            self._security_watch = SecurityWatch(self.security.log, self.clock)
+            self._security_watch.start()
             await self._start_local_access()
         await self.endpoint.start()
 
@@ -182,19 +205,27 @@ class Agent:
             log.error("control socket not available (ocpp-agent csms/config cannot reach this agent): %s", e)
         page_cfg = self.config.status_page
         if page_cfg["enabled"]:
+            from agent.app.page_tls import page_context, wants_tls
             from agent.app.status_page import StatusPage
 
-            page = StatusPage(self, self.admin, host=page_cfg["host"], port=page_cfg["port"],
-                              password=page_cfg["password"])
-            try:
+            try:  # HTTPS or nothing: a page that should be HTTPS never falls back to plain HTTP
+                context = page_context(page_cfg, self.config.data_dir) if wants_tls(page_cfg["tls"],
+                                                                                     page_cfg["host"]) else None
+                page = StatusPage(self, self.admin, host=page_cfg["host"], port=page_cfg["port"],
+                                  password=page_cfg["password"], ssl_context=context,
+                                  security_log=getattr(self.security, "log", None))
                 await page.start()
                 self.status_page = page
-            except OSError as e:
+            except (OSError, ValueError, ImportError) as e:  # ssl.SSLError is an OSError
                 log.error("status page not started on %s:%d: %s", page_cfg["host"], page_cfg["port"], e)
 
     async def stop(self) -> None:
         """Disconnect, leave the hardware safe and close it."""
         await self.endpoint.stop()
+        await self.logs.close()
+        if self._security_watch is not None:
+            await self._security_watch.close()
+            self._security_watch = None
         for name in ("status_page", "_control_server"):
             server = getattr(self, name)
             if server is not None:

@@ -121,6 +121,11 @@ def station_settings(local_list: bool = True, smart_charging: bool = True) -> li
         SettingDef("tx_message_attempts", INT, 3, minimum=0, maximum=65535),
         SettingDef("tx_message_retry_interval_s", INT, 60, minimum=0, maximum=86400),
         SettingDef("reset_retries", INT, 1, minimum=0, maximum=100),
+        # security (agent/security): the CSR's organization, resending a CSR the central system did not sign
+        SettingDef("organization_name", TEXT, ""),
+        SettingDef("cert_signing_wait_minimum_s", INT, 60, minimum=1, maximum=86400),
+        SettingDef("cert_signing_repeat_times", INT, 3, minimum=0, maximum=100),
+        SettingDef("allow_security_profile_downgrade", BOOL, False),  # 3 -> 2 only (2.0.1 errata)
     ]
     if local_list:
         defs += [

@@ -22,6 +22,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, NegotiationError, WebSocketException
 
 from agent.link.protocols import by_subprotocol
+from agent.security import profiles
+from agent.security.tls import client_context, failure_kind as tls_failure_kind
 from hal.runtime.aio import wait_for
 
 log = logging.getLogger(__name__)
@@ -41,14 +43,30 @@ def basic_auth_header(station_id: str, password: str) -> str:
     return "Basic " + token
 
 
-def ssl_context(url: str, ca_file: str = ""):
+def ssl_context(url: str, ca_file: str = "", roots_pem: str = "", client_files: tuple | None = None):
     """TLS 1.2 or newer with certificate and host name verification (always on for wss://;
-    OCPP 2.0.1 A00.FR.306, the 1.6 security whitepaper alike)."""
+    OCPP 2.0.1 A00.FR.306, the 1.6 security whitepaper alike): agent/security/tls.py."""
     if not url.startswith("wss://"):
         return None
-    context = ssl.create_default_context(cafile=ca_file or None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+    return client_context(ca_file, roots_pem, client_files)
+
+
+def failure_kind(e: BaseException) -> str | None:
+    """The security event (neutral kind) a failed connection attempt is, None if none:
+    a TLS failure, or HTTP 401 (the central system refused the charger's credentials)."""
+    seen = 0
+    while e is not None and seen < 4:  # a TLS alert read after the handshake comes wrapped by websockets
+        if isinstance(e, InvalidStatus) and e.response.status_code == 401:
+            return "failed_to_authenticate_at_csms"
+        kind = tls_failure_kind(e)
+        if kind is not None:
+            return kind
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+class NoCertificateError(OSError):
+    """Security profile 3 without a charger certificate to present."""
 
 
 class SubprotocolError(InvalidHandshake):
@@ -140,6 +158,8 @@ class CsmsConnection:
         self.last_error = ""
         self.connect_count = 0
         self.network_down = ""  # why the network is down ("" = up): a fleet's simulated outage fails every attempt
+        self.security = None  # the station's SecurityContext: CSMS roots and the charger certificate for TLS
+        self.last_failure = None  # the exception of the last failed attempt (None after a success)
         self._ping_task = None
         self._ws = None
 
@@ -153,12 +173,24 @@ class CsmsConnection:
         if self.network_down:
             raise OSError(self.network_down)
         s = self.settings
+        level = profiles.level_of(s["url"], s.get("password", ""), s.get("security_profile", 0))
         headers = {}
-        if s.get("password"):
+        if s.get("password") and level < profiles.TLS_CLIENT:  # profile 3: the certificate says who it is
             headers["Authorization"] = basic_auth_header(s["station_id"], s["password"])
-        return await open_websocket(s["url"], self.offered, headers=headers,
-                                    ssl_context=ssl_context(s["url"], s.get("ca_file", "")),
+        return await open_websocket(s["url"], self.offered, headers=headers, ssl_context=self._tls(s, level),
                                     open_timeout=s.get("connect_timeout_s", 10))
+
+    def _tls(self, s: dict, level: int):
+        if not s["url"].startswith("wss://"):
+            return None
+        security = self.security
+        client_files = None
+        if level == profiles.TLS_CLIENT:
+            client_files = security.certificate_files(s.get("certificate") or None) if security else None
+            if client_files is None:
+                raise NoCertificateError("security profile 3, but the charger has no certificate")
+        return ssl_context(s["url"], s.get("ca_file", ""), security.csms_roots_pem() if security else "",
+                           client_files)
 
     async def run(self) -> None:
         """Connect, run sessions, and reconnect forever (until cancelled)."""
@@ -168,6 +200,7 @@ class CsmsConnection:
                 ws = await self.open()
             except (OSError, asyncio.TimeoutError, InvalidHandshake, WebSocketException, ssl.SSLError) as e:
                 self.last_error = describe_error(e)
+                self.last_failure = e
                 self.failed_attempts += 1
                 if self.on_attempt_failed is not None:
                     self.on_attempt_failed(self.failed_attempts)
@@ -179,6 +212,7 @@ class CsmsConnection:
                 continue
             self.connect_count += 1
             self.failed_attempts = 0
+            self.last_failure = None
             self.selected = ws.subprotocol
             self.connected, self.last_error, self._ws = True, "", ws
             log.info("connected to %s: OCPP %s (subprotocol %s)", self.settings["url"], self.version, ws.subprotocol)

@@ -33,12 +33,13 @@ import logging
 import os
 import urllib.parse
 
+from agent.security import profiles
 from hal.runtime.storage import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "endpoint.json"
-_FIELDS = ("url", "station_id", "password", "ca_file")
+_FIELDS = ("url", "station_id", "password", "ca_file", "security_profile", "certificate")
 
 
 class EndpointSettings:
@@ -46,21 +47,27 @@ class EndpointSettings:
 
     __slots__ = _FIELDS
 
-    def __init__(self, url: str, station_id: str, password: str = "", ca_file: str = "") -> None:
+    def __init__(self, url: str, station_id: str, password: str = "", ca_file: str = "",
+                 security_profile: int = 0, certificate: str = "") -> None:
         self.url = url
         self.station_id = station_id
         self.password = password
         self.ca_file = ca_file
+        self.security_profile = security_profile  # 0: what the URL and password give (profiles.level_of)
+        self.certificate = certificate  # profile 3: the fingerprint of the charger certificate presented
 
     @classmethod
     def from_config(cls, config) -> "EndpointSettings":
-        return cls(config.csms["url"], config.station["id"], config.csms["password"], config.csms["ca_file"])
+        return cls(config.csms["url"], config.station["id"], config.csms["password"], config.csms["ca_file"],
+                   config.csms.get("security_profile", 0))
 
     @classmethod
     def from_dict(cls, d) -> "EndpointSettings | None":
         if not isinstance(d, dict) or not isinstance(d.get("url"), str) or not isinstance(d.get("station_id"), str):
             return None
-        return cls(d["url"], d["station_id"], str(d.get("password") or ""), str(d.get("ca_file") or ""))
+        level = d.get("security_profile")
+        return cls(d["url"], d["station_id"], str(d.get("password") or ""), str(d.get("ca_file") or ""),
+                   level if level in profiles.LEVELS else 0, str(d.get("certificate") or ""))
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in _FIELDS}
@@ -81,21 +88,19 @@ class EndpointSettings:
         return self.connect_url
 
     @property
-    def security_profile(self) -> str:
-        """OCPP 1.6 security profile in words (whitepaper §2)."""
-        tls = self.url.startswith("wss://")
-        if tls and self.password:
-            return "2 (TLS with Basic authentication)"
-        if self.password:
-            return "1 (Basic authentication without TLS)"
-        if tls:
-            return "TLS without Basic authentication"
-        return "none (no TLS, no password)"
+    def level(self) -> int:
+        """The security profile (0-3) these settings connect with."""
+        return profiles.level_of(self.url, self.password, self.security_profile)
 
     def public(self) -> dict:
         """For display: everything but the password."""
+        level = self.level
+        words = profiles.WORDS[level]
+        if level == profiles.TLS_BASIC and not self.password:
+            words = "2 (TLS, no Basic auth password set)"
         return {"url": self.url, "station_id": self.station_id, "password_set": bool(self.password),
-                "ca_file": self.ca_file, "security_profile": self.security_profile}
+                "ca_file": self.ca_file, "security_profile": words, "security_profile_level": level,
+                "certificate": self.certificate}
 
     def __eq__(self, other) -> bool:
         return isinstance(other, EndpointSettings) and self.to_dict() == other.to_dict()

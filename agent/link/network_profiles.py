@@ -11,10 +11,14 @@ applied at the next start (it answers RebootRequired): the first slot becomes a
 switch like any other — drain, boot, and back to the slot that worked if the new
 one does not accept the charger (B10.FR.07).
 
-Security profiles as 2.0.1 numbers them: 1 Basic auth without TLS (ws://),
-2 TLS with Basic auth (wss://), 3 TLS with a charger certificate (not available
-until the charger has one). A profile lower than the one in use is refused
-(B09.FR.04, A05.FR.10: AllowSecurityProfileDowngrade is not implemented).
+Security profiles as 2.0.1 numbers them (agent/security/profiles.py): 1 Basic
+auth without TLS (ws://), 2 TLS with Basic auth (wss://), 3 TLS with the
+charger's certificate. A profile lower than the one in use is refused
+(B09.FR.04), 3 to 2 only with SecurityCtrlr.AllowSecurityProfileDowngrade (2.0.1
+errata). What a profile needs (a password, a CSMS root certificate, the
+charger's certificate) is checked when a priority would use it (A05.FR.02/03),
+and once the station connected with a higher profile, the slots of lower ones
+leave the priority (TC_A_19).
 
 Portable: no I/O but the one JSON file.
 """
@@ -22,6 +26,7 @@ Portable: no I/O but the one JSON file.
 import logging
 
 from agent.link.endpoint import validate_csms_url
+from agent.security import profiles
 from hal.runtime.storage import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -29,15 +34,16 @@ log = logging.getLogger(__name__)
 FILE = "network-profiles.json"
 SLOTS = (1, 2, 3, 4)  # the configuration slots this charger has
 FIRST_SLOT = 1  # the slot of the configuration file's central system before any profile was set
-TLS_PROFILE = 2
 
 
-def security_profile_of(url: str) -> int:
-    """The 2.0.1 security profile a URL gives (no charger certificate: never 3)."""
-    return TLS_PROFILE if url.startswith("wss://") else 1
+def lower_problem(level: int, in_use: int, allow_downgrade: bool) -> str:
+    """Why ``level`` is too low next to the profile ``in_use`` ("" when it is not)."""
+    if level < in_use and not (allow_downgrade and in_use == profiles.TLS_CLIENT and level == profiles.TLS_BASIC):
+        return "security profile %d is lower than the %d in use" % (level, in_use)
+    return ""
 
 
-def profile_problem(slot, profile: dict, in_use: int, active_slot: int) -> str:
+def profile_problem(slot, profile: dict, in_use: int, active_slot: int, allow_downgrade: bool = False) -> str:
     """Why ``profile`` cannot be stored in ``slot`` ("" if it can). ``profile``:
     url, security_profile, ocpp_version ("2.0.1"), transport ("JSON");
     ``in_use``: the security profile of the connection now."""
@@ -54,15 +60,9 @@ def profile_problem(slot, profile: dict, in_use: int, active_slot: int) -> str:
     if problem:
         return problem
     level = profile.get("security_profile")
-    if level == 3:
-        return "security profile 3 needs a charger certificate, which this charger does not have"
-    if level not in (1, TLS_PROFILE):
+    if level not in (profiles.BASIC, profiles.TLS_BASIC, profiles.TLS_CLIENT):
         return "unknown security profile %r" % (level,)
-    if level != security_profile_of(url):
-        return "security profile %d does not match %s" % (level, url.partition("://")[0] + "://")
-    if level < in_use:
-        return "security profile %d is lower than the %d in use" % (level, in_use)
-    return ""
+    return profiles.scheme_problem(url, level) or lower_problem(level, in_use, allow_downgrade)
 
 
 class NetworkProfiles:
@@ -90,9 +90,9 @@ class NetworkProfiles:
                                           "priority": self.priority, "applied": self.applied,
                                           "active": self.active, "previous": self.previous}, mode=0o600)
 
-    def set_profile(self, slot: int, profile: dict, in_use: int) -> str:
+    def set_profile(self, slot: int, profile: dict, in_use: int, allow_downgrade: bool = False) -> str:
         """Store ``profile`` in ``slot``; the problem ("" when stored)."""
-        problem = profile_problem(slot, profile, in_use, self.active)
+        problem = profile_problem(slot, profile, in_use, self.active, allow_downgrade)
         if problem:
             log.warning("network profile for slot %s refused: %s", slot, problem)
             return problem
@@ -102,9 +102,10 @@ class NetworkProfiles:
                  profile["security_profile"])
         return ""
 
-    def priority_problem(self, slots: list, in_use: int) -> str:
+    def priority_problem(self, slots: list, in_use: int, needs=None, allow_downgrade: bool = False) -> str:
         """Why ``slots`` cannot be the priority ("" if it can): every slot set (or in use),
-        none below the security profile in use."""
+        none below the security profile in use, and what each needs there (``needs``:
+        callable(level) -> the missing prerequisite, "" when none)."""
         if not slots or len(set(slots)) != len(slots):
             return "empty or repeated slots"
         for slot in slots:
@@ -113,10 +114,22 @@ class NetworkProfiles:
             profile = self.slots.get(slot)
             if profile is None:
                 return "slot %d has no network profile" % slot
-            if profile["security_profile"] < in_use:
-                return "slot %d has security profile %d, lower than the %d in use" % (
-                    slot, profile["security_profile"], in_use)
+            level = profile["security_profile"]
+            problem = lower_problem(level, in_use, allow_downgrade) or (needs(level) if needs else "")
+            if problem:
+                return "slot %d: %s" % (slot, problem)
         return ""
+
+    def drop_below(self, level: int) -> None:
+        """The station connected with profile ``level``: slots of lower profiles leave the
+        priority (A05: it does not go back to them by itself)."""
+        kept = [s for s in self.priority if s == self.active or s not in self.slots
+                or self.slots[s]["security_profile"] >= level]
+        if kept != self.priority:
+            log.info("NetworkConfigurationPriority %s -> %s: slots below security profile %d removed",
+                     self.priority, kept, level)
+            self.priority = self.applied = kept
+            self._save()
 
     def set_priority(self, slots: list) -> None:
         self.priority = list(slots)

@@ -28,11 +28,11 @@ class ClientContext:
     """What the application hands an adapter to build the station's link with."""
 
     __slots__ = ("station_id", "clock", "response_timeout_s", "serial_number", "firmware_version", "traffic_log",
-                 "data_dir", "keys", "ocpp201")
+                 "data_dir", "keys", "ocpp201", "security", "certificates", "logs")
 
     def __init__(self, station_id: str, clock, response_timeout_s: float = 30.0, serial_number: str = "",
                  firmware_version: str = "", traffic_log=None, data_dir: str | None = None, keys=None,
-                 ocpp201: dict | None = None) -> None:
+                 ocpp201: dict | None = None, security=None, certificates=None, logs=None) -> None:
         self.station_id = station_id
         self.clock = clock
         self.response_timeout_s = response_timeout_s
@@ -42,6 +42,9 @@ class ClientContext:
         self.data_dir = data_dir  # where an adapter keeps its own state (2.0.1: device-model.json)
         self.keys = keys  # the 1.6 ConfigurationStore (only the 1.6 client takes it)
         self.ocpp201 = ocpp201 or {}  # the configuration's [ocpp201] table: initial device model values
+        self.security = security  # the SecurityContext: certificates, identity, security log
+        self.certificates = certificates  # the CertificateService (agent/security/service.py)
+        self.logs = logs  # the LogService serving GetLog (agent/transfer/logs.py)
 
 
 class Adapter:
@@ -94,9 +97,12 @@ def _load_ocpp16() -> Adapter:
     from agent.ocpp16.session import Ocpp16Session
 
     def build(station, ctx: ClientContext):
-        return Ocpp16Client(station, ctx.station_id, ctx.clock, response_timeout_s=ctx.response_timeout_s,
+        client = Ocpp16Client(station, ctx.station_id, ctx.clock, response_timeout_s=ctx.response_timeout_s,
                             serial_number=ctx.serial_number, firmware_version=ctx.firmware_version,
                             traffic_log=ctx.traffic_log, keys=ctx.keys)
+        client.attach_security(ctx.security, ctx.certificates)
+        client.logs = ctx.logs
+        return client
 
     def drain_sender(station, session_of, clock, wake, backend, on_idle):
         return OutboxSender(station, lambda payload: call_on(session_of(), payload), clock, wake,
@@ -113,9 +119,12 @@ def _load_ocpp201() -> Adapter:
     from agent.ocpp201.session import Ocpp201Session
 
     def build(station, ctx: ClientContext):
-        return Ocpp201Client(station, ctx.station_id, ctx.clock, response_timeout_s=ctx.response_timeout_s,
+        client = Ocpp201Client(station, ctx.station_id, ctx.clock, response_timeout_s=ctx.response_timeout_s,
                              serial_number=ctx.serial_number, firmware_version=ctx.firmware_version,
                              traffic_log=ctx.traffic_log, data_dir=ctx.data_dir, initial=ctx.ocpp201)
+        client.attach_security(ctx.security, ctx.certificates)
+        client.logs = ctx.logs
+        return client
 
     def drain_sender(station, session_of, clock, wake, backend, on_idle):
         return OutboxSender(station, lambda action, payload: call_on(session_of(), action, payload), clock, wake,

@@ -41,21 +41,23 @@ import shutil
 
 import ocpp.messages
 from ocpp.exceptions import OCPPError
+from websockets.exceptions import InvalidMessage
 
 from agent.core.auth import FULL
 from agent.core.isotime import format_datetime
-from agent.link.connection import CsmsConnection
+from agent.link.connection import CsmsConnection, failure_kind
 from agent.link.endpoint import EndpointSettings, EndpointState, validate_csms_url
-from agent.link.network_profiles import FILE as NETWORK_PROFILES_FILE, NetworkProfiles, security_profile_of
+from agent.link.network_profiles import FILE as NETWORK_PROFILES_FILE, NetworkProfiles, lower_problem
 from agent.ocpp16.config_keys import ACCEPTED, REJECTED, KeyDef
-from agent.ocppj.link import sleep_or_event
-from hal.runtime.aio import wait_for
+from agent.security import profiles
+from hal.runtime.aio import sleep_or_event, wait_for
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 30.0  # before moving away: time the old central system gets for its queued messages
 ANSWER_WAIT_S = 5.0  # ChangeConfiguration: the answer goes out before the move (real seconds at most)
 SECURITY_EVENT = "ReconfigurationOfSecurityParameters"  # whitepaper §8
+RECONFIGURED = "reconfiguration_of_security_parameters"  # its neutral kind in the security log
 AUTHORIZATION_KEY_LENGTH = (16, 40)  # whitepaper §7.2: at least 16 bytes, at most 40 hex digits
 AUTH_STASH_SUFFIX = ".before-switch"
 
@@ -73,7 +75,8 @@ class EndpointManager:
     """Which central system the agent talks to; switches and rollbacks."""
 
     def __init__(self, *, config, links, connection: CsmsConnection, station, journal, clock,
-                 traffic=None, rng=None, drain_timeout_s: float = DRAIN_TIMEOUT_S, write_config=None) -> None:
+                 traffic=None, rng=None, drain_timeout_s: float = DRAIN_TIMEOUT_S, write_config=None,
+                 security=None) -> None:
         self.config = config
         self.links = links  # the station's client per OCPP version (agent/link/links.py)
         self.connection = connection
@@ -84,6 +87,9 @@ class EndpointManager:
         self.rng = rng
         self.drain_timeout_s = drain_timeout_s
         self.write_config = write_config  # callable(EndpointSettings) -> bool: the file follows a move
+        self.security = security  # SecurityContext (agent/security/context.py): certificates, security log
+        self._failure_kind = None  # the security event of the current streak of failed attempts
+        connection.security = security
         self.state = EndpointState(EndpointState.path_in(config.data_dir))
         # OCPP 2.0.1 network connection profiles (B09/B10): slots, their priority, the one in use
         self.profiles = NetworkProfiles(os.path.join(config.data_dir, NETWORK_PROFILES_FILE)
@@ -153,7 +159,9 @@ class EndpointManager:
             return
         slot, profile = move
         st = self.state
-        new = st.current.replace(url=profile["url"])
+        level = profile["security_profile"]
+        new = st.current.replace(url=profile["url"], security_profile=level,
+                                 certificate=self._certificate_for(level))
         log.warning("NetworkConfigurationPriority: moving to network profile slot %d (%s)", slot, new.url)
         self.profiles.moved(slot, self._profile_of(st.current))
         self._begin(new, "network profile slot %d (NetworkConfigurationPriority)" % slot, first_local_id=None)
@@ -162,25 +170,54 @@ class EndpointManager:
         self._save()
 
     def _profile_of(self, s: EndpointSettings) -> dict:
-        return {"url": s.url, "security_profile": security_profile_of(s.url), "ocpp_version": "2.0.1",
+        return {"url": s.url, "security_profile": max(s.level, 1), "ocpp_version": "2.0.1",
                 "transport": "JSON", "message_timeout_s": int(self.config.csms["response_timeout_s"])}
 
     # ------------------------------------------------------------------ OCPP 2.0.1 network profiles
     @property
+    def allow_downgrade(self) -> bool:
+        """2.0.1 SecurityCtrlr.AllowSecurityProfileDowngrade: 3 -> 2 over OCPP (errata 2025-01)."""
+        return self.station.settings.get("allow_security_profile_downgrade")
+
+    def use_certificate(self, fingerprint: str) -> None:
+        """Profile 3 with a new charger certificate: reconnect presenting it (a switch, back to
+        the previous certificate if the central system does not accept the charger with it)."""
+        current = self.state.current
+        if current.level != profiles.TLS_CLIENT or current.certificate == fingerprint:
+            return
+        self._spawn(self.switch(current.replace(certificate=fingerprint), "new charger certificate"))
+
+    @property
     def security_profile_level(self) -> int:
-        """The security profile in use, as OCPP 2.0.1 numbers it (1: ws://, 2: wss://)."""
-        return security_profile_of(self.state.current.url)
+        """The security profile in use (0-3, agent/security/profiles.py)."""
+        return self.state.current.level
+
+    def security_needs(self, level: int) -> str:
+        """What profile ``level`` of a 2.0.1 network profile needs and the charger lacks (""
+        when nothing): a CSMS root certificate for 2 and 3 (A05.FR.02), a valid charger
+        certificate for 3 (A05.FR.03). (The password is 2.0.1's BasicAuthPassword, set apart.)"""
+        cur, security = self.state.current, self.security
+        return profiles.change_problem(
+            level, 0, has_password=True, equal_ok=True,
+            has_csms_root=security is not None and security.has_csms_root(cur.ca_file),
+            has_certificate=security is not None and security.latest_certificate() is not None)
+
+    def _certificate_for(self, level: int) -> str:
+        if level != profiles.TLS_CLIENT or self.security is None:
+            return ""
+        return self.security.latest_certificate() or ""
 
     def set_network_profile(self, slot, profile: dict) -> str:
         """SetNetworkProfile: store ``profile`` (neutral words) in ``slot``; the problem, "" if stored."""
-        return self.profiles.set_profile(slot, profile, self.security_profile_level)
+        return self.profiles.set_profile(slot, profile, self.security_profile_level, self.allow_downgrade)
 
     def network_priority(self) -> list:
         return list(self.profiles.priority)
 
     def set_network_priority(self, slots: list) -> str:
         """NetworkConfigurationPriority: the problem, or "" (applied at the next start)."""
-        problem = self.profiles.priority_problem(slots, self.security_profile_level)
+        problem = self.profiles.priority_problem(slots, self.security_profile_level, self.security_needs,
+                                                 self.allow_downgrade)
         if problem:
             log.warning("NetworkConfigurationPriority %s refused: %s", slots, problem)
             return problem
@@ -198,9 +235,19 @@ class EndpointManager:
         self._ocpp_answered("")
 
     def _attempt_failed(self, count: int) -> None:
-        """A connection attempt failed (``count`` in a row). While a move is pending, a client
-        with a limit (2.0.1 NetworkProfileConnectionAttempts) rolls back after that many,
-        before the fallback time (B10.FR.03)."""
+        """A connection attempt failed (``count`` in a row): a TLS failure or refused credentials
+        is a security event (once a streak). While a move is pending, a client with a limit
+        (2.0.1 NetworkProfileConnectionAttempts) rolls back after that many, before the
+        fallback time (B10.FR.03)."""
+        failure = self.connection.last_failure
+        kind = failure_kind(failure) if failure is not None else None
+        if kind is None and isinstance(failure, InvalidMessage) and self.state.current.level == profiles.TLS_CLIENT:
+            # TLS 1.3 checks the client certificate after the handshake: a server that refuses it
+            # just closes, and the charger reads no HTTP answer.
+            kind = "failed_to_authenticate_at_csms"
+        if kind is not None and kind != self._failure_kind:
+            self.security_event(kind, "%s: %s" % (self.connection.settings["url"], self.connection.last_error))
+        self._failure_kind = kind
         limit = getattr(self.client, "connection_attempts_limit", None)
         limit = limit() if limit is not None else 0
         if self.state.pending is None or not limit or count < limit or self._timer is None:
@@ -209,8 +256,17 @@ class EndpointManager:
         self._timer = None
         self._spawn(self._roll_back("%d connection attempts failed: %s" % (count, self.connection.last_error)))
 
+    def security_event(self, kind: str, tech_info: str = "") -> None:
+        """Record a security event (neutral kind) in the security log, which delivers the
+        critical ones to the central system."""
+        if self.security is not None:
+            self.security.log.record(kind, tech_info)
+
     def register_keys(self, keys) -> None:
-        """CentralSystemUrl (read/write) and AuthorizationKey (write-only) over OCPP."""
+        """CentralSystemUrl (read/write), AuthorizationKey (write-only) and SecurityProfile
+        (read/write, only upwards) over OCPP 1.6."""
+        keys.add_external(KeyDef("SecurityProfile", "int", 0), read=lambda: self.state.current.level,
+                          write=self._ocpp_set_profile, after=self._ocpp_answered)
         keys.add_external(KeyDef("CentralSystemUrl", "str", "", check=lambda v: not validate_csms_url(v)),
                           read=lambda: self.state.current.url, write=self._ocpp_set_url,
                           after=self._ocpp_answered)
@@ -280,6 +336,11 @@ class EndpointManager:
         out["last_boot"] = format_datetime(st.last_boot, millis=True) if st.last_boot else None
         out["last_accepted"] = st.last_accepted.public() if st.last_accepted else None
         out["fallback_timeout_s"] = self.fallback_timeout_s
+        if self.security is not None:
+            summary = self.security.summary()
+            expires = summary["charger_certificate_expires"]
+            summary["charger_certificate_expires"] = format_datetime(expires) if expires else None
+            out["certificates"] = summary
         if st.pending is not None and st.last_accepted is not None:
             out["pending"] = {"since": format_datetime(st.pending["since"], millis=True),
                               "source": st.pending.get("source", ""),
@@ -317,9 +378,17 @@ class EndpointManager:
             raise SwitchError("station.id: must not contain ':' when a password is set")
         if new.ca_file and not new.url.startswith("wss://"):
             raise SwitchError("csms.ca_file: only used with a wss:// URL")
-        if source == "ocpp" and self.state.current.url.startswith("wss://") and not new.url.startswith("wss://"):
-            # Whitepaper A05: never a lower security profile over OCPP.
-            raise SwitchError("csms.url: a central system may not move the charger from wss:// to ws://")
+        problem = profiles.scheme_problem(new.url, new.security_profile)
+        if problem:
+            raise SwitchError("csms.security_profile: " + problem)
+        current = self.state.current.level
+        if source == "ocpp" and lower_problem(new.level, current, self.allow_downgrade):
+            # Whitepaper A05, 2.0.1 A00.FR.005: never a lower security profile over OCPP.
+            raise SwitchError("csms.url: a central system may not lower the security profile (%d to %d)" % (
+                current, new.level))
+        if new.level == profiles.TLS_CLIENT and not (self.security and self.security.certificate_files(
+                new.certificate or None)):
+            raise SwitchError("csms.security_profile: 3 needs a charger certificate (none installed)")
 
     async def switch(self, new: EndpointSettings, source: str, file_written: bool = False,
                      answered: asyncio.Event | None = None) -> str:
@@ -390,10 +459,25 @@ class EndpointManager:
     def _ocpp_set_url(self, url: str) -> str:
         return self._ocpp_request(self.state.current.replace(url=url))
 
+    def _ocpp_set_profile(self, level: int) -> str:
+        """1.6 ChangeConfiguration SecurityProfile (A05): only upwards, with what the new profile
+        needs; the URL keeps its host and takes the scheme of the profile."""
+        cur = self.state.current
+        problem = profiles.change_problem(level, cur.level, has_password=bool(cur.password),
+                                          has_csms_root=self.security is not None
+                                          and self.security.has_csms_root(cur.ca_file),
+                                          has_certificate=bool(self._certificate_for(profiles.TLS_CLIENT)))
+        if problem:
+            log.warning("ChangeConfiguration SecurityProfile %s rejected: %s", level, problem)
+            return REJECTED
+        return self._ocpp_request(cur.replace(url=profiles.with_scheme(cur.url, level), security_profile=level,
+                                              certificate=self._certificate_for(level)))
+
     def _ocpp_set_key(self, key: str) -> str:
         status = self._ocpp_request(self.state.current.replace(password=key))
         if status == ACCEPTED:  # whitepaper A01.FR.11/12: the change is logged, never the key
             log.warning("security: the central system changed the AuthorizationKey (Basic auth password)")
+            self.security_event(RECONFIGURED, "Basic auth password changed by the central system")
         return status
 
     def _ocpp_request(self, new: EndpointSettings) -> str:
@@ -428,9 +512,14 @@ class EndpointManager:
         if self._in_use != st.current:
             return  # the previous connection, still delivering before a move: it proves nothing
         was_pending = st.pending is not None
+        self._failure_kind = None
         if was_pending:
             log.warning("central system %s accepted the charger: the move is complete", st.current.url)
             self.profiles.confirmed()
+            before = st.last_accepted.level if st.last_accepted is not None else None
+            if before is not None and before != st.current.level:
+                self.security_event(RECONFIGURED, "security profile %d -> %d" % (before, st.current.level))
+        self.profiles.drop_below(max(st.current.level, 1))
         st.accepted(self.clock.time())
         self._drop_auth_stash()
         self._save()
@@ -442,6 +531,8 @@ class EndpointManager:
         self._kick()
 
     async def _report_rollback(self) -> None:
+        """SecurityEventNotification of the rollback, sent at once (ReconfigurationOfSecurityParameters
+        is not critical: the security log does not push it)."""
         rb = self.state.rollback
         info = "returned to %s after %s failed: %s" % (rb["to"]["url"], rb["from"]["url"], rb["reason"])
         try:
@@ -487,6 +578,8 @@ class EndpointManager:
             restored = st.current
             log.error("central system %s did not accept the charger (%s): returning to %s", failed.url, reason,
                       restored.url)
+            self.security_event(RECONFIGURED, "returned to %s after %s failed: %s" % (restored.url, failed.url,
+                                                                                       reason))
             if failed.key != restored.key:
                 moved = self.station.outbox.reassign(failed.key, restored.key, first_id, self._running_txs())
                 if moved:
@@ -504,11 +597,13 @@ class EndpointManager:
     def _use(self, s: EndpointSettings) -> None:
         """Make ``s`` the settings of the main connection and the agent's view of its config."""
         self.connection.settings.update(url=s.connect_url, station_id=s.station_id, password=s.password,
-                                        ca_file=s.ca_file)
+                                        ca_file=s.ca_file, security_profile=s.security_profile,
+                                        certificate=s.certificate)
         for client in self.links.all():
             client.station_id = s.station_id
         self._in_use = s
-        self.config.csms.update(url=s.url, password=s.password, ca_file=s.ca_file)
+        self.config.csms.update(url=s.url, password=s.password, ca_file=s.ca_file,
+                                security_profile=s.security_profile)
         self.config.station["id"] = s.station_id
 
     async def _connect(self, s: EndpointSettings, new_backend: bool = True) -> None:

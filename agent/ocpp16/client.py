@@ -21,6 +21,7 @@ from agent.ocpp16.config_keys import FEATURE_PROFILES, ConfigurationStore, core_
 from agent.ocpp16.vocabulary import to_16
 from agent.ocpp16.codec import id_tag_info, iso_time, meter_value
 from agent.ocpp16.outbox_sender import OutboxSender, call_quietly
+from agent.ocpp16 import logs, security_words
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Ocpp16Client(OcppjLink):
             core_keys(len(station.connectors), FEATURE_PROFILES), None, settings=station.settings)
         # The current central system's transaction messages, with status notifications in order.
         self.outbox_sender = OutboxSender(station, self._call, clock, self._wake)
+        self.security_words = security_words
 
     # ------------------------------------------------------------------ CentralSystemLink
     async def authorize(self, id_tag: str, token_kind: str | None = None) -> model.IdTagInfo | None:
@@ -101,6 +103,11 @@ class Ocpp16Client(OcppjLink):
         """SecurityEventNotification (security whitepaper §8); raises when not delivered."""
         await self._call(call.SecurityEventNotification(type=kind, timestamp=iso_time(at),
                                                         tech_info=tech_info[:255] or None))
+
+    async def sign_certificate(self, csr_pem: str) -> str:
+        """SignCertificate (whitepaper A02); "accepted" or "rejected", raises when not delivered."""
+        result = await self._call(call.SignCertificate(csr=csr_pem))
+        return "accepted" if result.status == "Accepted" else "rejected"
 
     async def _send_quietly(self, payload) -> None:
         await call_quietly(self._call, payload)
@@ -169,5 +176,7 @@ class Ocpp16Client(OcppjLink):
                     meter_value=[meter_value(sample)]))
         elif message == "DiagnosticsStatusNotification":
             await self._send_quietly(call.DiagnosticsStatusNotification(status="Idle"))
+        elif message == "LogStatusNotification":  # ExtendedTriggerMessage: the upload under way, or Idle
+            await self._send_quietly(logs.triggered_status(self))
         elif message == "FirmwareStatusNotification":
             await self._send_quietly(call.FirmwareStatusNotification(status="Idle"))

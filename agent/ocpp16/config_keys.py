@@ -15,6 +15,7 @@ import os
 
 from agent.core.settings import LOCAL_LIST_MAX_ENTRIES, LOCAL_LIST_MAX_PER_MESSAGE, MEASURANDS, Settings, station_settings
 from agent.core.smart_charging import DEFAULT_MAX_PERIODS, DEFAULT_MAX_PROFILES, DEFAULT_MAX_STACK_LEVEL
+from agent.security.context import MAX_CERTIFICATES, MAX_CHAIN_CHARS
 from hal.runtime.storage import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,15 @@ def core_keys(number_of_connectors: int, profiles: tuple) -> list:
                setting="tx_message_retry_interval_s"),
         KeyDef("UnlockConnectorOnEVSideDisconnect", "bool", True, setting="unlock_on_ev_disconnect"),
         KeyDef("WebSocketPingInterval", "int", 60, minimum=0, maximum=86400, setting="ws_ping_interval_s"),
+        # Security whitepaper §7 (SecurityProfile lives in the endpoint state: agent/link/switch.py)
+        KeyDef("AdditionalRootCertificateCheck", "bool", False, readonly=True),
+        KeyDef("CertificateSignedMaxChainSize", "int", MAX_CHAIN_CHARS, readonly=True),
+        KeyDef("CertificateStoreMaxLength", "int", MAX_CERTIFICATES, readonly=True),
+        KeyDef("CpoName", "str", "", setting="organization_name"),
+        # Not in 1.6: 2.0.1's SecurityCtrlr variables of the same names, for resending a CSR
+        KeyDef("CertSigningWaitMinimum", "int", 60, minimum=1, maximum=86400,
+               setting="cert_signing_wait_minimum_s"),
+        KeyDef("CertSigningRepeatTimes", "int", 3, minimum=0, maximum=100, setting="cert_signing_repeat_times"),
     ]
     if "LocalAuthListManagement" in profiles:
         keys += [

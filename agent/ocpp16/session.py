@@ -14,16 +14,17 @@ from ocpp.v16.enums import Action
 
 from agent.core.smart_charging import ProfileError
 from agent.core.station import Station
-from agent.ocpp16 import profiles
+from agent.ocpp16 import logs, profiles
 from agent.ocpp16.codec import (TRIGGERABLE, classify_schema_error, id_tag_info, ocpp_json, profile_error,
                                 validate_request)
+from agent.ocpp16.security_handlers import SecurityHandlers
 from agent.ocpp16.vocabulary import from_16, to_16
 from agent.ocppj.session import FramedSession, call_error
 
 log = logging.getLogger(__name__)
 
 
-class Ocpp16Session(FramedSession, ChargePoint):
+class Ocpp16Session(SecurityHandlers, FramedSession, ChargePoint):
     """One websocket connection's OCPP 1.6 protocol handling (OCPP-J 1.6 error names)."""
 
     def __init__(self, station_id: str, connection, client, response_timeout: float) -> None:
@@ -178,5 +179,16 @@ class Ocpp16Session(FramedSession, ChargePoint):
     async def after_trigger_message(self, requested_message: str, connector_id: int | None = None):
         if self._trigger_accepted(requested_message, connector_id):
             await self.client.send_triggered(requested_message, connector_id)
+
+    # ---------------------------------------------------------------- Security whitepaper: N01 GetLog
+    @on(Action.get_log)
+    async def on_get_log(self, log_type: str, log: dict, request_id: int, retries: int | None = None,
+                         retry_interval: int | None = None):
+        return self._call_result.GetLog(**logs.get_log(self.client, log_type, log, request_id, retries,
+                                                       retry_interval))
+
+    @after(Action.get_log)
+    async def after_get_log(self, log_type: str, log: dict, request_id: int, **_optional):
+        logs.start(self.client, request_id)  # the answer is out: LogStatusNotifications follow it
 
 

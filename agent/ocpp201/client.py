@@ -18,8 +18,9 @@ import logging
 from agent.core import model
 from agent.core.isotime import format_datetime
 from agent.core.station import Station
-from agent.ocppj.link import OcppjLink, sleep_or_event
-from agent.ocpp201 import events
+from agent.ocppj.link import OcppjLink
+from hal.runtime.aio import sleep_or_event
+from agent.ocpp201 import events, logs, security_words
 from agent.ocpp201 import vocabulary as words
 from agent.ocpp201.device_model import DeviceModel
 from agent.ocpp201.outbox_sender import OutboxSender
@@ -69,12 +70,12 @@ class Ocpp201Client(OcppjLink):
             message_timeout_s=int(response_timeout_s))
         self._attach_live_values()
         self.outbox_sender = OutboxSender(station, self._call, clock, self._wake)
+        self.security_words = security_words
         self._sent_status: dict = {}  # evse id -> the connectorStatus last queued
         self._faults: dict = {}  # evse id (0: the station) -> the fault word last reported
         self._event_id = 0
         self._boot_triggered = asyncio.Event()  # a TriggerMessage BootNotification while not Accepted
         self._offline_since: float | None = None  # monotonic time the last session ended (B04)
-        self._startup_reported = False  # the SecurityEventNotification of this run's start went out
         self.endpoint = None  # the endpoint manager, once attached (attach_endpoint)
 
     def _attach_live_values(self) -> None:
@@ -107,7 +108,7 @@ class Ocpp201Client(OcppjLink):
             problem = endpoint.set_network_priority([int(v) for v in value.split(",")])
             return "Rejected" if problem else "RebootRequired"
 
-        dm.attach("SecurityCtrlr", "SecurityProfile", read=lambda _c: endpoint.security_profile_level)
+        dm.attach("SecurityCtrlr", "SecurityProfile", read=lambda _c: max(1, endpoint.security_profile_level))
         dm.attach("SecurityCtrlr", "BasicAuthPassword", write=set_password)
         dm.attach("OCPPCommCtrlr", "NetworkConfigurationPriority",
                   read=lambda _c: ",".join(str(n) for n in endpoint.network_priority()), write=set_priority)
@@ -223,6 +224,17 @@ class Ocpp201Client(OcppjLink):
             payload["techInfo"] = tech_info[:255]
         await self._call("SecurityEventNotification", payload)
 
+    async def sign_certificate(self, csr_pem: str) -> str:
+        """SignCertificateRequest for the station's certificate (A02/A03): "accepted" or
+        "rejected"; raises when not delivered."""
+        result = await self._call("SignCertificate", {"csr": csr_pem, "certificateType": "ChargingStationCertificate"})
+        return "accepted" if result["status"] == "Accepted" else "rejected"
+
+    def attach_security(self, security, certificates=None) -> None:
+        super().attach_security(security, certificates)
+        if certificates is not None:  # roots and the station's own certificate
+            self.device_model.attach("SecurityCtrlr", "CertificateEntries", read=lambda _c: certificates.count())
+
     async def _send_quietly(self, action: str, payload: dict) -> None:
         try:
             await self._call(action, payload)
@@ -265,11 +277,6 @@ class Ocpp201Client(OcppjLink):
     def _session_started(self) -> None:
         for n in range(0, len(self.station.connectors) + 1):  # faults present now, after the statuses
             self._report_fault(n)
-        if not self._startup_reported:  # a critical security event, pushed once a run (A04.FR.02, TC_G_21)
-            self._startup_reported = True
-            kind = "StartupOfTheDevice" if self.station.boot_cause is None else "ResetOrReboot"
-            self.outbox_sender.queue_other("SecurityEventNotification",
-                                           {"type": kind, "timestamp": format_datetime(self.clock.time())})
 
     async def _boot(self) -> None:
         """BootNotification until Accepted (B01-B03; once per process life, a reconnect skips it).
@@ -326,8 +333,12 @@ class Ocpp201Client(OcppjLink):
             self._boot_triggered.set()  # the boot loop sends it and acts on the answer
         elif message == "Heartbeat":
             await self._send_quietly("Heartbeat", {})
-        elif message in ("LogStatusNotification", "FirmwareStatusNotification"):
-            # No log upload and no firmware update exist yet (issue 14): the state is Idle (F06.FR.14)
+        elif message == "SignChargingStationCertificate":
+            self.request_certificate()  # A02: a new key pair, SignCertificate, then CertificateSigned
+        elif message == "LogStatusNotification":  # the upload under way, or Idle (F06.FR.14)
+            await self._send_quietly(message, logs.triggered_status(self))
+        elif message == "FirmwareStatusNotification":
+            # No firmware update exists yet (issue 14): the state is Idle (F06.FR.14)
             await self._send_quietly(message, {"status": "Idle"})
         elif message == "StatusNotification":
             for n in evses:
@@ -362,5 +373,7 @@ class Ocpp201Client(OcppjLink):
             evses = [evse_id] if evse_id else range(1, len(self.station.connectors) + 1)
             return any(self.station.connector(n).transaction is not None
                        and not self.station.connector(n).transaction.stopped for n in evses)
+        if message == "SignChargingStationCertificate":
+            return self.certificates is not None and evse_id is None
         return message in ("Heartbeat", "StatusNotification", "MeterValues", "LogStatusNotification",
                            "FirmwareStatusNotification")

@@ -144,8 +144,17 @@ VARIABLES = (
     # SecurityCtrlr
     {"c": "SecurityCtrlr", "v": "BasicAuthPassword", "type": "string", "mut": WO, "min": 16, "max": 40,
      "live": True},
+    {"c": "SecurityCtrlr", "v": "AdditionalRootCertificateCheck", "type": "boolean", "mut": RO, "default": False},
+    {"c": "SecurityCtrlr", "v": "AllowSecurityProfileDowngrade", "type": "boolean", "mut": RW,
+     "setting": "allow_security_profile_downgrade"},  # 2.0.1 errata 2025-01: 3 -> 2 only
     {"c": "SecurityCtrlr", "v": "CertificateEntries", "type": "integer", "mut": RO, "live": True, "default": 0},
-    {"c": "SecurityCtrlr", "v": "OrganizationName", "type": "string", "mut": RW, "max": 64, "default": ""},
+    {"c": "SecurityCtrlr", "v": "CertSigningRepeatTimes", "type": "integer", "mut": RW,
+     "setting": "cert_signing_repeat_times"},
+    {"c": "SecurityCtrlr", "v": "CertSigningWaitMinimum", "type": "integer", "unit": "s", "mut": RW,
+     "setting": "cert_signing_wait_minimum_s"},
+    {"c": "SecurityCtrlr", "v": "MaxCertificateChainSize", "type": "integer", "mut": RO, "default": 10000},
+    {"c": "SecurityCtrlr", "v": "OrganizationName", "type": "string", "mut": RW, "max": 64,
+     "setting": "organization_name"},
     {"c": "SecurityCtrlr", "v": "SecurityProfile", "type": "integer", "mut": RO, "min": 1, "max": 3,
      "live": True, "default": 1},
     # SmartChargingCtrlr

@@ -25,8 +25,9 @@ from agent.core import model
 from agent.core.smart_charging import ProfileError
 from agent.core.station import Station
 from agent.ocppj.session import FramedSession, call_error
-from agent.ocpp201 import events
+from agent.ocpp201 import events, logs
 from agent.ocpp201 import profiles
+from agent.ocpp201.security_handlers import SecurityHandlers
 from agent.ocpp201 import vocabulary as words
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,7 @@ ocpp.messages.ASYNC_VALIDATION = False  # validate in the calling task (no threa
 
 VERSION = "2.0.1"
 KNOWN_ACTIONS = frozenset(a.value for a in Action)
-TRIGGER_NOT_IMPLEMENTED = ("SignChargingStationCertificate", "SignV2GCertificate", "SignCombinedCertificate",
-                           "PublishFirmwareStatusNotification")
+TRIGGER_NOT_IMPLEMENTED = ("SignV2GCertificate", "SignCombinedCertificate", "PublishFirmwareStatusNotification")
 
 
 class CallError(Exception):
@@ -58,7 +58,7 @@ def schema_error_code(error) -> str:
     return "PropertyConstraintViolation"  # enum, maxLength, minimum, format…
 
 
-class Ocpp201Session(FramedSession, ChargePoint):
+class Ocpp201Session(SecurityHandlers, FramedSession, ChargePoint):
     """One websocket connection's OCPP 2.0.1 protocol handling."""
 
     NOT_JSON, NOT_A_CALL, UNKNOWN_TYPE = "RpcFrameworkError", "FormatViolation", "MessageTypeNotSupported"
@@ -265,6 +265,13 @@ class Ocpp201Session(FramedSession, ChargePoint):
     async def after_TriggerMessage(self, p: dict, response: dict) -> None:
         if response["status"] == "Accepted":
             await self.client.send_triggered(p["requestedMessage"], (p.get("evse") or {}).get("id"))
+
+    # ---------------------------------------------------------------- N01: GetLog
+    async def on_GetLog(self, p: dict) -> dict:
+        return logs.get_log(self.client, p)
+
+    async def after_GetLog(self, p: dict, response: dict) -> None:
+        logs.start(self.client, p, response)  # the answer is out: LogStatusNotifications follow it
 
     # ---------------------------------------------------------------- K: smart charging
     @staticmethod

@@ -4,15 +4,25 @@ counters and the traffic record. ``OcppjLink`` is the base of Ocpp16Client and
 Ocpp201Client; each brings its messages through the hooks ``_boot``, ``_first_messages``,
 ``_session_started``, ``_heartbeat_call`` and ``outbox_sender``.
 
+The security log's critical events (agent/security/events.py) go out as
+SecurityEventNotifications, in order and once each, whichever central system is
+connected: the log's delivery cursor is the queue. The adapter says which events
+are critical in its version and how they are called (``security_words``).
+
 CPython-only (it runs the ocpp library's sessions).
 """
 
 import asyncio
 import logging
 
+from ocpp.exceptions import NotImplementedError as CallNotImplemented, NotSupportedError
+
 from agent.core.station import CentralSystemLink
 
 log = logging.getLogger(__name__)
+
+SECURITY_EVENT_RETRY_S = 30.0  # after a SecurityEventNotification without an answer
+RENEWAL_CHECK_S = 86400.0  # how often the charger certificate's expiry is looked at
 
 
 async def first_of(a, b) -> None:
@@ -23,25 +33,6 @@ async def first_of(a, b) -> None:
     await done.wait()
     if b.done() and not b.cancelled() and b.exception() is not None:
         raise b.exception()
-
-
-async def sleep_or_event(clock, event: asyncio.Event, seconds: float) -> None:
-    """Until ``event`` is set or ``seconds`` passed on ``clock``, whichever comes first."""
-    done = asyncio.Event()
-
-    async def until(awaitable) -> None:
-        try:
-            await awaitable
-        finally:
-            done.set()
-
-    tasks = (asyncio.create_task(until(clock.sleep(seconds))), asyncio.create_task(until(event.wait())))
-    try:
-        await done.wait()
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class OcppjLink(CentralSystemLink):
@@ -71,6 +62,11 @@ class OcppjLink(CentralSystemLink):
         self._wake = station.outbox.changed
         self._heartbeat_task = None
         self._tasks: list = []  # work started for the current session (cancelled when it ends)
+        self.security = None  # the station's SecurityContext (agent/security/context.py), once attached
+        self.security_log = None  # its SecurityLog: the critical events are pushed
+        self.certificates = None  # the CertificateService (agent/security/service.py)
+        self.security_words = None  # the adapter's module: EVENT_TYPE and is_critical (set by the subclass)
+        self.logs = None  # the LogService (agent/transfer/logs.py) serving GetLog, once attached
         station.link = self
         station.settings.on_change(self._on_setting_changed)
 
@@ -125,6 +121,10 @@ class OcppjLink(CentralSystemLink):
             self.outbox_sender.reset_others(self._first_messages())
             self._session_started()
             workers.append(asyncio.create_task(self.outbox_sender.run(lambda: self.session is session)))
+            if self.security_log is not None and self.security_words is not None:
+                workers.append(asyncio.create_task(self._deliver_security_events(session)))
+            if self.certificates is not None:
+                workers.append(asyncio.create_task(self._renew_certificate(session)))
             self._heartbeat_task = asyncio.create_task(self._heartbeat(session))
             await reader
         except Exception as e:  # the connection ended: the caller reconnects
@@ -142,6 +142,69 @@ class OcppjLink(CentralSystemLink):
             for t in workers + [reader]:
                 t.cancel()
             await asyncio.gather(*workers, reader, return_exceptions=True)
+
+    def attach_security(self, security, certificates=None) -> None:
+        """The station's certificates, identity and security log (None: none kept), and the
+        certificate operations the central system's requests use."""
+        self.security = security
+        self.security_log = security.log if security is not None else None
+        self.certificates = certificates
+
+    async def security_event(self, kind: str, at: float, tech_info: str = "") -> None:
+        """Send one SecurityEventNotification of type ``kind`` (the version's word); raises
+        when it is not delivered."""
+        raise NotImplementedError
+
+    async def _deliver_security_events(self, session) -> None:
+        """Push the security log's critical events not delivered yet, then each new one."""
+        events, words = self.security_log, self.security_words
+        wake = asyncio.Event()
+
+        def listener(_event) -> None:
+            wake.set()
+
+        events.listeners.append(listener)
+        try:
+            while self.session is session:
+                wake.clear()
+                for event in events.undelivered(words.is_critical):
+                    try:
+                        await self.security_event(words.EVENT_TYPE.get(event.kind, event.kind), event.at,
+                                                  event.tech_info)
+                    except (CallNotImplemented, NotSupportedError) as e:  # a backend without them: logged here only
+                        log.info("the central system does not take SecurityEventNotification (%s): %s kept in "
+                                 "the security log only", e, event.kind)
+                    except Exception as e:
+                        log.warning("SecurityEventNotification %s not delivered (%s): retrying", event.kind, e)
+                        await self.clock.sleep(SECURITY_EVENT_RETRY_S)
+                        wake.set()
+                        break
+                    events.delivered(event.seq)
+                if not wake.is_set():
+                    await wake.wait()
+        finally:
+            events.listeners.remove(listener)
+
+    async def sign_certificate(self, csr_pem: str) -> str:
+        """Send SignCertificate with ``csr_pem``; "accepted" or "rejected" (raises when not
+        delivered)."""
+        raise NotImplementedError
+
+    def request_certificate(self) -> None:
+        """Start getting a new charger certificate signed (a trigger from the central system)."""
+        if self.certificates is not None:
+            self.spawn(self.certificates.sign(self.sign_certificate))
+
+    async def _renew_certificate(self, session) -> None:
+        """Once a day: a charger certificate about to expire is renewed (A02 initiated by the station)."""
+        while self.session is session:
+            if self.certificates.renewal_due():
+                log.warning("the charger certificate expires soon: asking for a new one")
+                try:
+                    await self.certificates.sign(self.sign_certificate)
+                except Exception as e:
+                    log.warning("certificate renewal failed: %s", e)
+            await self.clock.sleep(RENEWAL_CHECK_S)
 
     async def _heartbeat(self, session) -> None:
         while self.session is session:

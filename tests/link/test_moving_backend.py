@@ -213,7 +213,7 @@ async def test_cli_moves_a_running_agent_to_another_central_system(tmp_path):
         code, out, err = await run_cli("csms", "show", "--json", "--config", rig.path)
         shown = json.loads(out)
         assert shown["url"] == cs2.url and shown["online"] and shown["pending"] is None
-        assert shown["security_profile"].startswith("none")
+        assert shown["security_profile"].startswith("0 (no TLS") and shown["security_profile_level"] == 0
 
         # Status notifications, charging and everything else now go to cs2.
         mark = len(h2.messages)
@@ -309,8 +309,8 @@ async def _switch_and_roll_back(rig, cs1, target_url: str, password: str | None 
     assert FALLBACK_S - 1 <= rig.clock.monotonic() - start <= FALLBACK_S + 1  # on its own, on time
     await until(lambda: len(actions(h1, "BootNotification")) == boots + 1 and rig.agent.client.online,
                 clock=rig.clock, what="a new boot at cs1", step_s=0.5)
-    event = await h1.wait_for("SecurityEventNotification")
-    assert event["type"] == SECURITY_EVENT and target_url in event["techInfo"]
+    event = await h1.wait_for("SecurityEventNotification", lambda p: p["type"] == SECURITY_EVENT)
+    assert target_url in event["techInfo"]
     shown = rig.agent.admin.csms_show()
     assert shown["url"] == cs1.url and shown["pending"] is None
     assert shown["rollback"]["from"]["url"] == target_url and shown["rollback"]["to"]["url"] == cs1.url
@@ -680,7 +680,7 @@ def test_endpoint_state_file_holds_secrets_privately(tmp_path):
     assert again.load()
     assert again.current == b and again.last_accepted == a and again.pending["first_local_id"] == 7
     assert again.held == {a.key: a} and b.key == "wss://b/ocpp/CP%201"
-    assert "pw-b" not in repr(b) and b.security_profile.startswith("2")
+    assert "pw-b" not in repr(b) and b.level == 2
     failed = again.roll_back("why", 3.0)
     assert failed == b and again.current == a and again.rollback["reason"] == "why"
     assert "pw" not in json.dumps(again.rollback)
@@ -696,10 +696,12 @@ def test_switch_validation(tmp_path):
 
     class Fake:
         state = EndpointState(None)
+        allow_downgrade = False
+        security = None
     fake = Fake()
     fake.state.current = EndpointSettings("wss://a/ocpp", "CP1")
     validate = EndpointManager.validate
-    with pytest.raises(SwitchError, match="wss:// to ws://"):
+    with pytest.raises(SwitchError, match="may not lower the security profile"):
         validate(fake, EndpointSettings("ws://b/ocpp", "CP1"), "ocpp")  # no downgrade over OCPP
     validate(fake, EndpointSettings("ws://b/ocpp", "CP1"), "cli")  # the owner may
     with pytest.raises(SwitchError, match="':'"):
@@ -724,7 +726,10 @@ async def test_move_to_a_tls_backend_with_an_untrusted_certificate_rolls_back_an
             await h2.wait_for("BootNotification")
             assert proxy.handshakes >= 1 and h2.connected and rig.agent.client.online
             shown = rig.agent.admin.csms_show()
-            assert shown["security_profile"] == "TLS without Basic authentication" and shown["ca_file"] == cert
+            assert shown["security_profile_level"] == 2 and shown["ca_file"] == cert
+            # The certificate refused during the first try is a security event (once for the streak).
+            refused = [e for e in rig.agent.security.log.events() if e.kind == "invalid_csms_certificate"]
+            assert len(refused) == 1 and tls_url in refused[0].tech_info
             assert 'ca_file = "%s"' % cert in rig.file()
         finally:
             await rig.close()

@@ -88,7 +88,10 @@ async def test_malformed_frames_get_the_ocpp_j_callerror_and_the_connection_stay
             assert reply[1] == uid, "wrong unique id for %s: %r" % (text, reply)
             assert reply[2] in codes, "for %s expected %s, got %r" % (text, codes, reply)
             assert isinstance(reply[3], str) and isinstance(reply[4], dict)
-        # Nothing was applied by the refused calls.
+        # Nothing was applied by the refused calls; the first malformed frame is a security event
+        # (InvalidMessages, not critical: kept in the security log only), once for the connection.
+        invalid = [e for e in h.agent.security.log.events() if e.kind == "invalid_messages"]
+        assert len(invalid) == 1 and invalid[0].tech_info.startswith("not JSON")
         assert h.agent.keys.get("HeartbeatInterval") == 300
         assert h.station.connectors[0].availability == "operative"
         # Same connection, and it still works both ways.

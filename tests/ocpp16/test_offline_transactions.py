@@ -109,6 +109,8 @@ async def power_cut(h) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     if agent._sim_server is not None:
         await agent._sim_server.close()
+    if agent._security_watch is not None:  # its task dies too (it writes nothing on the way out)
+        await agent._security_watch.close()
     agent.journal._db.close()  # committed rows are in the file (and its WAL); nothing more
     for c in agent.loaded.sim.connectors:  # the supply is gone: the outputs drop
         await c.contactor.set_closed(False)

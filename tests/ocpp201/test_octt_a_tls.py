@@ -2,14 +2,15 @@
 against the CSMS root the station was given (``csms.ca_file``), Basic auth inside it, and
 no connection to a CSMS whose certificate is not trusted or that offers only TLS older
 than 1.2. A TLS terminator on loopback with a certificate made at test time
-(tests/harness.py TlsProxy) in front of the test central system serving ``ocpp2.0.1``.
+(tools/tls_proxy.py) in front of the test central system serving ``ocpp2.0.1``.
 """
 
 import asyncio
 import ssl
 import warnings
 
-from tests.harness import TlsProxy, make_self_signed_cert, validate_agent_frames
+from tests.harness import make_self_signed_cert, validate_agent_frames
+from tools.tls_proxy import TlsProxy, server_context
 from tests.link.test_moving_backend import Rig, until
 from tests.ocpp201.test_octt_network import PASSWORD, PINNED, connection_data, get
 
@@ -18,7 +19,7 @@ PASSWORD_LINE = '\npassword = "%s"' % PASSWORD
 
 async def proxy_for(cs, directory, maximum_version=None) -> TlsProxy:
     cert, key = make_self_signed_cert(directory)
-    proxy = TlsProxy(cs.port, cert, key)
+    proxy = TlsProxy(cs.port, server_context(cert, key), cert)
     if maximum_version is not None:
         proxy.context.maximum_version = maximum_version
         with warnings.catch_warnings():  # old on purpose

@@ -110,8 +110,9 @@ async def test_tc_b_36_b_37_set_variables_unknown_variable_and_unsupported_attri
 
 async def test_tc_b_43_a_network_profile_for_a_slot_that_does_not_exist_is_rejected(tmp_path):
     """TC_B_43_CS: configurationSlot 999 is Rejected (B09.FR.02); so are profiles this charger
-    cannot use (not JSON, not 2.0.1, security profile 3 without a charger certificate, a
-    profile that does not match its URL, a malformed URL) and the slot in use; nothing is stored."""
+    cannot use (not JSON, not 2.0.1, a profile that does not match its URL, a malformed URL)
+    and the slot in use; nothing is stored. (Security profile 3 without a charger certificate
+    is stored, and refused by the priority that would use it: TC_A_21.)"""
     rig = Rig(tmp_path)
     cs1 = await central(rig)
     try:
@@ -122,7 +123,7 @@ async def test_tc_b_43_a_network_profile_for_a_slot_that_does_not_exist_is_rejec
         other = "ws://127.0.0.1:9/ocpp"
         for slot, data in ((2, dict(connection_data(other), ocppTransport="SOAP")),
                            (2, connection_data(other, version="OCPP16")),
-                           (2, connection_data("wss://127.0.0.1:9/ocpp", security_profile=3)),
+                           (2, connection_data("ws://127.0.0.1:9/ocpp", security_profile=3)),
                            (2, connection_data("wss://127.0.0.1:9/ocpp", security_profile=1)),
                            (2, connection_data("http://127.0.0.1:9/ocpp")),
                            (1, connection_data(other))):  # slot 1 is the one in use
