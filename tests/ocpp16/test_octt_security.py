@@ -6,6 +6,7 @@ installed, listed and deleted (TC_075/076), invalid certificates refused with a 
 central system then refuses, undone by itself.
 """
 
+import base64
 import datetime
 import os
 import time
@@ -67,6 +68,40 @@ async def signed_certificate(handle, authority, chain_pem=None) -> dict:
     assert csr.is_signature_valid and csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "CP001"
     chain = chain_pem(request["csr"]) if chain_pem else authority.chain_pem(authority.sign_csr(request["csr"]))
     return await handle.call("CertificateSigned", certificateChain=chain)
+
+
+async def test_tc_085_basic_authentication_with_a_valid_password(tmp_path):
+    """TC_085_CS: security profile 1: the handshake carries HTTP Basic auth with the station id
+    as user name and the AuthorizationKey as password; the central system checks both and the
+    charger boots. GetConfiguration SecurityProfile is 1; AuthorizationKey reads empty."""
+    rig = secure_rig(tmp_path)
+    try:
+        cs = await rig.central(password=PASSWORD, check_username=True)
+        await rig.start(cs.url, extra=PINNED + '\npassword = "%s"' % PASSWORD)
+        h = await rig.booted(cs)
+        assert h.request_headers["Authorization"] == "Basic " + base64.b64encode(
+            ("CP001:" + PASSWORD).encode()).decode()
+        got = await h.call("GetConfiguration", key=["SecurityProfile", "AuthorizationKey"])
+        values = {k["key"]: k.get("value") for k in got["configurationKey"]}
+        assert values["SecurityProfile"] == "1" and not values.get("AuthorizationKey")
+        validate_agent_frames(h)
+    finally:
+        await rig.close()
+
+
+async def test_tc_086_tls_with_a_valid_server_certificate(tmp_path):
+    """TC_086_CS: security profile 2: TLS 1.2 or newer to a server whose certificate a CA the
+    charger trusts signed, host name checked, Basic auth inside; the charger boots."""
+    rig = secure_rig(tmp_path)
+    root = pki.Authority("CSMS Root")
+    try:
+        cs, proxy, h = await on_tls(rig, tmp_path, root)
+        assert proxy.handshakes >= 1 and h.request_headers["Authorization"].startswith("Basic ")
+        assert (await h.call("GetConfiguration", key=["SecurityProfile"]))["configurationKey"][0]["value"] == "2"
+        validate_agent_frames(h)
+        await proxy.close()
+    finally:
+        await rig.close()
 
 
 async def test_tc_075_1_install_a_manufacturer_root_certificate(tmp_path):
@@ -280,6 +315,36 @@ async def test_a_certificate_about_to_expire_is_renewed_by_the_charger(tmp_path)
         signs = len(actions(h, "SignCertificate"))
         await rig.clock.advance(3 * 86400)  # the new one has a year: nothing more is asked
         assert len(actions(h, "SignCertificate")) == signs
+        validate_agent_frames(h)
+        await proxy.close()
+    finally:
+        await rig.close()
+
+
+async def test_the_installed_root_verifies_the_server_and_the_last_one_cannot_be_deleted(tmp_path):
+    """The CSMS root installed over OCPP is what verifies the server once csms.ca_file is gone
+    (the owner clears it: the charger reconnects trusting only the installed root); then the
+    last CSMS root, which the connection relies on, cannot be deleted (Failed), while a second
+    one can."""
+    rig = secure_rig(tmp_path)
+    root, spare = pki.Authority("CSMS Root"), pki.Authority("Spare Root")
+    try:
+        cs, proxy, h = await on_tls(rig, tmp_path, root)
+        for r in (root, spare):
+            assert await h.call("InstallCertificate", certificateType="CentralSystemRootCertificate",
+                                certificate=r.pem) == {"status": "Accepted"}
+        handshakes = proxy.handshakes
+        await rig.agent.admin.csms_set(None, ca_file="")
+        await until(lambda: proxy.handshakes > handshakes and rig.agent.client.online
+                    and rig.agent.endpoint.state.pending is None, what="reconnected without csms.ca_file")
+        h = await cs.wait_for_station("CP001")
+        assert rig.agent.endpoint.current.ca_file == "" and rig.agent.endpoint.current.level == 2
+        assert await h.call("DeleteCertificate", certificateHashData=expected_hash(spare.cert)) == {
+            "status": "Accepted"}
+        assert await h.call("DeleteCertificate", certificateHashData=expected_hash(root.cert)) == {
+            "status": "Failed"}
+        listed = await h.call("GetInstalledCertificateIds", certificateType="CentralSystemRootCertificate")
+        assert [same(e, expected_hash(root.cert)) for e in listed["certificateHashData"]] == [True]
         validate_agent_frames(h)
         await proxy.close()
     finally:
