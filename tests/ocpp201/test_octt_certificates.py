@@ -350,3 +350,36 @@ async def test_tc_b_50_migrate_to_a_new_csms_trusted_through_a_new_csms_root(tmp
         await proxy2.close()
     finally:
         await rig.close()
+
+
+async def test_a_raise_to_profile_3_the_csms_refuses_falls_back_to_profile_2(tmp_path):
+    """A05 with B10.FR.07: the station has a certificate and a slot with profile 3, but the
+    CSMS's TLS server does not trust the CA that signed it: after NetworkProfileConnectionAttempts
+    failed attempts the station is back on profile 2 at the slot that worked, the refusal in its
+    security log (FailedToAuthenticateAtCsms) and the rollback reported."""
+    rig = secure_rig(tmp_path)
+    root, stranger = pki.Authority("CSMS Root"), pki.Authority("Another CA")
+    try:
+        cs, proxy, h = await on_profile_2(rig, tmp_path, root, client_ca=stranger)
+        assert await install(h, "CSMSRootCertificate", root) == {"status": "Accepted"}
+        assert await trigger_signing(h, root, answer=lambda csr: root.chain_pem(root.sign_csr(csr))) == {
+            "status": "Accepted"}
+        got = await h.call("SetVariables", setVariableData=[
+            variable("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", "2")])
+        assert got["setVariableResult"][0]["attributeStatus"] == "Accepted"
+        assert await h.call("SetNetworkProfile", configurationSlot=2, connectionData=connection_data(
+            proxy.url, security_profile=3)) == {"status": "Accepted"}
+        assert (await set_priority(h, "2,1"))["attributeStatus"] == "RebootRequired"
+        boots = len(actions(h, "BootNotification"))
+        await reset_and_restart(rig, h)
+        await until(lambda: len(actions(h, "BootNotification")) == boots + 1 and rig.agent.client.online,
+                    clock=rig.clock, step_s=0.5, timeout_s=20, what="back on profile 2")
+        assert rig.agent.endpoint.current.level == 2 and rig.agent.endpoint.profiles.active == 1
+        assert (await get(h, "SecurityCtrlr", "SecurityProfile"))["attributeValue"] == "2"
+        kinds = [e.kind for e in rig.agent.security.log.events()]
+        assert "failed_to_authenticate_at_csms" in kinds
+        await h.wait_for("SecurityEventNotification", lambda p: p["type"] == "ReconfigurationOfSecurityParameters")
+        validate_agent_frames(h)
+        await proxy.close()
+    finally:
+        await rig.close()
