@@ -35,7 +35,7 @@ class Connector:
         self.locked_for: str | None = None
         self.transaction: model.Transaction | None = None
         self.finishing = False  # a transaction ended with the EV still plugged in
-        self.reserved = False
+        self.reserved = False  # held by a reservation (agent/core/reservations.py), set by the station
         self.offered_current_a = 0.0
         self.contactor_closed = False
         self.open_deadline: float | None = None  # contactor opens by then once the offer is withdrawn
@@ -71,8 +71,8 @@ class Connector:
             return model.FAULTED
         tx = self.transaction
         if tx is not None:
-            if tx.awaiting_auth:
-                return model.PREPARING  # no identifier authorizes it (yet, or any more): no energy offered
+            if tx.awaiting_auth:  # no identifier authorizes it (yet, or any more): no energy offered
+                return model.RESERVED if self.reserved else model.PREPARING  # begun on the EV, its holder not come
             if self.offered_current_a < min_current_a:
                 return model.SUSPENDED_EVSE  # the charger offers no energy (e.g. tag not accepted)
             if self.evse.cp_state in ("C", "D") and self.contactor_closed:
@@ -82,8 +82,10 @@ class Connector:
             return model.UNAVAILABLE
         if self.finishing and self.ev_connected:
             return model.FINISHING
-        if self.ev_connected or self.pending_auth is not None:
+        if self.pending_auth is not None:
             return model.PREPARING
-        if self.reserved:
+        if self.reserved:  # an EV plugged in does not take a reserved connector: its holder's identifier does
             return model.RESERVED
+        if self.ev_connected:
+            return model.PREPARING
         return model.AVAILABLE

@@ -30,11 +30,14 @@ DEAUTHORIZING = {model.REASON_LOCAL: model.CAUSE_STOP_AUTHORIZED, model.REASON_R
 
 
 def start_request(id_tag: str, parent_id_tag: str | None, charging_profile: dict | None = None,
-                  token_kind: str | None = None, remote_start_id: int | None = None, remote: bool = False) -> dict:
+                  token_kind: str | None = None, remote_start_id: int | None = None, remote: bool = False,
+                  reservation_id: int | None = None) -> dict:
     """What may start a transaction once an EV is plugged in: an authorized identifier, its
-    group, a remote start's charging profile, the token's kind and the remote start's id."""
+    group, a remote start's charging profile, the token's kind, the remote start's id and the
+    reservation it uses (agent/core/reservations.py)."""
     return {"id_tag": id_tag, "parent_id_tag": parent_id_tag, "charging_profile": charging_profile,
-            "token_kind": token_kind or model.TOKEN_ISO14443, "remote_start_id": remote_start_id, "remote": remote}
+            "token_kind": token_kind or model.TOKEN_ISO14443, "remote_start_id": remote_start_id, "remote": remote,
+            "reservation_id": reservation_id}
 
 
 class Sessions:
@@ -120,7 +123,7 @@ class Sessions:
                     and tag_key(tx.id_tag) == tag_key(id_tag)):  # case-insensitive
                 await self.stop_transaction(c.id, model.REASON_LOCAL, id_tag=id_tag)
                 return "stopped"
-        if self._connector_for_new_session() is None and not any(
+        if self._connector_for_new_session(id_tag, maybe_group=True) is None and not any(
                 c.transaction is not None and not c.transaction.stopped
                 and (c.transaction.parent_id_tag or self.settings.get("master_pass_group_id", ""))
                 for c in self.connectors):
@@ -142,18 +145,23 @@ class Sessions:
         if not info.accepted:
             log.info("tag %s not authorized: %s", id_tag, info.status)
             return "rejected"
-        target = self._connector_for_new_session()
+        target = self._connector_for_new_session(id_tag, info.parent_id_tag)
         if target is None:
-            log.info("tag %s: no connector free for a session", id_tag)
+            log.info("tag %s: no connector free for a session (or reserved for another)", id_tag)
             return "no-connector"
-        await self._authorized(target, start_request(id_tag, info.parent_id_tag, token_kind=token_kind))
+        await self._authorized(target, start_request(id_tag, info.parent_id_tag, token_kind=token_kind,
+                                                     reservation_id=self._claim(target, id_tag, info.parent_id_tag)))
         return "authorized"
 
-    def _connector_for_new_session(self) -> Connector | None:
+    def _connector_for_new_session(self, id_tag: str | None = None, parent_id_tag: str | None = None,
+                                   maybe_group: bool = False) -> Connector | None:
+        """A connector where ``id_tag`` (of group ``parent_id_tag``) may begin a session: one with
+        an EV plugged in first; reservations decide which ones it may use (``_sessions_allowed``)."""
         if self.reset_pending:
             return None
         usable = [c for c in self.connectors if (c.transaction is None or c.transaction.awaiting_auth) and not c.faulted
                   and c.availability == model.OPERATIVE and c.pending_auth is None]
+        usable = self._sessions_allowed(usable, id_tag, parent_id_tag, maybe_group)
         for c in usable:
             if c.ev_connected:
                 return c
@@ -184,6 +192,7 @@ class Sessions:
         tx.token_kind, tx.remote_start_id = start["token_kind"], start["remote_start_id"]
         tx.awaiting_auth, tx.authorized = False, True
         tx.stop_reason = tx.stop_id_tag = None
+        self._use_reservation(tx, start.get("reservation_id"))
         if start["charging_profile"] is not None:
             self._install_start_profile(c, tx, start["charging_profile"])
         log.info("connector %d: transaction %d authorized for %s", c.id, tx.local_id, tx.id_tag)
@@ -239,15 +248,19 @@ class Sessions:
             if (busy or c.faulted or c.availability != model.OPERATIVE
                     or c.pending_auth is not None or self.charger_error_code != NO_ERROR or self.reset_pending):
                 return False
+            if not self._sessions_allowed([c], id_tag, self._known_parent(id_tag)):
+                return False  # reserved for another identifier
         else:
-            c = self._connector_for_new_session()
+            c = self._connector_for_new_session(id_tag, self._known_parent(id_tag))
             if c is None:
                 return False
         if charging_profile is not None and self.charging_profiles.check_remote_start(
                 charging_profile, c.id) != ACCEPTED:
             return False
         self._spawn(self._remote_start(c, start_request(id_tag, None, charging_profile, token_kind, remote_start_id,
-                                                        remote=True)))
+                                                        remote=True,
+                                                        reservation_id=self._claim(c, id_tag,
+                                                                                   self._known_parent(id_tag)))))
         return True
 
     async def _remote_start(self, c: Connector, start: dict) -> None:
@@ -374,6 +387,9 @@ class Sessions:
         tx = model.Transaction(self._next_local_id, c.id, id_tag, int(round(energy)), self.clock.time(),
                                parent_id_tag=start["parent_id_tag"])
         tx.token_kind, tx.remote_start_id, tx.start_cause = start["token_kind"], start["remote_start_id"], cause
+        reserved = start.get("reservation_id")
+        if reserved is not None and self.reservations.get(reserved) is not None:
+            tx.reservation_id = reserved  # still held (not expired or cancelled meanwhile): the start names it
         tx.awaiting_auth = cause == model.START_EV_CONNECTED
         tx.ev_seen = c.ev_connected
         tx.start_deferred = not any(p != TX_ENERGY_TRANSFER for p in self._tx_points("tx_start_points"))
@@ -397,6 +413,7 @@ class Sessions:
         c.transaction = tx
         c.finishing = False
         c.locked_for = None  # locked again for this transaction
+        self._use_reservation(tx, tx.reservation_id)  # its holder came: the reservation ends
         log.info("connector %d: transaction %d %s for %r at %d Wh", c.id, tx.local_id,
                  "begun, its start reported when energy flows," if tx.start_deferred else "started", id_tag,
                  tx.meter_start_wh)

@@ -100,6 +100,10 @@ def station_settings(local_list: bool = True, smart_charging: bool = True) -> li
         # When it ends: as soon as one of these no longer holds; with the default the EV leaving
         # ends it only through stop_on_ev_disconnect (which ends the authorization), as in 1.6
         SettingDef("tx_stop_points", LIST, [TX_AUTHORIZED], choices=TX_POINTS, max_items=len(TX_POINTS)),
+        # Reservations (agent/core/reservations.py): whether the station takes them, and ones for
+        # no particular connector (any connector of the station)
+        SettingDef("reservations_enabled", BOOL, True),
+        SettingDef("reserve_unspecified", BOOL, True),
         # Metering
         SettingDef("sample_interval_s", INT, 60, minimum=0, maximum=86400),
         SettingDef("sampled_measurands", LIST, ["Energy.Active.Import.Register", "Power.Active.Import"],

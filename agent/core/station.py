@@ -31,6 +31,7 @@ from agent.core.limits import ChargingLimits
 from agent.core.metering import energy_wh_of
 from agent.core.outbox import START, STOP, OutboxEntry, TransactionOutbox
 from agent.core.profile_store import ChargingProfileStore
+from agent.core.reservations import ReservationBook, Reservations
 from agent.core.sampling import Sampling
 from agent.core.sessions import Sessions
 from agent.core.settings import Settings
@@ -75,7 +76,7 @@ class CentralSystemLink:
         Authorization List (reported, the charger's status unchanged)."""
 
 
-class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Sampling):
+class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Sampling, Reservations):
     """A self-contained charger: one object per station, no shared state. Its behaviour
     is split by responsibility into the classes it is made of (one module each)."""
 
@@ -101,7 +102,8 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
         self.reset_pending = False  # a reset waits for the running transactions to end
         self.restart_cause: str | None = None  # model.RESTART_*: why the agent goes down now (persisted)
         self.boot_cause: str | None = None  # model.RESTART_*: why the last run went down, None after a power-up
-        self._store = store  # persistent station state (availability, transaction counter)
+        self._store = store  # persistent station state (availability, transaction counter, reservations)
+        self.reservations = ReservationBook()  # agent/core/reservations.py; kept with the station state
         self._next_local_id = 1
         self._clean_shutdown = False
         self._tasks: list = []
@@ -158,6 +160,7 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
         if hasattr(self.board, "changed"):
             self._spawn(self._watch_board())
         self._restart_aligned()
+        self._arm_reservation_timer()  # what expired while the agent was down ends now
 
     async def stop(self) -> None:
         """Stop all tasks and leave the hardware safe (no current offered, contactors open)."""
@@ -216,6 +219,7 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
     def _restore(self, state: dict) -> None:
         self._next_local_id = int(state.get("next_local_id", 1))
         self._clean_shutdown = bool(state.get("clean_shutdown", False))
+        self.reservations.load(state.get("reservations"))
         self.boot_cause = state.get("restart_cause") if self._clean_shutdown else None
         saved = {k: model.neutral(v) for k, v in state.get("availability", {}).items()}  # 1.6 spelling before 0.2
         if saved.get("0") == model.INOPERATIVE:
@@ -233,6 +237,7 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
             "next_local_id": self._next_local_id,
             "clean_shutdown": self._clean_shutdown,
             "availability": availability,
+            "reservations": self.reservations.to_list(),
         }
         if self.restart_cause is not None:
             state["restart_cause"] = self.restart_cause  # read once, by the next run

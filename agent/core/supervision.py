@@ -103,6 +103,7 @@ class HardwareSupervision:
                 if not changed and not c.hw.evse.changed.is_set():
                     break
                 c.hw.evse.changed.clear()
+            c.reserved = self._holds_reservation(c)
             status = c.derive_status(self.charger_error_code != NO_ERROR, c.hw.evse.min_current_a)
             if await self._energy_points(c, status):
                 status = c.derive_status(self.charger_error_code != NO_ERROR, c.hw.evse.min_current_a)
@@ -114,6 +115,7 @@ class HardwareSupervision:
                 log.info("connector %d: %s -> %s (%s)", c.id, c.status, status, error)
                 c.status, c.status_error_code = status, error
                 self.link.status_changed(c.id)
+            self._reservation_rules(c, status)  # after the status: its removal follows it
 
     async def _energy_points(self, c: Connector, status: str) -> bool:
         """Energy began or stopped flowing for the running transaction (called with the lock
@@ -144,6 +146,8 @@ class HardwareSupervision:
         if tx is None or tx.stopped or tx.start_deferred:
             return
         state = model.SUSPENDED_EVSE if status in (model.FAULTED, model.UNAVAILABLE) else status
+        if state == model.RESERVED:  # begun on the EV at a reserved connector: waiting for an identifier
+            state = model.PREPARING
         ev = c.ev_connected
         last_state, last_ev = tx.reported_state or (model.PREPARING, True)
         if ev and not last_ev:

@@ -24,7 +24,8 @@ ACCEPTED, REJECTED, REBOOT_REQUIRED, NOT_SUPPORTED = "Accepted", "Rejected", "Re
 
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 CSL_MAX = 8
-FEATURE_PROFILES = ("Core", "LocalAuthListManagement", "RemoteTrigger", "SmartCharging")  # the profiles we support
+FEATURE_PROFILES = ("Core", "FirmwareManagement", "LocalAuthListManagement", "RemoteTrigger", "Reservation",
+                    "SmartCharging")  # the profiles we support
 CHARGING_RATE_UNITS = ("Current", "Power")  # ChargingScheduleAllowedChargingRateUnit values (errata 3.86)
 _RATE_UNIT_SETTING = {"Current": "A", "Power": "W"}
 _RATE_UNIT_KEY = {v: k for k, v in _RATE_UNIT_SETTING.items()}
@@ -144,6 +145,7 @@ def core_keys(number_of_connectors: int, profiles: tuple) -> list:
         KeyDef("StopTxnSampledDataMaxLength", "int", CSL_MAX, readonly=True),
         KeyDef("SupportedFeatureProfiles", "csl", list(profiles), readonly=True),
         KeyDef("SupportedFeatureProfilesMaxLength", "int", 6, readonly=True),
+        KeyDef("SupportedFileTransferProtocols", "csl", ["FTP", "HTTP", "HTTPS"], readonly=True),
         KeyDef("TransactionMessageAttempts", "int", 3, minimum=0, maximum=65535, setting="tx_message_attempts"),
         KeyDef("TransactionMessageRetryInterval", "int", 60, minimum=0, maximum=86400,
                setting="tx_message_retry_interval_s"),
@@ -167,6 +169,10 @@ def core_keys(number_of_connectors: int, profiles: tuple) -> list:
             KeyDef("SendLocalListMaxLength", "int", LOCAL_LIST_MAX_PER_MESSAGE, readonly=True,
                    setting="local_list_max_per_message"),
         ]
+    if "Reservation" in profiles:
+        # §9.3.1, read-only; the config file's [ocpp] table may set it (agent/core/reservations.py)
+        keys.append(KeyDef("ReserveConnectorZeroSupported", "bool", True, readonly=True,
+                           setting="reserve_unspecified"))
     if "SmartCharging" in profiles:
         # Read-only (§9.4); the config file's [ocpp] table may set them. The station's
         # ChargingProfileStore enforces them (agent/core/smart_charging.py).

@@ -103,7 +103,7 @@ VARIABLES = (
      "default": REPORT_BYTES, "feature": "local_list"},
     # OCPPCommCtrlr
     {"c": "OCPPCommCtrlr", "v": "FileTransferProtocols", "type": "MemberList", "mut": RO,
-     "values": FILE_TRANSFER_PROTOCOLS, "default": ["HTTPS", "HTTP"]},
+     "values": FILE_TRANSFER_PROTOCOLS, "default": ["HTTPS", "HTTP", "FTP"]},
     {"c": "OCPPCommCtrlr", "v": "HeartbeatInterval", "type": "integer", "unit": "s", "mut": RW,
      "setting": "heartbeat_interval_s"},
     {"c": "OCPPCommCtrlr", "v": "MessageTimeout", "vi": "Default", "type": "integer", "unit": "s", "mut": RO,
@@ -129,6 +129,10 @@ VARIABLES = (
      "setting": "unlock_on_ev_disconnect"},
     {"c": "OCPPCommCtrlr", "v": "WebSocketPingInterval", "type": "integer", "unit": "s", "mut": RW,
      "setting": "ws_ping_interval_s"},
+    # ReservationCtrlr (H01-H04; agent/core/reservations.py)
+    {"c": "ReservationCtrlr", "v": "Available", "type": "boolean", "mut": RO, "default": True},
+    {"c": "ReservationCtrlr", "v": "Enabled", "type": "boolean", "mut": RW, "setting": "reservations_enabled"},
+    {"c": "ReservationCtrlr", "v": "NonEvseSpecific", "type": "boolean", "mut": RW, "setting": "reserve_unspecified"},
     # SampledDataCtrlr
     {"c": "SampledDataCtrlr", "v": "Available", "type": "boolean", "mut": RO, "default": True},
     {"c": "SampledDataCtrlr", "v": "TxEndedInterval", "type": "integer", "unit": "s", "mut": RW,
