@@ -43,7 +43,7 @@ def get_log(client, log_type: str, log: dict, request_id: int, retries: int | No
     async def notify(word: str, rid: int) -> None:
         payload = status_payload(word, rid)
         if payload is not None:
-            await client._send_quietly(payload)  # the adapter's own client: logged, never raised
+            await client.send_quietly(payload)  # logged, never raised
 
     answer = service.request(LOG_TYPE[log_type], log["remote_location"], request_id, start=start, stop=stop,
                              retries=retries, retry_interval_s=retry_interval, notify=notify,

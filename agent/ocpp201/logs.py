@@ -40,7 +40,7 @@ def get_log(client, p: dict) -> dict:
         return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidValue", "additionalInfo": str(e)[:512]}}
 
     async def notify(word: str, request_id: int) -> None:
-        await client._send_quietly("LogStatusNotification", status_payload(word, request_id))  # logged, never raised
+        await client.send_quietly("LogStatusNotification", status_payload(word, request_id))  # logged, never raised
 
     answer = service.request(LOG_TYPE[p["logType"]], p["log"]["remoteLocation"], p["requestId"], start=start,
                              stop=stop, retries=p.get("retries"), retry_interval_s=p.get("retryInterval"),

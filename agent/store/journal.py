@@ -321,3 +321,22 @@ class TransactionJournal:
 
     def __len__(self) -> int:
         return self._msg_count
+
+    def statistics(self) -> dict:
+        """Figures for a diagnostics archive: health, queue, writes, size on disk."""
+        by_kind = {}
+        if self._db is not None:
+            try:
+                by_kind = dict(self._db.execute("SELECT kind, COUNT(*) FROM msg GROUP BY kind").fetchall())
+            except sqlite3.Error as e:
+                by_kind = {"error": str(e)}
+        size = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                size += os.path.getsize(self.path + suffix)
+            except OSError:
+                pass
+        return {"healthy": self.healthy, "last_error": self.last_error, "queued_messages": self._msg_count,
+                "queued_by_kind": by_kind, "max_entries": self.max_entries, "commits": self.commits,
+                "fsync_commits": self.fsync_commits, "dropped_meter_entries": self.dropped_meter_entries,
+                "size_bytes": size}

@@ -13,8 +13,17 @@ request is told "canceled" before the new one starts. The file is removed when
 its upload ends.
 
 Log types are sources: ``"security"`` (the security log) is built in; another
-(``"diagnostics"``, not written yet: answered "rejected", reason
-"not_supported") is added with ``add_source``.
+(``"diagnostics"``: agent/app/diagnostics.py; without it answered "rejected",
+reason "not_supported") is added with ``add_source``. A source gives either its
+lines, written when the request is answered, or a ``write`` coroutine that makes
+a larger file (an archive) in the upload's task, after the answer: a failure to
+make it is told "upload_failure".
+
+Requests are served on channels, one request at a time on each: GetLog's
+(``"log"``, the default) and OCPP 1.6 GetDiagnostics' (``"diagnostics"``), so
+that a GetDiagnostics neither cancels nor is canceled by a GetLog. A request made
+with ``every_attempt=False`` (1.6 GetDiagnostics) is told "uploading" once and
+only its final outcome, not each failed attempt.
 
 Portable: plain files, the asyncio subset; the upload itself (agent/transfer/upload.py,
 CPython) is injectable.
@@ -45,6 +54,9 @@ CANCELED = "canceled"  # a newer request took its place
 
 SECURITY = "security"
 DIAGNOSTICS = "diagnostics"
+# Channels: one request at a time on each.
+LOG_CHANNEL = "log"  # GetLog (1.6 security whitepaper, 2.0.1)
+DIAGNOSTICS_CHANNEL = "diagnostics"  # OCPP 1.6 GetDiagnostics
 MAX_RETRIES = 10  # a request's retries are capped: every upload ends by itself
 DEFAULT_RETRY_INTERVAL_S = 60  # when the request gives retries without an interval
 
@@ -64,13 +76,22 @@ class LogAnswer:
 
 class _Job:
     __slots__ = ("request_id", "location", "filename", "path", "retries", "retry_interval_s", "notify",
-                 "replaced", "task")
+                 "replaced", "task", "build", "every_attempt")
 
     def __init__(self, request_id, location, filename, path, retries, retry_interval_s, notify) -> None:
         self.request_id, self.location, self.filename, self.path = request_id, location, filename, path
         self.retries, self.retry_interval_s, self.notify = retries, retry_interval_s, notify
         self.replaced = None  # the job this one canceled: told "canceled" first
         self.task = None
+        self.build = None  # async (path) making the file in the task; None: written when answered
+        self.every_attempt = True  # False: "uploading" once, and only the final outcome
+
+
+class _Source:
+    __slots__ = ("file_tag", "lines", "write", "extension")
+
+    def __init__(self, file_tag: str, lines, write, extension: str) -> None:
+        self.file_tag, self.lines, self.write, self.extension = file_tag, lines, write, extension
 
 
 class LogService:
@@ -82,65 +103,82 @@ class LogService:
         self.work_dir = work_dir
         self.station_id = "".join(c if c.isalnum() or c in "._-" else "_" for c in station_id) or "station"
         self._upload = upload  # async (local_path, location, filename); default agent.transfer.upload
-        self._sources = {SECURITY: ("securitylog", self._security_lines)}
-        self._job: _Job | None = None  # the request being served (pending or uploading)
+        self._sources = {SECURITY: _Source("securitylog", self._security_lines, None, "log")}
+        self._jobs: dict = {}  # channel -> the request being served on it (pending or uploading)
         self._count = 0
 
-    def add_source(self, log_type: str, file_tag: str, lines) -> None:
+    def add_source(self, log_type: str, file_tag: str, lines=None, *, write=None, extension: str = "log") -> None:
         """Serve ``log_type`` from ``lines(start, stop, names)`` -> list of text lines
-        (``names``: a callable giving an entry's name in the central system's words, or None)."""
-        self._sources[log_type] = (file_tag, lines)
+        (``names``: a callable giving an entry's name in the central system's words, or None),
+        or with ``write(path, start, stop)``: a coroutine that makes the file (raising
+        ``OSError`` or any error when it cannot), run in the upload's task. The file is named
+        ``<station>-<file_tag>-<time>.<extension>``."""
+        if (lines is None) == (write is None):
+            raise ValueError("a log source gives either lines or write")
+        self._sources[log_type] = _Source(file_tag, lines, write, extension)
 
     # ---------------------------------------------------------------- requests
     def request(self, log_type: str, remote_location: str, request_id: int, start: float | None = None,
                 stop: float | None = None, retries: int | None = 0, retry_interval_s: float | None = None,
-                notify=None, names=None) -> LogAnswer:
+                notify=None, names=None, *, channel: str = LOG_CHANNEL, every_attempt: bool = True) -> LogAnswer:
         """Answer a log request and prepare its file; ``start(request_id)`` uploads it.
-        ``notify``: async callable(status word, request id); ``names``: see ``add_source``."""
+        ``notify``: async callable(status word, request id); ``names``: see ``add_source``;
+        ``channel`` and ``every_attempt``: see the module's text."""
         source = self._sources.get(log_type)
         if source is None:
             return LogAnswer(REJECTED, reason=NOT_SUPPORTED)
-        file_tag, make_lines = source
-        lines = make_lines(start, stop, names)
-        if not lines:
-            return LogAnswer(REJECTED, reason=NO_DATA)
-        filename = "%s-%s-%s.log" % (self.station_id, file_tag, _compact_time(self.clock.time()))
+        lines = None
+        if source.lines is not None:
+            lines = source.lines(start, stop, names)
+            if not lines:
+                return LogAnswer(REJECTED, reason=NO_DATA)
+        filename = "%s-%s-%s.%s" % (self.station_id, source.file_tag, _compact_time(self.clock.time()),
+                                    source.extension)
         self._count += 1
         path = "%s/%d-%s" % (self.work_dir, self._count, filename)  # unique: a canceled file may linger
         try:
-            _write_lines(self.work_dir, path, lines)
+            if lines is not None:
+                _write_lines(self.work_dir, path, lines)
+            else:
+                _make_directories(self.work_dir)
         except OSError as e:
             log.error("cannot write %s for log request %s: %s", path, request_id, e)
             return LogAnswer(REJECTED, reason=WRITE_FAILED)
         retries = max(0, min(retries or 0, MAX_RETRIES))
         interval_s = DEFAULT_RETRY_INTERVAL_S if retry_interval_s is None else max(0, retry_interval_s)
         job = _Job(request_id, remote_location, filename, path, retries, interval_s, notify)
-        replaced = self._cancel_current()
+        job.every_attempt = every_attempt
+        if source.write is not None:
+            write = source.write
+            job.build = lambda p: write(p, start, stop)
+        replaced = self._cancel_current(channel)
         job.replaced = replaced
-        self._job = job
+        self._jobs[channel] = job
         return LogAnswer(ACCEPTED_CANCELED if replaced is not None else ACCEPTED, filename)
 
-    def start(self, request_id: int) -> bool:
+    def start(self, request_id: int, channel: str = LOG_CHANNEL) -> bool:
         """Start uploading the request ``request_id`` answered last (False: no such request waits)."""
-        job = self._job
+        job = self._jobs.get(channel)
         if job is None or job.request_id != request_id or job.task is not None:
             return False
-        job.task = asyncio.create_task(self._run(job))
+        job.task = asyncio.create_task(self._run(job, channel))
         return True
 
-    def status(self) -> tuple:
+    def status(self, channel: str = LOG_CHANNEL) -> tuple:
         """("uploading", request id) while a request is served, else ("idle", None)."""
-        return (UPLOADING, self._job.request_id) if self._job is not None else (IDLE, None)
+        job = self._jobs.get(channel)
+        return (UPLOADING, job.request_id) if job is not None else (IDLE, None)
 
     async def close(self) -> None:
-        """Cancel the upload under way (if any) and wait until it stopped."""
-        job = self._cancel_current()
-        if job is not None and job.task is not None:
-            await asyncio.gather(job.task, return_exceptions=True)
+        """Cancel the uploads under way (if any) and wait until they stopped."""
+        for channel in list(self._jobs):
+            job = self._cancel_current(channel)
+            if job is not None and job.task is not None:
+                await asyncio.gather(job.task, return_exceptions=True)
 
     # ---------------------------------------------------------------- the upload
-    def _cancel_current(self):
-        job, self._job = self._job, None
+    def _cancel_current(self, channel: str):
+        job = self._jobs.pop(channel, None)
         if job is None:
             return None
         if job.task is not None:
@@ -150,7 +188,7 @@ class LogService:
         log.info("log request %s canceled", job.request_id)
         return job
 
-    async def _run(self, job: _Job) -> None:
+    async def _run(self, job: _Job, channel: str) -> None:
         try:
             if job.replaced is not None:
                 await _tell(job.replaced, CANCELED)
@@ -158,15 +196,40 @@ class LogService:
             for attempt in range(job.retries + 1):
                 if attempt:
                     await self.clock.sleep(job.retry_interval_s)
-                await _tell(job, UPLOADING)
+                if job.every_attempt or not attempt:
+                    await _tell(job, UPLOADING)
+                if job.build is not None:
+                    if not await self._build(job):
+                        self._release(job, channel)
+                        await _tell(job, UPLOAD_FAILURE)
+                        return
+                    job.build = None
                 word, final = await self._attempt(job)
-                await _tell(job, word)
+                last = final or attempt == job.retries
+                if last:
+                    self._release(job, channel)  # idle before the outcome is told: a trigger then hears Idle
+                if job.every_attempt or last:
+                    await _tell(job, word)
                 if final:
                     return
         finally:
             _remove(job.path)
-            if self._job is job:
-                self._job = None
+            self._release(job, channel)
+
+    def _release(self, job: _Job, channel: str) -> None:
+        if self._jobs.get(channel) is job:
+            del self._jobs[channel]
+
+    async def _build(self, job: _Job) -> bool:
+        """Make the file of a ``write`` source; False (logged) when it cannot be made."""
+        try:
+            await job.build(job.path)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a full disk, or a bug: the CSMS hears a failure, the agent runs on
+            log.error("log request %s: %s not made: %r", job.request_id, job.filename, e)
+            return False
+        return True
 
     async def _attempt(self, job: _Job) -> tuple:
         """One upload: ("uploaded", True) or (why it failed, whether a retry cannot help)."""

@@ -1,10 +1,13 @@
 """OCTT 1.6 TC_079_CS "Get Security Log" (security whitepaper N01): GetLog SecurityLog is
 Accepted with a file name, LogStatusNotification Uploading then Uploaded follow the
-answer, and the file at the remote location holds the security log. The agent against
-the test central system, uploading to a real HTTP server on 127.0.0.1."""
+answer, and the file at the remote location holds the security log; GetLog
+DiagnosticsLog uploads the diagnostics archive (a zip) the same way. The agent against
+the test central system, uploading to real HTTP and FTP servers on 127.0.0.1."""
+
+import zipfile
 
 from tests.harness import AgentHarness, index_of
-from tests.transfer.servers import HttpSink, dead_port
+from tests.transfer.servers import FtpSink, HttpSink, dead_port
 
 
 async def test_tc_079_get_security_log(tmp_path):
@@ -30,7 +33,7 @@ async def test_tc_079_get_security_log(tmp_path):
     assert lines[-1].endswith("InvalidCentralSystemCertificate  test")
 
 
-async def test_get_log_upload_failure_and_diagnostics_rejected(tmp_path):
+async def test_get_log_upload_failure(tmp_path):
     async with AgentHarness(tmp_path) as h:
         m = h.mark()
         answer = await h.cs.call("GetLog", logType="SecurityLog", requestId=8,
@@ -39,9 +42,25 @@ async def test_get_log_upload_failure_and_diagnostics_rejected(tmp_path):
         await h.cs.wait_for("LogStatusNotification", lambda p: p["status"] == "UploadFailure", start_index=m)
         assert h.received("LogStatusNotification", m) == [{"status": "Uploading", "requestId": 8},
                                                           {"status": "UploadFailure", "requestId": 8}]
-        answer = await h.cs.call("GetLog", logType="DiagnosticsLog", requestId=9,
-                                 log={"remoteLocation": "ftp://127.0.0.1/"})
-        assert answer == {"status": "Rejected"}
+
+
+async def test_get_log_diagnostics_log_uploads_the_archive(tmp_path):
+    """GetLog DiagnosticsLog (whitepaper N01): the diagnostics archive, over FTP."""
+    (tmp_path / "ftp").mkdir()
+    sink = FtpSink(tmp_path / "ftp")
+    try:
+        async with AgentHarness(tmp_path) as h:
+            m = h.mark()
+            answer = await h.cs.call("GetLog", logType="DiagnosticsLog", requestId=9,
+                                     log={"remoteLocation": sink.url("/")})
+            assert answer["status"] == "Accepted" and answer["filename"].startswith("CP001-diagnostics-")
+            await h.cs.wait_for("LogStatusNotification", lambda p: p["status"] == "Uploaded", start_index=m)
+            assert h.received("LogStatusNotification", m) == [{"status": "Uploading", "requestId": 9},
+                                                              {"status": "Uploaded", "requestId": 9}]
+    finally:
+        sink.close()
+    with zipfile.ZipFile(tmp_path / "ftp" / answer["filename"]) as z:
+        assert {"README.txt", "status.json", "doctor.txt", "config/agent.toml"} <= set(z.namelist())
 
 
 async def test_extended_trigger_log_status_notification_tells_the_upload_state(tmp_path):

@@ -1,10 +1,13 @@
-"""OCTT 2.0.1 block N, N01 Retrieve Log Information with logType SecurityLog: GetLog is
-answered with the file name, LogStatusNotifications with the request's id follow the
-answer, the file arrives at the remote location (a real HTTP or FTP server on
-127.0.0.1). DiagnosticsLog is not built yet: it is Rejected (UnsupportedRequest), so
-the DiagnosticsLog cases TC_N_25/26 are run with SecurityLog. Every frame schema-checked."""
+"""OCTT 2.0.1 block N, N01 Retrieve Log Information with logType SecurityLog and
+DiagnosticsLog: GetLog is answered with the file name, LogStatusNotifications with the
+request's id follow the answer, the file arrives at the remote location (a real HTTP or
+FTP server on 127.0.0.1). DiagnosticsLog is the diagnostics archive (a zip,
+agent/app/diagnostics.py): TC_N_25/26 run with it, and once more with SecurityLog.
+Every frame schema-checked."""
 
 import asyncio
+import io
+import zipfile
 
 from tests.harness import index_of, until
 from tests.ocpp201.octt201 import errors, harness, received
@@ -49,8 +52,46 @@ async def test_tc_n_35_security_log_over_ftp(tmp_path):
     assert "StartupOfTheDevice" in (tmp_path / "ftp" / answer["filename"]).read_text()
 
 
-async def test_tc_n_26_upload_failed_retried(tmp_path):
+async def test_tc_n_25_diagnostics_log_success(tmp_path):
+    sink = HttpSink()
+    try:
+        async with harness(tmp_path, csms_extra={"password": "n25-Secret-0123456789"}) as h:
+            m = h.mark()
+            answer = await get_log(h, 15, sink.url("/logs/"), log_type="DiagnosticsLog")
+            assert answer["status"] == "Accepted" and answer["filename"].startswith("CP001-diagnostics-")
+            assert answer["filename"].endswith(".zip")
+            await h.cs.wait_for("LogStatusNotification", lambda p: p["status"] == "Uploaded", start_index=m)
+            assert received(h, "LogStatusNotification", m) == [{"status": "Uploading", "requestId": 15},
+                                                               {"status": "Uploaded", "requestId": 15}]
+            assert 0 <= index_of(h, "GetLog.conf", m) < index_of(h, "LogStatusNotification", m)
+            assert not errors(h)
+    finally:
+        sink.close()
+    [(method, path, _headers, body)] = sink.requests
+    assert (method, path) == ("PUT", "/logs/" + answer["filename"])
+    with zipfile.ZipFile(io.BytesIO(body)) as z:
+        names = z.namelist()
+        traffic = z.read("logs/ocpp-traffic-recent.log").decode()
+    assert {"README.txt", "status.json", "doctor.txt", "config/agent.toml"} <= set(names)
+    assert '"GetLog"' in traffic and "DiagnosticsLog" in traffic
+    assert b"n25-Secret-0123456789" not in body
+
+
+async def test_tc_n_26_diagnostics_log_upload_failed(tmp_path):
     """retries 3: four attempts retryInterval apart, each failure reported with the request's id."""
+    async with harness(tmp_path) as h:
+        m = h.mark()
+        answer = await get_log(h, 16, "ftp://127.0.0.1:%d/logs/" % dead_port(), log_type="DiagnosticsLog",
+                               retries=3, retryInterval=30)
+        assert answer["status"] == "Accepted" and answer["filename"].endswith(".zip")
+        await until(lambda: len(received(h, "LogStatusNotification", m)) == 8, clock=h.clock, step_s=5)
+        assert received(h, "LogStatusNotification", m) == [{"status": "Uploading", "requestId": 16},
+                                                           {"status": "UploadFailure", "requestId": 16}] * 4
+        assert h.agent.logs.status() == ("idle", None)
+
+
+async def test_tc_n_26_upload_failed_retried(tmp_path):
+    """SecurityLog: retries 3, four attempts retryInterval apart, each failure reported with the request's id."""
     async with harness(tmp_path) as h:
         m = h.mark()
         answer = await get_log(h, 13, "http://127.0.0.1:%d/logs/" % dead_port(), retries=3, retryInterval=30)
@@ -71,12 +112,6 @@ async def test_tc_n_34_rejected_without_log_information(tmp_path):
         assert answer == {"status": "Rejected", "statusInfo": {"reasonCode": "NotFound"}}
         await asyncio.sleep(0.1)
         assert received(h, "LogStatusNotification", m) == []
-
-
-async def test_tc_n_25_diagnostics_log_is_rejected_as_unsupported(tmp_path):
-    async with harness(tmp_path) as h:
-        answer = await get_log(h, 15, "http://127.0.0.1:1/", log_type="DiagnosticsLog")
-        assert answer == {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRequest"}}
 
 
 async def test_tc_n_36_second_request_cancels_the_first(tmp_path):
