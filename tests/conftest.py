@@ -23,14 +23,17 @@ def pytest_pyfunc_call(pyfuncitem):
         return None
     kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
 
+    marker = pyfuncitem.get_closest_marker("timeout_s")  # a test that runs real installs says how long
+    timeout_s = marker.args[0] if marker else TEST_TIMEOUT_S
+
     async def run_and_check_leaks():
         test = asyncio.create_task(pyfuncitem.obj(**kwargs))
-        done, _ = await asyncio.wait([test], timeout=TEST_TIMEOUT_S)
+        done, _ = await asyncio.wait([test], timeout=timeout_s)
         if not done:
             stacks = _task_stacks()
             test.cancel()
             await asyncio.wait([test], timeout=5)
-            pytest.fail("test did not finish in %d s; tasks:\n%s" % (TEST_TIMEOUT_S, stacks))
+            pytest.fail("test did not finish in %d s; tasks:\n%s" % (timeout_s, stacks))
         test.result()
         await asyncio.sleep(0)
         me = asyncio.current_task()

@@ -67,6 +67,22 @@ class Admin:
             message = await endpoint.switch(new, source, file_written=True)
         return {"message": message, "notes": notes, "csms": endpoint.show()}
 
+    async def update(self, location: str | None, rollback: bool = False) -> dict:
+        """``ocpp-agent update``: the running agent installs ``location`` (a bundle file or URL)
+        as an update from the central system would, or makes the previous version active."""
+        from agent.update.service import ACCEPTED
+
+        updates = self.agent.updates
+        if rollback:
+            return {"message": updates.roll_back_by_hand()}
+        if not location:
+            raise ValueError("no bundle given")
+        answer = updates.request(location, self.agent.clock.time(), retries=2, retry_interval_s=10, kind="cli")
+        if not answer.startswith(ACCEPTED):
+            raise ValueError("update refused (%s): see the agent's log" % answer)
+        updates.start()
+        return {"message": "downloading and installing %s; the agent restarts into it, on trial" % location}
+
     async def config_set(self, key: str, text: str, source: str = "cli") -> dict:
         """``ocpp-agent config set KEY VALUE`` on the running agent."""
         from agent.app.config_file import parse_value

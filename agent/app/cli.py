@@ -9,6 +9,7 @@ import signal
 import sys
 
 from agent.app.cli_log import add_log_command
+from agent.app.cli_update import add_update_commands
 from agent.app.config import ConfigError, load_config
 
 log = logging.getLogger("agent")
@@ -24,9 +25,24 @@ def _setup_logging(level: str) -> None:
 
 
 async def _run(config) -> str | None:
+    from agent.app.log_files import open_traffic_file
+
+    traffic = open_traffic_file(config)  # data_dir/logs/ocpp-traffic.log (station.log_file_max_bytes)
+    try:
+        return await _run_agent(config, traffic)
+    finally:
+        if traffic is not None:
+            traffic.close()
+
+
+async def _run_agent(config, traffic) -> str | None:
+    from agent.app.log_files import add_agent_log_file
     from agent.app.runner import Agent
 
-    agent = Agent(config)
+    agent = Agent(config, traffic_log=traffic.record if traffic is not None else None)
+    # Built: from here on the log goes to data_dir/logs/agent.log too, rotated (station.log_file_max_bytes,
+    # log_files_kept). A configuration the agent refuses leaves data_dir untouched (stderr says why).
+    add_agent_log_file(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stopped.set)
@@ -43,18 +59,40 @@ async def _run(config) -> str | None:
 def cmd_run(args) -> int:
     config = _load(args.config)
     _setup_logging(config.station["log_level"])
+    if not args.worker:
+        from agent.update.state import install_root_of
+
+        root = install_root_of(sys.prefix)
+        if root is not None:  # installed: run the active version under the supervisor (agent/update)
+            return _supervise(root, args.config, config)
     try:
         restart = asyncio.run(_run(config))
     except ConfigError as e:
         print("error: %s" % e, file=sys.stderr)
         return EXIT_CONFIG
+    if restart and args.worker:  # the supervisor starts the next run (the new version after an update)
+        from agent.update.supervisor import EXIT_RESTART, EXIT_UPDATE
+
+        logging.shutdown()
+        return EXIT_UPDATE if restart == "update" else EXIT_RESTART
     if restart:
         # Re-execute ourselves: works with or without a service manager.
         log.info("re-executing for %s reset", restart)
+        logging.shutdown()  # the log file's last lines written
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable] + sys.orig_argv[1:])
     return 0
+
+
+def _supervise(root_path: str, config_path: str, config) -> int:
+    from agent.update.installer import InstallRoot
+    from agent.update.state import FILE
+    from agent.update.supervisor import Supervisor
+
+    log.info("supervising the active version of %s", root_path)
+    return Supervisor(InstallRoot(root_path), ["--config", os.path.abspath(config_path)],
+                      os.path.join(config.data_dir, FILE), verify_timeout_s=config.update["verify_timeout_s"]).run()
 
 
 def cmd_sim(args) -> int:
@@ -103,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the agent")
     r.add_argument("--config", required=True, help="configuration file (TOML)")
+    r.add_argument("--worker", action="store_true",
+                   help="run the agent itself (the supervisor of an installed agent starts it so)")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("sim", help="control the simulated board of a running agent")
     s.add_argument("--config", required=True)
@@ -122,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_commands(sub)
     _add_fleet_command(sub)
     add_log_command(sub)
+    add_update_commands(sub)
     return p
 
 

@@ -25,9 +25,13 @@ _SCHEMA: dict = {
         "vendor": (str, ""),
         "model": (str, ""),
         "serial_number": (str, ""),
-        "firmware_version": (str, "0.1.0"),
+        "firmware_version": (str, ""),  # "": the agent's own version (what an update changes)
         "log_level": (str, "INFO"),
         "journal_max_entries": (int, 20000),
+        # data_dir/logs/agent.log and ocpp-traffic.log (agent/app/log_files.py): each rotated at this
+        # size, with log_files_kept older files; 0 writes no log files
+        "log_file_max_bytes": (int, 1048576),
+        "log_files_kept": (int, 3),
     },
     "csms": {
         "url": (str, ...),
@@ -44,6 +48,10 @@ _SCHEMA: dict = {
     },
     "limits": {
         "max_current_a": (float, 0.0),
+    },
+    "update": {  # updating the agent itself (agent/update, docs/updates.md)
+        "verify_timeout_s": (float, 300.0),  # a new version's time to get BootNotification Accepted
+        "healthy_start_s": (float, 60.0),  # offline: how long it must run without dying
     },
     "status_page": {  # the local status and setup page (agent/app/status_page.py)
         "enabled": (bool, True),
@@ -74,7 +82,7 @@ class Config:
     """A validated configuration. Sections are dicts: ``cfg.station["id"]``."""
 
     def __init__(self, path: str, station: dict, csms: dict, limits: dict, ocpp: dict, board: dict,
-                 status_page: dict | None = None, ocpp201: dict | None = None) -> None:
+                 status_page: dict | None = None, ocpp201: dict | None = None, update: dict | None = None) -> None:
         self.path = path
         self.station = station
         self.csms = csms
@@ -82,6 +90,7 @@ class Config:
         self.ocpp = ocpp
         self.ocpp201 = ocpp201 or {}  # initial 2.0.1 device model values, "Component.Variable[instance]" = value
         self.board = board
+        self.update = update if update is not None else {k: default for k, (_t, default) in _SCHEMA["update"].items()}
         self.status_page = status_page if status_page is not None else {
             k: default for k, (_t, default) in _SCHEMA["status_page"].items()}
 
@@ -163,6 +172,9 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
     if st["log_level"].upper() not in _LOG_LEVELS:
         raise ConfigError(path, "station.log_level", "must be one of %s" % ", ".join(_LOG_LEVELS))
     st["log_level"] = st["log_level"].upper()
+    for key in ("log_file_max_bytes", "log_files_kept"):
+        if st[key] < 0:
+            raise ConfigError(path, "station." + key, "must not be negative (log_file_max_bytes 0: no log files)")
     if cs["ca_file"] and not os.path.isfile(cs["ca_file"]):
         raise ConfigError(path, "csms.ca_file", "no such file: %s" % cs["ca_file"])
     if cs["ca_file"] and not cs["url"].startswith("wss://"):
@@ -176,6 +188,9 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
                 "fallback_timeout_s"):
         if cs[key] <= 0:
             raise ConfigError(path, "csms." + key, "must be greater than 0")
+    for key in ("verify_timeout_s", "healthy_start_s"):
+        if sections["update"][key] <= 0:
+            raise ConfigError(path, "update." + key, "must be greater than 0")
     if sections["limits"]["max_current_a"] < 0:
         raise ConfigError(path, "limits.max_current_a", "must not be negative (0 means no limit)")
     page = sections["status_page"]
@@ -210,7 +225,7 @@ def parse_config(path: str, data: dict, check_data_dir: bool = True) -> Config:
         if not isinstance(table, dict):
             raise ConfigError(path, "board." + sect, "must be a table ([board.%s])" % sect)
     return Config(path, st, cs, sections["limits"], dict(ocpp), {k: dict(v) for k, v in board.items()},
-                  status_page=page, ocpp201=dict(ocpp201))
+                  status_page=page, ocpp201=dict(ocpp201), update=sections["update"])
 
 
 def _page_tls_problem(page: dict) -> tuple:

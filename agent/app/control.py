@@ -36,7 +36,9 @@ class AgentControlServer(JsonLineServer):
             if key is None or value is None:
                 raise ValueError("config-set needs key and value")
             return await self.admin.config_set(key, value, source="cli")
-        raise ValueError("unknown command %r; commands: csms-show, csms-set, config-set" % command)
+        if command == "update":
+            return await self.admin.update(_opt_str(req, "location"), rollback=bool(req.get("rollback")))
+        raise ValueError("unknown command %r; commands: csms-show, csms-set, config-set, update" % command)
 
 
 def _opt_str(req: dict, name: str):

@@ -396,11 +396,13 @@ async def probe_devices(definition: dict, clock, timeout_s: float) -> list:
 
 async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str = "",
                      timeout_s: float = 5.0, ocpp_version: str = "auto", roots_pem: str = "",
-                     client_files: tuple | None = None) -> list:
+                     client_files: tuple | None = None, websocket: bool = True) -> list:
     """DNS, TCP, TLS and the websocket handshake offering the subprotocols of
     ``ocpp_version`` (``csms.ocpp_version``); no OCPP message is sent. ``roots_pem``: the
     CSMS root certificates installed over OCPP; ``client_files``: the charger certificate
-    presented on security profile 3 (then without Basic auth)."""
+    presented on security profile 3 (then without Basic auth). ``websocket=False`` stops
+    before the handshake: a running agent (the diagnostics archive) is connected already,
+    and a second connection with its identity could make the central system drop the first."""
     from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
 
     from agent.link import protocols
@@ -469,6 +471,9 @@ async def probe_csms(url: str, station_id: str, password: str = "", ca_file: str
             reason = getattr(e, "reason", None) or str(e) or "timed out"
             rows.append(Check("csms tls", host, FAIL, "TLS handshake failed: %s (is it really wss://?)" % reason))
             return rows + _skipped(("csms websocket",))
+
+    if not websocket:
+        return rows
 
     # 4. websocket handshake, no BootNotification
     headers = {"Authorization": basic_auth_header(station_id, password)} if password and not client_files else {}

@@ -11,6 +11,7 @@ tests run one per scenario, a fleet simulation hundreds.
 import asyncio
 import logging
 import os
+import sys
 
 from agent.app.admin import Admin
 from agent.core.auth import AuthorizationCache, LocalAuthList
@@ -107,6 +108,11 @@ class Agent:
         # GetLog: files are written to data_dir/uploads, removed once uploaded
         self.logs = LogService(self.security.log, self.clock, os.path.join(cfg.data_dir, "uploads"),
                                station_id=cfg.station["id"])
+        # GetDiagnostics and GetLog DiagnosticsLog: the archive of agent/app/diagnostics.py, made when asked
+        from agent.app.diagnostics import DiagnosticsArchive
+
+        self.diagnostics = DiagnosticsArchive(self, versions=self._installed_versions)
+        self.logs.add_source("diagnostics", "diagnostics", write=self.diagnostics.write, extension="zip")
         self.station = Station(board, settings, self.clock, max_current_a=cfg.limits["max_current_a"],
                                store=StationStateStore(cfg.data_dir), journal=self.journal,
                                auth_cache=AuthorizationCache(os.path.join(cfg.data_dir, "auth-cache.json")),
@@ -115,14 +121,16 @@ class Agent:
                                charging_profiles_path=os.path.join(cfg.data_dir, CHARGING_PROFILES_FILE),
                                migrate_profiles=from_stored_16)  # the file of releases before 0.2: 1.6 JSON
         self.station.on_restart = self._request_restart
+        self.updates = self._update_service()
         # The station's link per OCPP version: the preferred adapter's client now, another's when a
         # connection selects its version (agent/link/links.py); the 1.6 keys go to the 1.6 client only.
         self.protocols = offered(cfg.csms["ocpp_version"])
         context = ClientContext(cfg.station["id"], self.clock, response_timeout_s=cfg.csms["response_timeout_s"],
                                 serial_number=cfg.station["serial_number"],
-                                firmware_version=cfg.station["firmware_version"], traffic_log=self.traffic.record,
+                                firmware_version=cfg.station["firmware_version"] or self.updates.running_version,
+                                traffic_log=self.traffic.record,
                                 data_dir=cfg.data_dir, keys=keys, ocpp201=cfg.ocpp201, security=self.security,
-                                certificates=self.certificates, logs=self.logs)
+                                certificates=self.certificates, logs=self.logs, updates=self.updates)
         # Built now: a pinned version's client, and the 2.0.1 one when [ocpp201] gives device model
         # values (checked at start, not at the first connection). With "auto" and nothing else the
         # adapter is loaded when a connection selects its version: an unused one costs nothing.
@@ -144,7 +152,35 @@ class Agent:
                                         security=self.security)
         self.endpoint.register_keys(keys)
         self.certificates.endpoint = self.endpoint
+        self.endpoint.boot_listeners.append(self.updates.boot_accepted)
         self.endpoint.load()  # before the journal opens: the backend its rows belong to
+
+    def _update_service(self):
+        """Updates of the agent itself (agent/update): possible when it runs from an install root."""
+        from agent.update.service import UpdateService
+        from agent.update.state import install_root_of, running_version
+
+        root_path = install_root_of(sys.prefix)
+        root = None
+        if root_path is not None:
+            from agent.update.installer import InstallRoot
+
+            root = InstallRoot(root_path)
+        cfg = self.config
+        return UpdateService(data_dir=cfg.data_dir, clock=self.clock, station=self.station, security=self.security,
+                             install_root=root, running_version=running_version(),
+                             verify_timeout_s=cfg.update["verify_timeout_s"],
+                             healthy_start_s=cfg.update["healthy_start_s"], request_restart=self._request_update)
+
+    def _installed_versions(self) -> list:
+        """The versions in the install root (none outside one), for the diagnostics archive."""
+        root = self.updates.install_root
+        return root.versions() if root is not None else []
+
+    def _request_update(self) -> None:
+        self.restart_requested = "update"
+        log.info("restarting into the new version")
+        self.stopped.set()
 
     def _session(self, station_id: str, ws):
         """The session of the adapter whose subprotocol the central system selected
@@ -190,6 +226,7 @@ class Agent:
             self._security_watch = SecurityWatch(self.security.log, self.clock)
             self._security_watch.start()
             await self._start_local_access()
+        self.updates.on_start()
         await self.endpoint.start()
 
     async def _start_local_access(self) -> None:
@@ -223,6 +260,7 @@ class Agent:
         """Disconnect, leave the hardware safe and close it."""
         await self.endpoint.stop()
         await self.logs.close()
+        await self.updates.close()
         if self._security_watch is not None:
             await self._security_watch.close()
             self._security_watch = None

@@ -28,11 +28,11 @@ class ClientContext:
     """What the application hands an adapter to build the station's link with."""
 
     __slots__ = ("station_id", "clock", "response_timeout_s", "serial_number", "firmware_version", "traffic_log",
-                 "data_dir", "keys", "ocpp201", "security", "certificates", "logs")
+                 "data_dir", "keys", "ocpp201", "security", "certificates", "logs", "updates")
 
     def __init__(self, station_id: str, clock, response_timeout_s: float = 30.0, serial_number: str = "",
                  firmware_version: str = "", traffic_log=None, data_dir: str | None = None, keys=None,
-                 ocpp201: dict | None = None, security=None, certificates=None, logs=None) -> None:
+                 ocpp201: dict | None = None, security=None, certificates=None, logs=None, updates=None) -> None:
         self.station_id = station_id
         self.clock = clock
         self.response_timeout_s = response_timeout_s
@@ -45,6 +45,14 @@ class ClientContext:
         self.security = security  # the SecurityContext: certificates, identity, security log
         self.certificates = certificates  # the CertificateService (agent/security/service.py)
         self.logs = logs  # the LogService serving GetLog (agent/transfer/logs.py)
+        self.updates = updates  # the UpdateService (agent/update/service.py), None without one
+
+    def attach_services(self, client):
+        """Give ``client`` the station's services: security, certificates, logs, updates."""
+        client.attach_security(self.security, self.certificates)
+        client.logs = self.logs
+        client.updates = self.updates
+        return client
 
 
 class Adapter:
@@ -100,9 +108,7 @@ def _load_ocpp16() -> Adapter:
         client = Ocpp16Client(station, ctx.station_id, ctx.clock, response_timeout_s=ctx.response_timeout_s,
                             serial_number=ctx.serial_number, firmware_version=ctx.firmware_version,
                             traffic_log=ctx.traffic_log, keys=ctx.keys)
-        client.attach_security(ctx.security, ctx.certificates)
-        client.logs = ctx.logs
-        return client
+        return ctx.attach_services(client)
 
     def drain_sender(station, session_of, clock, wake, backend, on_idle):
         return OutboxSender(station, lambda payload: call_on(session_of(), payload), clock, wake,
@@ -122,9 +128,7 @@ def _load_ocpp201() -> Adapter:
         client = Ocpp201Client(station, ctx.station_id, ctx.clock, response_timeout_s=ctx.response_timeout_s,
                              serial_number=ctx.serial_number, firmware_version=ctx.firmware_version,
                              traffic_log=ctx.traffic_log, data_dir=ctx.data_dir, initial=ctx.ocpp201)
-        client.attach_security(ctx.security, ctx.certificates)
-        client.logs = ctx.logs
-        return client
+        return ctx.attach_services(client)
 
     def drain_sender(station, session_of, clock, wake, backend, on_idle):
         return OutboxSender(station, lambda action, payload: call_on(session_of(), action, payload), clock, wake,

@@ -89,6 +89,7 @@ class EndpointManager:
         self.write_config = write_config  # callable(EndpointSettings) -> bool: the file follows a move
         self.security = security  # SecurityContext (agent/security/context.py): certificates, security log
         self._failure_kind = None  # the security event of the current streak of failed attempts
+        self.boot_listeners: list = []  # callables(): BootNotification Accepted at the current settings
         connection.security = security
         self.state = EndpointState(EndpointState.path_in(config.data_dir))
         # OCPP 2.0.1 network connection profiles (B09/B10): slots, their priority, the one in use
@@ -521,6 +522,8 @@ class EndpointManager:
                 self.security_event(RECONFIGURED, "security profile %d -> %d" % (before, st.current.level))
         self.profiles.drop_below(max(st.current.level, 1))
         st.accepted(self.clock.time())
+        for listener in self.boot_listeners:
+            listener()
         self._drop_auth_stash()
         self._save()
         if self._timer is not None:

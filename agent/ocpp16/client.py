@@ -104,12 +104,32 @@ class Ocpp16Client(OcppjLink):
         await self._call(call.SecurityEventNotification(type=kind, timestamp=iso_time(at),
                                                         tech_info=tech_info[:255] or None))
 
+    def firmware_status(self, signed: bool):
+        """(Signed)FirmwareStatusNotification of the update under way (Idle without one)."""
+        from agent.ocpp16.firmware_handlers import PLAIN, SIGNED, status_message
+
+        word, request_id = (self.updates.status, self.updates.request_id) if self.updates else ("idle", None)
+        return status_message(SIGNED if signed else PLAIN, word, request_id) or status_message(
+            SIGNED if signed else PLAIN, "idle", None)
+
+    async def report_update(self) -> None:
+        """After a restart into a new version, or back from one: Installed or the failure, once."""
+        from agent.ocpp16.firmware_handlers import PLAIN, SIGNED, status_message
+
+        report = self.updates.pending_report() if self.updates is not None else None
+        if report is None:
+            return
+        word, request_id, kind = report
+        if kind in (PLAIN, SIGNED):
+            await self._call(status_message(kind, word, request_id))
+        self.updates.reported()
+
     async def sign_certificate(self, csr_pem: str) -> str:
         """SignCertificate (whitepaper A02); "accepted" or "rejected", raises when not delivered."""
         result = await self._call(call.SignCertificate(csr=csr_pem))
         return "accepted" if result.status == "Accepted" else "rejected"
 
-    async def _send_quietly(self, payload) -> None:
+    async def send_quietly(self, payload) -> None:
         await call_quietly(self._call, payload)
 
     # ------------------------------------------------------------------ session
@@ -154,29 +174,31 @@ class Ocpp16Client(OcppjLink):
             firmware_version=self.firmware_version[:50] or None)
 
     async def _heartbeat_call(self) -> None:
-        await self._send_quietly(call.Heartbeat())
+        await self.send_quietly(call.Heartbeat())
 
     async def send_triggered(self, message: str, connector_id: int | None) -> None:
         """Send the message an Accepted TriggerMessage asked for (the session answers
         Rejected, and sends nothing, for what is not sent here: MeterValues of connector 0)."""
         if message == "BootNotification":
-            await self._send_quietly(self._boot_payload())
+            await self.send_quietly(self._boot_payload())
         elif message == "Heartbeat":
-            await self._send_quietly(call.Heartbeat())
+            await self.send_quietly(call.Heartbeat())
         elif message == "StatusNotification":
             ids = [connector_id] if connector_id is not None else range(0, len(self.station.connectors) + 1)
             for cid in ids:
-                await self._send_quietly(self._status_payload(cid))
+                await self.send_quietly(self._status_payload(cid))
         elif message == "MeterValues":
             ids = [connector_id] if connector_id is not None else range(1, len(self.station.connectors) + 1)
             for cid in ids:
                 tx, sample = await self.station.meter_sample_now(cid)
-                await self._send_quietly(call.MeterValues(
+                await self.send_quietly(call.MeterValues(
                     connector_id=cid, transaction_id=tx.backend_id if tx else None,
                     meter_value=[meter_value(sample)]))
-        elif message == "DiagnosticsStatusNotification":
-            await self._send_quietly(call.DiagnosticsStatusNotification(status="Idle"))
+        elif message == "DiagnosticsStatusNotification":  # the GetDiagnostics upload under way, or Idle
+            from agent.ocpp16.diagnostics_handlers import triggered_status
+
+            await self.send_quietly(triggered_status(self))
         elif message == "LogStatusNotification":  # ExtendedTriggerMessage: the upload under way, or Idle
-            await self._send_quietly(logs.triggered_status(self))
-        elif message == "FirmwareStatusNotification":
-            await self._send_quietly(call.FirmwareStatusNotification(status="Idle"))
+            await self.send_quietly(logs.triggered_status(self))
+        elif message == "FirmwareStatusNotification":  # the update under way, or Idle
+            await self.send_quietly(self.firmware_status(signed=False))

@@ -70,5 +70,7 @@ class SecurityHandlers:
             return
         if requested_message == "SignChargePointCertificate":
             self.client.request_certificate()
+        elif requested_message == "FirmwareStatusNotification":  # the whitepaper's signed status
+            await self.client.send_quietly(self.client.firmware_status(signed=True))
         else:
             await self.client.send_triggered(requested_message, connector_id)

@@ -33,12 +33,15 @@ EVENT_TYPE = {
 
 # The whitepaper's "Critical: Yes" rows, the maintenance logins (critical in 2.0.1), and the
 # invalid certificates the central system sent: its use cases require that notification
-# (M05 InstallCertificate, A02 CertificateSigned; OCTT TC_077 and TC_078), as 2.0.1 does.
+# (M05 InstallCertificate, A02 CertificateSigned; OCTT TC_077 and TC_078), as 2.0.1 does;
+# so does the secure firmware update for an invalid signing certificate or signature
+# (L01.FR.02, L01.FR.03), although the table says "No" for them.
 CRITICAL = frozenset((
     ev.FIRMWARE_UPDATED, ev.SETTING_SYSTEM_TIME, ev.STARTUP, ev.RESET, ev.SECURITY_LOG_CLEARED,
     ev.MEMORY_EXHAUSTION, ev.TAMPER_DETECTION_ACTIVATED,
     ev.MAINTENANCE_LOGIN_ACCEPTED, ev.MAINTENANCE_LOGIN_FAILED,
     ev.INVALID_CSMS_CERTIFICATE, ev.INVALID_CHARGING_STATION_CERTIFICATE,
+    ev.INVALID_FIRMWARE_SIGNATURE, ev.INVALID_FIRMWARE_SIGNING_CERTIFICATE,
 ))
 
 

@@ -17,6 +17,9 @@ from agent.core.station import Station
 from agent.ocpp16 import logs, profiles
 from agent.ocpp16.codec import (TRIGGERABLE, classify_schema_error, id_tag_info, ocpp_json, profile_error,
                                 validate_request)
+from agent.ocpp16.reservation_handlers import ReservationHandlers
+from agent.ocpp16.firmware_handlers import FirmwareHandlers
+from agent.ocpp16.diagnostics_handlers import DiagnosticsHandlers
 from agent.ocpp16.security_handlers import SecurityHandlers
 from agent.ocpp16.vocabulary import from_16, to_16
 from agent.ocppj.session import FramedSession, call_error
@@ -24,7 +27,8 @@ from agent.ocppj.session import FramedSession, call_error
 log = logging.getLogger(__name__)
 
 
-class Ocpp16Session(SecurityHandlers, FramedSession, ChargePoint):
+class Ocpp16Session(SecurityHandlers, FirmwareHandlers, ReservationHandlers, DiagnosticsHandlers, FramedSession,
+                    ChargePoint):
     """One websocket connection's OCPP 1.6 protocol handling (OCPP-J 1.6 error names)."""
 
     def __init__(self, station_id: str, connection, client, response_timeout: float) -> None:

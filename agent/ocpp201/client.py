@@ -21,9 +21,11 @@ from agent.core.station import Station
 from agent.ocppj.link import OcppjLink
 from hal.runtime.aio import sleep_or_event
 from agent.ocpp201 import events, logs, security_words
+from agent.ocpp201 import firmware_handlers as firmware
 from agent.ocpp201 import vocabulary as words
 from agent.ocpp201.device_model import DeviceModel
 from agent.ocpp201.outbox_sender import OutboxSender
+from agent.ocpp201.reservation_handlers import reservation_status_update
 from hal.interfaces import NO_ERROR
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class Ocpp201Client(OcppjLink):
         self._boot_triggered = asyncio.Event()  # a TriggerMessage BootNotification while not Accepted
         self._offline_since: float | None = None  # monotonic time the last session ended (B04)
         self.endpoint = None  # the endpoint manager, once attached (attach_endpoint)
+        self._reservation_updates: list = []  # ReservationStatusUpdates that arose offline (H04)
 
     def _attach_live_values(self) -> None:
         st = self.station
@@ -172,6 +175,15 @@ class Ocpp201Client(OcppjLink):
         if self.online and sample.samples:
             self.outbox_sender.queue_other("MeterValues", events.meter_values(connector_id, [sample]))
 
+    def reservation_ended(self, reservation_id: int, why: str) -> None:
+        """A reservation expired or was removed (H01.FR.17, H04.FR.02): ReservationStatusUpdate,
+        kept until the next session when offline."""
+        message = ("ReservationStatusUpdate", reservation_status_update(reservation_id, why))
+        if self.online:
+            self.outbox_sender.queue_other(*message)
+        else:
+            self._reservation_updates.append(message)
+
     def local_list_conflict(self, id_tag: str) -> None:
         if self.online:
             self.outbox_sender.queue_other("NotifyEvent", events.notify_event(
@@ -224,6 +236,16 @@ class Ocpp201Client(OcppjLink):
             payload["techInfo"] = tech_info[:255]
         await self._call("SecurityEventNotification", payload)
 
+    async def report_update(self) -> None:
+        """After a restart into a new version, or back from one: Installed or the failure, once."""
+        report = self.updates.pending_report() if self.updates is not None else None
+        if report is None:
+            return
+        word, request_id, kind = report
+        if kind == firmware.KIND:
+            await self._call("FirmwareStatusNotification", firmware.status_payload(word, request_id))
+        self.updates.reported()
+
     async def sign_certificate(self, csr_pem: str) -> str:
         """SignCertificateRequest for the station's certificate (A02/A03): "accepted" or
         "rejected"; raises when not delivered."""
@@ -235,7 +257,7 @@ class Ocpp201Client(OcppjLink):
         if certificates is not None:  # roots and the station's own certificate
             self.device_model.attach("SecurityCtrlr", "CertificateEntries", read=lambda _c: certificates.count())
 
-    async def _send_quietly(self, action: str, payload: dict) -> None:
+    async def send_quietly(self, action: str, payload: dict) -> None:
         try:
             await self._call(action, payload)
         except Exception as e:
@@ -257,6 +279,8 @@ class Ocpp201Client(OcppjLink):
             self._sent_status[n] = payload["connectorStatus"]
             first.append(("StatusNotification", payload))
         self._faults = {}
+        first += self._reservation_updates  # after the statuses they follow
+        self._reservation_updates = []
         return first
 
     async def run_session(self, session) -> None:
@@ -323,7 +347,7 @@ class Ocpp201Client(OcppjLink):
         self.registration = None
 
     async def _heartbeat_call(self) -> None:
-        await self._send_quietly("Heartbeat", {})
+        await self.send_quietly("Heartbeat", {})
 
     # ------------------------------------------------------------------ TriggerMessage (F06)
     async def send_triggered(self, message: str, evse_id: int | None) -> None:
@@ -332,22 +356,23 @@ class Ocpp201Client(OcppjLink):
         if message == "BootNotification":
             self._boot_triggered.set()  # the boot loop sends it and acts on the answer
         elif message == "Heartbeat":
-            await self._send_quietly("Heartbeat", {})
+            await self.send_quietly("Heartbeat", {})
         elif message == "SignChargingStationCertificate":
             self.request_certificate()  # A02: a new key pair, SignCertificate, then CertificateSigned
         elif message == "LogStatusNotification":  # the upload under way, or Idle (F06.FR.14)
-            await self._send_quietly(message, logs.triggered_status(self))
-        elif message == "FirmwareStatusNotification":
-            # No firmware update exists yet (issue 14): the state is Idle (F06.FR.14)
-            await self._send_quietly(message, {"status": "Idle"})
+            await self.send_quietly(message, logs.triggered_status(self))
+        elif message == "FirmwareStatusNotification":  # the update under way, or Idle (F06.FR.14)
+            word, request_id = (self.updates.status, self.updates.request_id) if self.updates else ("idle", None)
+            await self.send_quietly(message, firmware.status_payload(word, request_id)
+                                    or firmware.status_payload("idle", None))
         elif message == "StatusNotification":
             for n in evses:
-                await self._send_quietly("StatusNotification", self._status_payload(n))
+                await self.send_quietly("StatusNotification", self._status_payload(n))
         elif message == "MeterValues":
             for n in evses:
                 _tx, sample = await self.station.meter_sample_now(n)
                 if sample.samples:
-                    await self._send_quietly("MeterValues", events.meter_values(n, [sample]))
+                    await self.send_quietly("MeterValues", events.meter_values(n, [sample]))
         elif message == "TransactionEvent":
             for n in evses:
                 c = self.station.connector(n)

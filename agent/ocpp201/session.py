@@ -27,6 +27,8 @@ from agent.core.station import Station
 from agent.ocppj.session import FramedSession, call_error
 from agent.ocpp201 import events, logs
 from agent.ocpp201 import profiles
+from agent.ocpp201.firmware_handlers import FirmwareHandlers
+from agent.ocpp201.reservation_handlers import ReservationHandlers
 from agent.ocpp201.security_handlers import SecurityHandlers
 from agent.ocpp201 import vocabulary as words
 
@@ -58,7 +60,7 @@ def schema_error_code(error) -> str:
     return "PropertyConstraintViolation"  # enum, maxLength, minimum, format…
 
 
-class Ocpp201Session(SecurityHandlers, FramedSession, ChargePoint):
+class Ocpp201Session(SecurityHandlers, FirmwareHandlers, ReservationHandlers, FramedSession, ChargePoint):
     """One websocket connection's OCPP 2.0.1 protocol handling."""
 
     NOT_JSON, NOT_A_CALL, UNKNOWN_TYPE = "RpcFrameworkError", "FormatViolation", "MessageTypeNotSupported"

@@ -67,6 +67,7 @@ class OcppjLink(CentralSystemLink):
         self.certificates = None  # the CertificateService (agent/security/service.py)
         self.security_words = None  # the adapter's module: EVENT_TYPE and is_critical (set by the subclass)
         self.logs = None  # the LogService (agent/transfer/logs.py) serving GetLog, once attached
+        self.updates = None  # the UpdateService (agent/update/service.py) updating the agent, once attached
         station.link = self
         station.settings.on_change(self._on_setting_changed)
 
@@ -125,6 +126,8 @@ class OcppjLink(CentralSystemLink):
                 workers.append(asyncio.create_task(self._deliver_security_events(session)))
             if self.certificates is not None:
                 workers.append(asyncio.create_task(self._renew_certificate(session)))
+            if self.updates is not None:
+                workers.append(asyncio.create_task(self._report_update_quietly()))
             self._heartbeat_task = asyncio.create_task(self._heartbeat(session))
             await reader
         except Exception as e:  # the connection ended: the caller reconnects
@@ -168,6 +171,8 @@ class OcppjLink(CentralSystemLink):
             while self.session is session:
                 wake.clear()
                 for event in events.undelivered(words.is_critical):
+                    if self.session is not session:  # ended while a send swallowed the cancellation
+                        return
                     try:
                         await self.security_event(words.EVENT_TYPE.get(event.kind, event.kind), event.at,
                                                   event.tech_info)
@@ -175,15 +180,26 @@ class OcppjLink(CentralSystemLink):
                         log.info("the central system does not take SecurityEventNotification (%s): %s kept in "
                                  "the security log only", e, event.kind)
                     except Exception as e:
+                        if self.session is not session:
+                            return
                         log.warning("SecurityEventNotification %s not delivered (%s): retrying", event.kind, e)
                         await self.clock.sleep(SECURITY_EVENT_RETRY_S)
                         wake.set()
                         break
                     events.delivered(event.seq)
-                if not wake.is_set():
+                if not wake.is_set() and self.session is session:
                     await wake.wait()
         finally:
             events.listeners.remove(listener)
+
+    async def report_update(self) -> None:
+        """Tell the central system how the last update ended (raises when not delivered)."""
+
+    async def _report_update_quietly(self) -> None:
+        try:
+            await self.report_update()
+        except Exception as e:  # kept: told at the next connection
+            log.warning("update status not delivered: %s", e)
 
     async def sign_certificate(self, csr_pem: str) -> str:
         """Send SignCertificate with ``csr_pem``; "accepted" or "rejected" (raises when not

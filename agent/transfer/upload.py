@@ -123,11 +123,8 @@ async def upload_file(local_path: str, location: str, filename: str | None = Non
 
 # ---------------------------------------------------------------- HTTP(S)
 def _http_upload(local_path: str, parts, filename: str, timeout_s: float, ssl_context) -> None:
-    url = _url_without_user(parts)
-    headers = {}
-    if parts.username is not None:
-        secret = "%s:%s" % (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
-        headers["Authorization"] = "Basic " + base64.b64encode(secret.encode()).decode()
+    url = url_without_user(parts)
+    headers = basic_auth(parts)
     context = ssl_context if ssl_context is not None else (
         ssl.create_default_context() if parts.scheme.lower() == "https" else None)
     put_url = urllib.parse.urlunsplit(parts._replace(netloc=_netloc(parts),
@@ -182,13 +179,22 @@ def _netloc(parts) -> str:
     return host + (":%d" % parts.port if parts.port else "")
 
 
-def _url_without_user(parts) -> str:
+def url_without_user(parts) -> str:
+    """A split URL put together again without its user and password."""
     return urllib.parse.urlunsplit(parts._replace(netloc=_netloc(parts)))
+
+
+def basic_auth(parts) -> dict:
+    """The Authorization header for a split URL's user info ({} without one)."""
+    if parts.username is None:
+        return {}
+    secret = "%s:%s" % (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
+    return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
 
 
 # ---------------------------------------------------------------- FTP
 def _ftp_upload(local_path: str, parts, filename: str, timeout_s: float, _ssl_context) -> None:
-    url = _url_without_user(parts)
+    url = url_without_user(parts)
     user = urllib.parse.unquote(parts.username) if parts.username is not None else "anonymous"
     password = urllib.parse.unquote(parts.password or "") if parts.username is not None else "anonymous@"
     target = urllib.parse.unquote(remote_name(parts.path or "/", filename)).lstrip("/")

@@ -49,9 +49,12 @@ EXEMPT = {
     "agent/link/drain.py": "drain connections: CsmsConnection (websockets) and an ocpp library ChargePoint",
     "agent/app/status_page.py": "the local status page is served with h11 (a CPython library) over asyncio.start_server",
     "agent/app/config_file.py": "edits the TOML configuration file with tomlkit (CLI and running agent)",
+    "agent/app/diagnostics.py": "the diagnostics archive: reads logs and zips in a worker thread (to_thread), tomlkit",
     "agent/app/fleet_view.py": "the fleet command: signal handlers on the running loop, the rich live view",
     "agent/app/bench_charger.py": "test benches (pytest plugin): runs an agent in a thread of its own, on its own loop",
     "agent/transfer/upload.py": "file uploads with urllib and ftplib (blocking clients) in a worker thread (to_thread)",
+    "agent/transfer/download.py": "downloads with urllib and ftplib (blocking, CPython) in a worker thread",
+    "agent/update/installer.py": "installs run python -m venv and pip (blocking subprocesses) in a worker thread (to_thread)",
 }
 
 

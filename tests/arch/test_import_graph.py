@@ -19,14 +19,15 @@ ALLOWED = {
     "agent.store": {"agent.core", "hal", "hal.runtime"},
     "agent.security": {"agent.core", "hal", "hal.runtime"},
     "agent.transfer": {"agent.core", "hal", "hal.runtime"},
+    "agent.update": {"agent.core", "agent.security", "agent.transfer", "hal", "hal.runtime"},
     "agent.ocppj": {"agent.core", "agent.security", "hal", "hal.runtime"},
     "agent.ocpp16": {"agent.core", "agent.ocppj", "agent.security", "hal", "hal.runtime"},
     "agent.ocpp201": {"agent.core", "agent.ocppj", "agent.security", "hal", "hal.runtime"},
     "agent.link": {"agent.core", "agent.security", "agent.ocppj", "agent.ocpp16", "agent.ocpp201", "hal", "hal.runtime"},
     "agent.app": {"agent.core", "agent.security", "agent.store", "agent.ocppj", "agent.ocpp16", "agent.ocpp201", "agent.link",
-                  "agent.transfer", "boards", "hal", "hal.runtime"},
+                  "agent.transfer", "agent.update", "boards", "hal", "hal.runtime"},
     "tools": {"agent.core", "agent.security", "agent.store", "agent.ocppj", "agent.ocpp16", "agent.ocpp201", "agent.link",
-              "agent.app", "agent.transfer", "boards", "hal", "hal.runtime"},
+              "agent.app", "agent.transfer", "agent.update", "boards", "hal", "hal.runtime"},
 }
 
 

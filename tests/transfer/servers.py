@@ -1,9 +1,11 @@
-"""Upload servers on 127.0.0.1 for the transfer tests: an HTTP server that records
-what is PUT or POSTed (``HttpSink``), an FTP server with one user (``FtpSink``,
-pyftpdlib) and a port nothing listens on (``dead_port``). Each runs in a thread
+"""Servers on 127.0.0.1 for the transfer tests: an HTTP server that records what is
+PUT or POSTed (``HttpSink``), one that serves files with Range requests and can break a
+download off (``FileServer``), an FTP server with one user (``FtpSink``, pyftpdlib) and
+a port nothing listens on (``dead_port``). Each runs in a thread
 of its own and is stopped by ``close()``."""
 
 import http.server
+import os
 import socket
 import threading
 
@@ -48,6 +50,62 @@ class HttpSink:
 
     def close(self) -> None:
         self.hold.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class FileServer:
+    """Serves the files of ``directory`` (GET, with ``Range: bytes=N-``); ``cut_after``: the
+    next answer stops after that many bytes of the body (a download broken off), once.
+    ``requests``: (path, Range header) of each GET."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.cut_after: int | None = None
+        self.requests: list = []
+        files = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = os.path.join(files.directory, os.path.basename(self.path))
+                files.requests.append((self.path, self.headers.get("Range")))
+                if not os.path.isfile(path):
+                    self.send_error(404)
+                    return
+                with open(path, "rb") as f:
+                    data = f.read()
+                start = 0
+                wanted = self.headers.get("Range", "")
+                if wanted.startswith("bytes=") and wanted.endswith("-"):
+                    start = int(wanted[6:-1])
+                    self.send_response(206)
+                    self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                body, cut = data[start:], files.cut_after
+                if cut is not None:
+                    files.cut_after = None
+                    self.wfile.write(body[:cut])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)  # broken off mid-body
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return "http://127.0.0.1:%d/%s" % (self.port, name)
+
+    def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
