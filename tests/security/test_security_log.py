@@ -213,10 +213,10 @@ def test_the_versions_differ_where_the_specifications_do():
     assert words201.EVENT_TYPE[ev.INVALID_CSMS_CERTIFICATE] == "InvalidCsmsCertificate"
     assert words201.EVENT_TYPE[ev.INVALID_CHARGING_STATION_CERTIFICATE] == "InvalidChargingStationCertificate"
     assert words201.EVENT_TYPE[ev.FAILED_TO_AUTHENTICATE_AT_CSMS] == "FailedToAuthenticateAtCsms"
-    # 1.6 pushes the invalid certificates too: its M05 and A02 use cases send them (TC_077, TC_078)
-    assert words201.CRITICAL - words16.CRITICAL == {
-        ev.INVALID_FIRMWARE_SIGNATURE, ev.INVALID_FIRMWARE_SIGNING_CERTIFICATE, ev.INVALID_TLS_VERSION,
-        ev.INVALID_TLS_CIPHER_SUITE}
+    # 1.6 pushes the invalid certificates too: its M05 and A02 use cases send them (TC_077, TC_078),
+    # and its secure firmware update the invalid firmware signing certificate and signature
+    # (whitepaper L01.FR.02, L01.FR.03; TC_081)
+    assert words201.CRITICAL - words16.CRITICAL == {ev.INVALID_TLS_VERSION, ev.INVALID_TLS_CIPHER_SUITE}
     assert words16.CRITICAL <= words201.CRITICAL
     for words in (words16, words201):
         assert words.is_critical(ev.MAINTENANCE_LOGIN_FAILED) and not words.is_critical(ev.INVALID_MESSAGES)
