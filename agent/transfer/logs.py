@@ -105,6 +105,7 @@ class LogService:
         self._upload = upload  # async (local_path, location, filename); default agent.transfer.upload
         self._sources = {SECURITY: _Source("securitylog", self._security_lines, None, "log")}
         self._jobs: dict = {}  # channel -> the request being served on it (pending or uploading)
+        self._tasks: list = []  # every upload task started (one may still tell its last status)
         self._count = 0
 
     def add_source(self, log_type: str, file_tag: str, lines=None, *, write=None, extension: str = "log") -> None:
@@ -162,6 +163,7 @@ class LogService:
         if job is None or job.request_id != request_id or job.task is not None:
             return False
         job.task = asyncio.create_task(self._run(job, channel))
+        self._tasks = [t for t in self._tasks if not t.done()] + [job.task]
         return True
 
     def status(self, channel: str = LOG_CHANNEL) -> tuple:
@@ -170,11 +172,14 @@ class LogService:
         return (UPLOADING, job.request_id) if job is not None else (IDLE, None)
 
     async def close(self) -> None:
-        """Cancel the uploads under way (if any) and wait until they stopped."""
+        """Cancel the uploads under way (if any), also one still telling its last status (it
+        left ``_jobs`` already), and wait until they stopped."""
         for channel in list(self._jobs):
-            job = self._cancel_current(channel)
-            if job is not None and job.task is not None:
-                await asyncio.gather(job.task, return_exceptions=True)
+            self._cancel_current(channel)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---------------------------------------------------------------- the upload
     def _cancel_current(self, channel: str):
