@@ -24,20 +24,21 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
-async def _run(config) -> str | None:
+async def _run(config, ends_service: bool = True) -> str | None:
     from agent.app.log_files import open_traffic_file
 
     traffic = open_traffic_file(config)  # data_dir/logs/ocpp-traffic.log (station.log_file_max_bytes)
     try:
-        return await _run_agent(config, traffic)
+        return await _run_agent(config, traffic, ends_service)
     finally:
         if traffic is not None:
             traffic.close()
 
 
-async def _run_agent(config, traffic) -> str | None:
+async def _run_agent(config, traffic, ends_service: bool = True) -> str | None:
     from agent.app.log_files import add_agent_log_file
     from agent.app.runner import Agent
+    from agent.app.systemd import Notifier, ping_while_healthy
 
     agent = Agent(config, traffic_log=traffic.record if traffic is not None else None)
     # Built: from here on the log goes to data_dir/logs/agent.log too, rotated (station.log_file_max_bytes,
@@ -49,9 +50,16 @@ async def _run_agent(config, traffic) -> str | None:
     await agent.start()
     log.info("agent %s running on board %s, central system %s", config.station["id"],
              config.station["board"], config.csms["url"])
+    # Under systemd (Type=notify, WatchdogSec): ready now, pings while the station is healthy.
+    notifier = Notifier()
+    notifier.ready("station %s running, central system %s" % (config.station["id"], config.csms["url"]))
+    pings = asyncio.create_task(ping_while_healthy(notifier, agent.station.hardware_alive))
     try:
         restart = await agent.wait()
     finally:
+        if not restart and ends_service:  # not for a restart, nor a worker (its supervisor ends the service)
+            notifier.stopping()
+        pings.cancel()
         await agent.stop()
     return restart
 
@@ -66,7 +74,7 @@ def cmd_run(args) -> int:
         if root is not None:  # installed: run the active version under the supervisor (agent/update)
             return _supervise(root, args.config, config)
     try:
-        restart = asyncio.run(_run(config))
+        restart = asyncio.run(_run(config, ends_service=not args.worker))
     except ConfigError as e:
         print("error: %s" % e, file=sys.stderr)
         return EXIT_CONFIG
@@ -86,13 +94,15 @@ def cmd_run(args) -> int:
 
 
 def _supervise(root_path: str, config_path: str, config) -> int:
+    from agent.app.systemd import Notifier
     from agent.update.installer import InstallRoot
     from agent.update.state import FILE
     from agent.update.supervisor import Supervisor
 
     log.info("supervising the active version of %s", root_path)
     return Supervisor(InstallRoot(root_path), ["--config", os.path.abspath(config_path)],
-                      os.path.join(config.data_dir, FILE), verify_timeout_s=config.update["verify_timeout_s"]).run()
+                      os.path.join(config.data_dir, FILE), verify_timeout_s=config.update["verify_timeout_s"],
+                      notifier=Notifier()).run()
 
 
 def cmd_sim(args) -> int:
@@ -128,6 +138,19 @@ def cmd_doctor(args) -> int:
     return asyncio.run(run_doctor(config, timeout_s=args.timeout))
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the installed package's version (importlib.metadata), looked up only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from agent.update.state import running_version
+
+        print("ocpp-agent %s" % running_version())
+        parser.exit()
+
+
 def _load(path: str, check_data_dir: bool = True):
     try:
         return load_config(path, check_data_dir=check_data_dir)
@@ -138,6 +161,7 @@ def _load(path: str, check_data_dir: bool = True):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ocpp-agent", description="Open charger-side OCPP agent")
+    p.add_argument("--version", action=_VersionAction, help="print the agent's version and exit")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the agent")
     r.add_argument("--config", required=True, help="configuration file (TOML)")

@@ -110,6 +110,7 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
         self._conn_tasks: dict = {}
         self._locks = [asyncio.Lock() for _ in self.connectors]
         self._running = False
+        self._watchers = []  # the hardware loops' tasks (start)
         # Smart charging: the installed profiles, persisted in charging_profiles_path; a file in an
         # earlier format goes through migrate_profiles (the adapter's converter, ChargingProfileStore.load).
         self.charging_profiles = (charging_profiles if charging_profiles is not None
@@ -142,11 +143,12 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
                     await c.hw.evse.set_available(False)
                 except HalError as e:
                     log.error("connector %d: cannot make it unavailable: %s", c.id, e)
+        self._watchers = []
         for c in self.connectors:
-            self._spawn(self._watch_evse(c))
+            self._watchers.append(self._spawn(self._watch_evse(c)))
             await self._update(c)
             if c.hw.meter is not None:
-                self._spawn(self._meter_watch(c))
+                self._watchers.append(self._spawn(self._meter_watch(c)))
         self._update_charger_status()
         clean = self._clean_shutdown
         self._clean_shutdown = False
@@ -156,11 +158,16 @@ class Station(HardwareSupervision, ChargingLimits, Authorization, Sessions, Samp
         if self.outbox.journal is not None:
             self._spawn(self._journal_watch())
         if self.board.reader is not None:
-            self._spawn(self._watch_reader())
+            self._watchers.append(self._spawn(self._watch_reader()))
         if hasattr(self.board, "changed"):
-            self._spawn(self._watch_board())
+            self._watchers.append(self._spawn(self._watch_board()))
         self._restart_aligned()
         self._arm_reservation_timer()  # what expired while the agent was down ends now
+
+    def hardware_alive(self) -> bool:
+        """The station runs and every hardware loop (EVSE and board events, meter reads, id
+        reader) is alive: what the service watchdog pings for (agent/app/systemd.py)."""
+        return self._running and not any(t.done() for t in self._watchers)
 
     async def stop(self) -> None:
         """Stop all tasks and leave the hardware safe (no current offered, contactors open)."""

@@ -191,9 +191,17 @@ def extract(path: str, directory: str) -> dict:
     "data" filter) and check the extracted wheels' SHA-256 again; the manifest."""
     manifest = read_manifest(path)
     os.makedirs(directory, exist_ok=True)
+    # Python before 3.11.4 (Debian bookworm's 3.11.2) has no extraction filters: there each member,
+    # checked again here (a regular file wheels/<name>.whl), is extracted without one.
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with _open(path) as tar:
         try:
-            tar.extractall(directory, filter="data")
+            if safe:
+                tar.extractall(directory, **safe)
+            else:
+                for member in tar.getmembers():
+                    _check_member(member)
+                    tar.extract(member, directory, set_attrs=False)
         except (tarfile.TarError, OSError) as e:
             raise BundleError("cannot extract the bundle: %s" % e) from None
     for w in manifest["wheels"]:
