@@ -90,6 +90,7 @@ def ensure_binfmt(arch: str) -> None:
 def make_tree(tree: str, arch: str, say) -> None:
     ensure_binfmt(arch)
     say("mmdebstrap %s %s -> %s" % (SUITE, arch, tree))
+    os.makedirs(os.path.dirname(os.path.abspath(tree)), exist_ok=True)  # mmdebstrap needs the parent
     _run(["mmdebstrap", "--variant=minbase", "--architectures=" + arch, "--include=python3-venv", "--mode=root",
           SUITE, tree], "mmdebstrap", timeout_s=1800)
 
