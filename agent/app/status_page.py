@@ -1,10 +1,12 @@
-"""The local status and setup page, served by the agent (h11 over asyncio streams).
+"""The charger's own web page, served by the agent (h11 over asyncio streams).
 
-It shows the connection (central system, station id, security profile,
-state, OCPP version, last boot, a switch in progress or the last rollback), the connectors
-with their meter readings, and the recent OCPP traffic; and it has a form to
-move the charger to another central system — the same validation and
-rollback as ``ocpp-agent csms set`` (agent/app/admin.py).
+Its views are in agent/app/web/ (docs/web-page.md): live (the connection, each
+connector's state in words with the running session's chart, pushed with
+server-sent events on ``/events``), history (completed sessions, CSV), logs (the
+agent log and the OCPP traffic) and setup (a form to move the charger to another
+central system — the same validation and rollback as ``ocpp-agent csms set``,
+agent/app/admin.py —, the settings through ``Admin.config_set``, ``doctor``'s checks).
+``/api/status`` gives the station's state as JSON.
 
 Bound to ``127.0.0.1`` by default (``[status_page] host/port``). Bound to
 any other address it needs ``status_page.password`` (the configuration is
@@ -40,15 +42,13 @@ import urllib.parse
 
 from agent.app.config import is_loopback_host
 from agent.app.page_logins import LoginTracker
+from agent.app.web.http import Response, _text
 from agent.core.isotime import format_datetime
-from agent.link import protocols
 from hal.runtime.aio import wait_for
 from hal.errors import HalError
-from hal.interfaces import NO_ERROR
 
 log = logging.getLogger(__name__)
 
-REFRESH_MS = 2000
 TRAFFIC_SHOWN = 40
 METER_CACHE_S = 2.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -59,12 +59,15 @@ MAX_BODY_BYTES = 64 * 1024  # 413 beyond
 MAX_CLIENTS = 16  # connections served at once; more are answered 503 and closed
 READ_CHUNK_BYTES = 8192
 
-TEXT = "text/plain; charset=utf-8"
-PAGE_HEADERS = (("Cache-Control", "no-store"), ("X-Frame-Options", "DENY"),
-                ("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; "
-                 "style-src 'unsafe-inline'; frame-ancestors 'none'"))
 # Path -> method -> handler name. HEAD is answered wherever GET is (headers only).
-ROUTES = {"/": {"GET": "_index"}, "/api/status": {"GET": "_api_status"}, "/csms": {"POST": "_post_csms"}}
+ROUTES = {"/": {"GET": "_live"}, "/api/status": {"GET": "_api_status"}, "/csms": {"POST": "_post_csms"},
+          # the views of agent/app/web/views.py
+          "/events": {"GET": "_events"}, "/history": {"GET": "_history"}, "/history/session": {"GET": "_session"},
+          "/history.csv": {"GET": "_history_csv"}, "/logs": {"GET": "_logs"},
+          "/logs/agent.log": {"GET": "_download_log"}, "/logs/ocpp-traffic.log": {"GET": "_download_log"},
+          "/setup": {"GET": "_setup"}, "/setup/config": {"POST": "_post_config"},
+          "/setup/restart": {"POST": "_post_restart"}, "/setup/doctor": {"POST": "_post_doctor"},
+          "/static/page.css": {"GET": "_static"}, "/static/page.js": {"GET": "_static"}}
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Content-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n")
 
@@ -103,22 +106,6 @@ class Request:
         return _first_values(self.body.decode("utf-8", "replace"))
 
 
-class Response:
-    """What a handler returns; ``StatusPage._send`` adds Content-Length, Date and ``Connection: close``."""
-
-    __slots__ = ("status", "body", "content_type", "headers")
-
-    def __init__(self, status: int, body: bytes, content_type: str = TEXT, headers=()) -> None:
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-        self.headers = list(headers)
-
-
-def _text(status: int, text: str, headers=()) -> Response:
-    return Response(status, text.encode(), TEXT, headers)
-
-
 class _Refused(Exception):
     """A request answered before it was read whole (too large, too slow, malformed)."""
 
@@ -145,6 +132,8 @@ class StatusPage:
         self._serving = False
         self._clients: dict = {}  # connection task -> its StreamWriter
         self._meter_cache: dict = {}  # connector id -> (monotonic time, reading)
+        self.background = None  # the session recorder and log buffer (agent/app/web/background.py), from start()
+        self._web = None  # the views (agent/app/web/views.py), made at the first request that needs them
         if not is_loopback_host(host) and not password:
             raise ValueError("the status page needs a password when bound to %s" % host)
 
@@ -156,6 +145,15 @@ class StatusPage:
 
             self._token = secrets.token_urlsafe(24)
         return self._token
+
+    @property
+    def web(self):
+        """The views (agent/app/web/views.py) of a started page with an agent behind it, else None."""
+        if self._web is None and self.background is not None:
+            from agent.app.web.views import WebViews
+
+            self._web = WebViews(self)
+        return self._web
 
     @property
     def url(self) -> str:
@@ -173,6 +171,11 @@ class StatusPage:
             raise
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
+        if self.agent is not None and self.background is None:
+            from agent.app.web.background import Background
+
+            self.background = Background(self.agent, self._reading)
+            self.background.start()
         log.info("status page at %s%s", self.url, " (password required)" if self.password else "")
         if self.ssl_context is None and not is_loopback_host(self.host):
             log.warning("status page served over plain HTTP on %s: its password crosses the network in the "
@@ -181,6 +184,12 @@ class StatusPage:
     async def close(self) -> None:
         """Stop listening, hang up on every client and wait for their tasks. Safe to call twice."""
         self._serving = False
+        web, self._web = self._web, None
+        if web is not None:
+            web.close()  # ends the event streams
+        background, self.background = self.background, None
+        if background is not None:
+            await background.close()
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -218,7 +227,8 @@ class StatusPage:
             else:
                 response = None if request is None else await self._respond(request)
             if response is not None and conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                await self._send(conn, writer, response, head=request is not None and request.method == "HEAD")
+                await self._send(conn, writer, response, head=request is not None and request.method == "HEAD",
+                                 reader=reader)
         except (OSError, asyncio.TimeoutError):  # the client went away, or did not read its response
             pass
         except Exception:
@@ -291,14 +301,15 @@ class StatusPage:
             return _text(500, "500: Internal Server Error\n")
 
     async def _send(self, conn, writer: asyncio.StreamWriter, response: Response,
-                    head: bool = False) -> None:
+                    head: bool = False, reader: asyncio.StreamReader | None = None) -> None:
         import h11
 
         import email.utils
         from http import HTTPStatus
 
-        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
-                   ("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close")] + response.headers
+        length = [] if response.stream is not None else [("Content-Length", str(len(response.body)))]
+        headers = [("Content-Type", response.content_type)] + length + [
+            ("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close")] + response.headers
         try:
             reason = HTTPStatus(response.status).phrase.encode()
         except ValueError:
@@ -306,6 +317,18 @@ class StatusPage:
         data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
         if response.body and not head:
             data += conn.send(h11.Data(data=response.body))
+        if response.stream is not None and not head:
+            await self._write(writer, data)
+
+            async def send(chunk: bytes) -> None:
+                """Write a chunk (b"": only check that the client is still there)."""
+                if writer.transport.is_closing() or (reader is not None and reader.at_eof()):
+                    raise ConnectionResetError("the client left")
+                if chunk:
+                    await self._write(writer, conn.send(h11.Data(data=chunk)))
+
+            await response.stream(send)
+            data = b""
         data += conn.send(h11.EndOfMessage())
         await self._write(writer, data)
 
@@ -392,7 +415,7 @@ class StatusPage:
         meter = c.hw.meter
         if meter is None:
             return c.last_reading
-        now = time.monotonic()
+        now = self.agent.clock.monotonic()  # the agent's clock (a virtual one in tests)
         cached = self._meter_cache.get(c.id)
         if cached is not None and now - cached[0] < METER_CACHE_S:
             return cached[1]
@@ -407,16 +430,41 @@ class StatusPage:
     async def _api_status(self, request: Request) -> Response:
         data = await self.status()
         if request.query.get("html"):
-            data["html"] = _status_html(data)
+            from agent.app.web.views import status_html
+
+            data["html"] = status_html(data)
         return Response(200, json.dumps(data).encode(), "application/json; charset=utf-8",
                         [("Cache-Control", "no-store")])
 
-    async def _index(self, request: Request) -> Response:
-        message = request.query.get("message", "")
-        return self._page(await self.status(), message=message)
+    async def _live(self, request: Request) -> Response:
+        return await self.web.live(request)
 
-    async def _post_csms(self, request: Request) -> Response:
-        form = request.form()
+    async def _events(self, request: Request) -> Response:
+        return await self.web.events(request)
+
+    async def _history(self, request: Request) -> Response:
+        return await self.web.history(request)
+
+    async def _session(self, request: Request) -> Response:
+        return await self.web.session(request)
+
+    async def _history_csv(self, request: Request) -> Response:
+        return await self.web.history_csv(request)
+
+    async def _logs(self, request: Request) -> Response:
+        return await self.web.logs_view(request)
+
+    async def _download_log(self, request: Request) -> Response:
+        return await self.web.download_log(request)
+
+    async def _setup(self, request: Request) -> Response:
+        return self.web.setup(message=request.query.get("message", ""))
+
+    async def _static(self, request: Request) -> Response:
+        return self.web.static(request.path) if self.web is not None else _text(404, "404: Not Found\n")
+
+    def _check_form(self, request: Request, form: dict) -> Response | None:
+        """None for a form posted by this page (its Origin, the per-process token); else 403."""
         origin = request.headers.get("origin")
         if origin not in (None, "null") and origin.split("://", 1)[-1] != request.host:
             return _text(403, "cross-site request refused\n")
@@ -424,6 +472,25 @@ class StatusPage:
 
         if not hmac.compare_digest(form.get("token", "").encode(), self.token.encode()):
             return _text(403, "stale or missing form token: reload the page\n")
+        return None
+
+    async def _post_config(self, request: Request) -> Response:
+        form = request.form()
+        return self._check_form(request, form) or await self.web.post_config(form)
+
+    async def _post_restart(self, request: Request) -> Response:
+        form = request.form()
+        return self._check_form(request, form) or await self.web.post_restart(form)
+
+    async def _post_doctor(self, request: Request) -> Response:
+        form = request.form()
+        return self._check_form(request, form) or await self.web.post_doctor(form)
+
+    async def _post_csms(self, request: Request) -> Response:
+        form = request.form()
+        refused = self._check_form(request, form)
+        if refused is not None:
+            return refused
         url = form.get("url", "").strip()
         station_id = form.get("station_id", "").strip() or None
         password = form.get("password", "") or None
@@ -434,39 +501,14 @@ class StatusPage:
             ca_file = ""
         fields = {"url": url, "station_id": station_id or "", "ca_file": ca_file or ""}
         if not url:
-            return self._page(await self.status(), error="give the central system's URL", fields=fields,
-                              status=400)
+            return self.web.setup(error="give the central system's URL", fields=fields, status=400)
         try:
             result = await self.admin.csms_set(url, station_id=station_id, password=password, ca_file=ca_file,
                                                source="status page")
         except ValueError as e:
-            return self._page(await self.status(), error=str(e), fields=fields, status=400)
+            return self.web.setup(error=str(e), fields=fields, status=400)
         message = "; ".join([result["message"]] + result["notes"])
-        return _text(303, "303: See Other\n", [("Location", "/?message=" + _quote(message))])
-
-    # ------------------------------------------------------------------ HTML
-    def _page(self, data: dict, message: str = "", error: str = "", fields: dict | None = None,
-              status: int = 200) -> Response:
-        cs = data["csms"]
-        f = fields or {"url": "", "station_id": "", "ca_file": ""}
-        import html
-
-        e = html.escape
-        notice = ""
-        if message:
-            notice += '<p id="message" class="ok">%s</p>' % e(message)
-        if error:
-            notice += '<p id="error" class="bad">%s</p>' % e(error)
-        body = PAGE % {
-            "notice": notice,
-            "status": _status_html(data),
-            "token": e(self.token),
-            "url": e(f["url"]), "station_id": e(f["station_id"]), "ca_file": e(f["ca_file"]),
-            "current_url": e(cs["url"]), "current_id": e(cs["station_id"]),
-            "fallback": int(cs["fallback_timeout_s"]),
-            "refresh_ms": REFRESH_MS,
-        }
-        return Response(status, body.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
+        return _text(303, "303: See Other\n", [("Location", "/setup?message=" + _quote(message))])
 
 
 def _ask_password() -> Response:
@@ -498,119 +540,3 @@ def _first_values(text: str) -> dict:
 
 def _quote(text: str) -> str:
     return urllib.parse.quote(text[:500], safe="")
-
-
-def _fmt(value, unit: str = "", digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, list):
-        return " / ".join(_fmt(v, "", digits) for v in value) + (" " + unit if unit else "")
-    return ("%.*f" % (digits, value)) + (" " + unit if unit else "")
-
-
-def _status_html(data: dict) -> str:
-    """The part of the page the script refreshes (same HTML as the first render)."""
-    import html
-
-    e = html.escape
-    cs = data["csms"]
-    rows = [
-        ("Central system", '<span id="csms-url">%s</span>' % e(cs["url"])),
-        ("Station id", '<span id="csms-station-id">%s</span>' % e(cs["station_id"])),
-        ("Security profile", e(cs["security_profile"]) + (" · password set" if cs["password_set"] else "")),
-        ("Connection", '<span id="connection-state">%s</span>' % e(cs["connection"])),
-        ("OCPP version", '<span id="ocpp-version">%s</span>' % e(protocols.describe(cs, cs["connected"]))),
-        ("Last accepted boot", e(cs["last_boot"] or "never")),
-    ]
-    if cs.get("pending"):
-        p = cs["pending"]
-        rows.append(("Switch in progress", '<span id="pending">trying since %s (%s); back to %s in %d s '
-                     'unless accepted</span>' % (e(p["since"]), e(p["source"]), e(p["fallback_to"]["url"]),
-                                                 p["seconds_left"])))
-    if cs.get("rollback"):
-        rb = cs["rollback"]
-        rows.append(("Last rollback", '<span id="rollback">%s: %s did not work (%s); returned to %s</span>' % (
-            e(rb["at"]), e(rb["from"]["url"]), e(rb["reason"]), e(rb["to"]["url"]))))
-    rows.append(("Queued transaction messages", str(cs["queued"])))
-    for h in cs["held"]:
-        rows.append(("Held for %s" % e(h["url"] or h["backend"]), "%d messages%s" % (
-            h["messages"], ", delivering" if h["connected"] else (", waiting: %s" % e(h["last_error"])
-                                                                  if h["last_error"] else ""))))
-    out = ['<table class="kv">']
-    out += ["<tr><th>%s</th><td>%s</td></tr>" % (k, v) for k, v in rows]
-    out.append("</table>")
-    out.append('<h2>Connectors</h2><table id="connectors"><tr><th>#</th><th>status</th><th>pilot</th>'
-               '<th>offered</th><th>energy</th><th>power</th><th>current</th><th>voltage</th>'
-               '<th>transaction</th></tr>')
-    for c in data["connectors"]:
-        tx = c["transaction"]
-        out.append("<tr><td>%d</td><td class=\"conn-status\">%s%s</td><td>%s</td><td>%s</td><td>%s</td>"
-                   "<td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
-                       c["id"], e(c["status"]), "" if c["error_code"] == NO_ERROR else " (%s)" % e(c["error_code"]),
-                       e(c["cp_state"] or ""), _fmt(c["offered_current_a"], "A", 1),
-                       _fmt(None if c["energy_wh"] is None else c["energy_wh"] / 1000, "kWh", 3),
-                       _fmt(c["power_w"], "W"), _fmt(c["current_a"], "A", 1), _fmt(c["voltage_v"], "V"),
-                       "–" if tx is None else e("%s (tag %s, since %s)" % (
-                           tx["id"] if tx["id"] is not None else "not yet confirmed", tx["id_tag"], tx["started"]))))
-    out.append("</table>")
-    out.append('<h2>Recent OCPP traffic</h2><table id="traffic"><tr><th>UTC</th><th></th><th>message</th></tr>')
-    for t in reversed(data["traffic"]):
-        arrow = {"out": "→", "in": "←"}.get(t["direction"], "·")  # "·": a connection opened
-        via = ' <span class="via">(to %s)</span>' % e(t["via"]) if t["via"] else ""
-        out.append('<tr><td title="%s">%s</td><td>%s</td><td><code>%s</code>%s</td></tr>' % (
-            e(t["time"] or ""), e(t["clock"]), arrow, e(t["text"][:400]), via))
-    out.append("</table>")
-    return "\n".join(out)
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>ocpp-agent · %(current_id)s</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 1.5em; max-width: 70em; color: #222; }
-table { border-collapse: collapse; margin-bottom: 1em; }
-th, td { text-align: left; padding: .2em .8em .2em 0; vertical-align: top; }
-table.kv th { font-weight: 600; white-space: nowrap; }
-#traffic code { font-size: .85em; word-break: break-all; }
-.ok { color: #155724; background: #d4edda; padding: .5em; }
-.bad { color: #721c24; background: #f8d7da; padding: .5em; }
-form label { display: block; margin: .4em 0 .1em; }
-input[type=text], input[type=password] { width: 32em; max-width: 100%%; }
-.via { color: #666; }
-</style></head>
-<body>
-<h1>ocpp-agent</h1>
-%(notice)s
-<div id="status">%(status)s</div>
-<h2>Move to another central system</h2>
-<p>The charger tries the new central system; if it does not accept the charger (BootNotification
-Accepted) within %(fallback)d s, the charger returns to <b>%(current_url)s</b> by itself.</p>
-<form id="csms-form" method="post" action="/csms">
-<input type="hidden" name="token" value="%(token)s">
-<label for="form-url">Central system URL (ws:// or wss://, without the station id)</label>
-<input type="text" id="form-url" name="url" value="%(url)s" placeholder="wss://csms.example.com/ocpp" required>
-<label for="form-station-id">Station id (empty: keep %(current_id)s)</label>
-<input type="text" id="form-station-id" name="station_id" value="%(station_id)s">
-<label for="form-password">Password for HTTP Basic auth (empty: keep it for the same server, none for another)</label>
-<input type="password" id="form-password" name="password" autocomplete="new-password">
-<label><input type="checkbox" name="clear_password" value="1"> no password</label>
-<label for="form-ca-file">CA file for wss:// (empty: keep)</label>
-<input type="text" id="form-ca-file" name="ca_file" value="%(ca_file)s">
-<label><input type="checkbox" name="clear_ca_file" value="1"> system CAs</label>
-<p><button type="submit" id="form-submit">Move the charger</button></p>
-</form>
-<script>
-async function refresh() {
-  try {
-    const r = await fetch("/api/status?html=1", {cache: "no-store", credentials: "same-origin"});
-    if (r.ok) {
-      const data = await r.json();
-      if (data.html) document.getElementById("status").innerHTML = data.html;
-    }
-  } catch (e) {}
-}
-setInterval(refresh, %(refresh_ms)d);
-</script>
-</body></html>
-"""

@@ -117,7 +117,7 @@ async def test_status_page_shows_the_charger_and_moves_it_with_the_form(tmp_path
         text = r.text
         assert cs1.url in text and "connected, BootNotification Accepted" in text
         assert 'id="connectors"' in text and "BootNotification" in text  # the traffic table
-        token = re.search(r'name="token" value="([^"]+)"', text).group(1)
+        token = re.search(r'name="token" value="([^"]+)"', (await fetch(page.url + "setup")).text).group(1)
 
         r = await fetch(page.url + "api/status")
         assert r.headers["Content-Type"] == "application/json; charset=utf-8"
@@ -350,7 +350,8 @@ async def test_browser_changes_the_central_system_through_the_form(tmp_path):
             driver.get(url)
             assert driver.find_element(By.ID, "csms-url").text == cs1.url
             assert "Accepted" in driver.find_element(By.ID, "connection-state").text
-            assert driver.find_elements(By.CSS_SELECTOR, "#connectors tr")  # connectors listed
+            assert driver.find_elements(By.CSS_SELECTOR, "#connectors article")  # connectors listed
+            driver.get(url + "setup")
             driver.find_element(By.ID, "form-url").send_keys(cs2.url)
             driver.find_element(By.ID, "form-submit").click()
             WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "message")))
@@ -361,7 +362,8 @@ async def test_browser_changes_the_central_system_through_the_form(tmp_path):
         await rig.booted(cs2)
 
         def page_follows():
-            # The page refreshes itself: the new central system shows up, accepted.
+            # The live view follows (pushed on /events): the new central system shows up, accepted.
+            driver.get(url)
             WebDriverWait(driver, 10).until(
                 lambda d: d.find_element(By.ID, "csms-url").text == cs2.url
                 and "Accepted" in d.find_element(By.ID, "connection-state").text

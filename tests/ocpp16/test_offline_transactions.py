@@ -111,6 +111,8 @@ async def power_cut(h) -> None:
         await agent._sim_server.close()
     if agent._security_watch is not None:  # its task dies too (it writes nothing on the way out)
         await agent._security_watch.close()
+    if agent.status_page is not None:  # so do the page's (its session recorder) and its port
+        await agent.status_page.close()
     agent.journal._db.close()  # committed rows are in the file (and its WAL); nothing more
     for c in agent.loaded.sim.connectors:  # the supply is gone: the outputs drop
         await c.contactor.set_closed(False)

@@ -300,6 +300,9 @@ async def test_a_download_given_up_is_not_resumed_into_the_next_one(tmp_path):
             assert (await h.cs.call("UpdateFirmware", requestId=1, firmware=firmware(
                 files.url("first.bundle"), maker, first, at=h.clock.time() - 1)))["status"] == "Accepted"
             await statuses_until(h, "DownloadFailed", m)
+            # The central system has DownloadFailed before the agent has its answer: the first
+            # request ends only then (a request sent before would be AcceptedCanceled).
+            await until(lambda: h.agent.updates._task.done(), what="the first request over")
             m = h.mark()
             assert (await h.cs.call("UpdateFirmware", requestId=2, firmware=firmware(
                 files.url("second.bundle"), maker, second, at=h.clock.time() - 1)))["status"] == "Accepted"
