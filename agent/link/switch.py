@@ -197,11 +197,14 @@ class EndpointManager:
         """What profile ``level`` of a 2.0.1 network profile needs and the charger lacks (""
         when nothing): a CSMS root certificate for 2 and 3 (A05.FR.02), a valid charger
         certificate for 3 (A05.FR.03). (The password is 2.0.1's BasicAuthPassword, set apart.)"""
+        return profiles.change_problem(level, 0, equal_ok=True, **dict(self._has(), has_password=True))
+
+    def _has(self) -> dict:
+        """What the security profiles need that the charger has (change_problem's keywords)."""
         cur, security = self.state.current, self.security
-        return profiles.change_problem(
-            level, 0, has_password=True, equal_ok=True,
-            has_csms_root=security is not None and security.has_csms_root(cur.ca_file),
-            has_certificate=security is not None and security.latest_certificate() is not None)
+        return {"has_password": bool(cur.password),
+                "has_csms_root": security is not None and security.has_csms_root(cur.ca_file),
+                "has_certificate": security is not None and security.latest_certificate() is not None}
 
     def _certificate_for(self, level: int) -> str:
         if level != profiles.TLS_CLIENT or self.security is None:
@@ -464,10 +467,7 @@ class EndpointManager:
         """1.6 ChangeConfiguration SecurityProfile (A05): only upwards, with what the new profile
         needs; the URL keeps its host and takes the scheme of the profile."""
         cur = self.state.current
-        problem = profiles.change_problem(level, cur.level, has_password=bool(cur.password),
-                                          has_csms_root=self.security is not None
-                                          and self.security.has_csms_root(cur.ca_file),
-                                          has_certificate=bool(self._certificate_for(profiles.TLS_CLIENT)))
+        problem = profiles.change_problem(level, cur.level, **self._has())
         if problem:
             log.warning("ChangeConfiguration SecurityProfile %s rejected: %s", level, problem)
             return REJECTED

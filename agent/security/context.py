@@ -91,5 +91,5 @@ class SecurityContext:
         None), None when there is no such certificate."""
         if self._identity is None and not self._has_files("identity"):
             return None
-        return self.identity.files(fingerprint or self.identity.latest) if (fingerprint or self.identity.latest) \
-            else None
+        fingerprint = fingerprint or self.identity.latest
+        return self.identity.files(fingerprint) if fingerprint else None
