@@ -253,6 +253,12 @@ def _add_settings_commands(sub) -> None:
     gset.add_argument("key")
     gset.add_argument("value", help="the value; - reads it from standard input (required for passwords)")
     gset.set_defaults(func=_admin("cmd_config_set"))
+    gimp = gsub.add_parser("import", parents=[config],
+                           help="set every key of a TOML file at once (agent stopped; - reads standard input)")
+    gimp.add_argument("file", help="a TOML file with the configuration file's sections, or - (standard input)")
+    gimp.add_argument("--ignore-section", action="append", default=[], metavar="NAME",
+                      help="a section of the file another program reads (the image's wifi, ssh)")
+    gimp.set_defaults(func=_admin("cmd_config_import"))
 
 
 def main(argv: list | None = None) -> int:

@@ -320,3 +320,53 @@ def cmd_config_set(args, config) -> int:
         return _err(str(e))
     print("%s set in %s; the agent is not running: applied at its next start" % (args.key, config.path))
     return 0
+
+
+def cmd_config_import(args) -> int:
+    """Every key of a TOML file (the configuration file's sections) written in one validated,
+    atomic edit: how the image's first boot applies the owner's file from the boot partition
+    (docs/raspberry-pi.md). The target may lack required keys the import brings (the
+    package's file has no station id or URL yet). Central-system keys follow ``csms set``'s
+    rules. With the agent running: refused (``config set`` applies keys to it one by one)."""
+    import tomllib
+
+    from agent.app.admin import ENDPOINT_KEYS, endpoint_changes, plan_endpoint
+    from agent.app.config_file import SECRET_KEYS, edit_config, flatten
+
+    source = "standard input" if args.file == "-" else args.file
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+        data = tomllib.loads(text)
+        changes = flatten(source, {k: v for k, v in data.items() if k not in args.ignore_section})
+    except OSError as e:
+        return _err("%s: %s" % (source, e.strerror or e))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        return _err("%s: not valid TOML: %s" % (source, e))
+    except ConfigError as e:
+        return _err(str(e))
+    if not changes:
+        return _err("%s: no keys to import" % source)
+    try:
+        current = _load(args.config)
+    except ConfigError:
+        current = None  # incomplete: the import must complete it (checked below)
+    if current is not None:
+        if _ask(current, {"command": "csms-show"}) is not None:
+            return _err("the agent is running: stop it first (sudo systemctl stop ocpp-agent), "
+                        "or change keys one by one with ocpp-agent config set")
+        given = {field: changes[key] for key, field in ENDPOINT_KEYS.items() if key in changes}
+        if given:
+            new, notes = plan_endpoint(EndpointSettings.from_config(current), given.pop("url", None), **given)
+            _print_notes(notes)
+            changes.update(endpoint_changes(new))
+    try:
+        edit_config(args.config, changes)
+    except ConfigError as e:
+        return _err(str(e))
+    print("imported into %s: %s" % (args.config, ", ".join(
+        key + (" (hidden)" if key in SECRET_KEYS else "") for key in sorted(changes) if changes[key] is not None)))
+    return 0

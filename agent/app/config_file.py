@@ -24,8 +24,9 @@ SECRET_KEYS = ("csms.password", "status_page.password")
 HIDDEN = "(set, hidden)"
 
 
-def parse_value(path: str, dotted: str, text: str):
-    """The typed value of ``text`` for key ``dotted`` (as typed on a command line)."""
+def check_key(path: str, dotted: str):
+    """The schema entry of key ``dotted`` (None for ``ocpp.*`` and ``board.*.*``, whose
+    values are free); ConfigError for a name the agent does not know."""
     parts = dotted.split(".")
     if len(parts) < 2 or not all(parts):
         raise ConfigError(path, dotted, "name a key as section.key, e.g. csms.url")
@@ -36,29 +37,56 @@ def parse_value(path: str, dotted: str, text: str):
         spec = SCHEMA[section].get(parts[1])
         if spec is None:
             raise ConfigError(path, dotted, "unknown key (known: %s)" % ", ".join(SCHEMA[section]))
-        typ = spec[0]
-        if typ is str:
-            return text
-        if typ is bool:
-            low = text.strip().lower()
-            if low not in ("true", "false"):
-                raise ConfigError(path, dotted, "must be true or false (got %r)" % text)
-            return low == "true"
-        try:
-            value = int(text) if typ is int else float(text)
-        except ValueError:
-            raise ConfigError(path, dotted, "must be %s (got %r)" % (
-                "an integer" if typ is int else "a number", text)) from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(path, dotted, "must be a finite number (got %r)" % text)
-        return value
-    if section == "ocpp" and len(parts) == 2:
-        return _literal(text)
-    if section == "board" and len(parts) == 3:
-        return _literal(text)
+        return spec
+    if (section == "ocpp" and len(parts) == 2) or (section == "board" and len(parts) == 3):
+        return None
     if section in ("ocpp", "board"):
         raise ConfigError(path, dotted, "name it as %s" % ("ocpp.KEY" if section == "ocpp" else "board.SECTION.KEY"))
     raise ConfigError(path, dotted, "unknown section (known: %s)" % ", ".join(list(SCHEMA) + ["ocpp", "board"]))
+
+
+def parse_value(path: str, dotted: str, text: str):
+    """The typed value of ``text`` for key ``dotted`` (as typed on a command line)."""
+    spec = check_key(path, dotted)
+    if spec is None:
+        return _literal(text)
+    typ = spec[0]
+    if typ is str:
+        return text
+    if typ is bool:
+        low = text.strip().lower()
+        if low not in ("true", "false"):
+            raise ConfigError(path, dotted, "must be true or false (got %r)" % text)
+        return low == "true"
+    try:
+        value = int(text) if typ is int else float(text)
+    except ValueError:
+        raise ConfigError(path, dotted, "must be %s (got %r)" % (
+            "an integer" if typ is int else "a number", text)) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(path, dotted, "must be a finite number (got %r)" % text)
+    return value
+
+
+def flatten(path: str, data: dict) -> dict:
+    """{dotted key: value} of a parsed TOML table such as the configuration file's, every key
+    checked to be one the agent knows (``ocpp.KEY`` and ``board.SECTION.KEY`` as they come)."""
+    out = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(path, section, "expected a [%s] table" % section)
+        for key, value in table.items():
+            if section == "board":
+                if not isinstance(value, dict):
+                    raise ConfigError(path, "board." + key, "expected a [board.%s] table" % key)
+                for sub, item in value.items():
+                    out["board.%s.%s" % (key, sub)] = item
+                    check_key(path, "board.%s.%s" % (key, sub))
+                continue
+            dotted = "%s.%s" % (section, key)
+            check_key(path, dotted)
+            out[dotted] = value
+    return out
 
 
 def _literal(text: str):
