@@ -59,12 +59,13 @@ MAX_BODY_BYTES = 64 * 1024  # 413 beyond
 MAX_CLIENTS = 16  # connections served at once; more are answered 503 and closed
 READ_CHUNK_BYTES = 8192
 
-# Path -> method -> handler name. HEAD is answered wherever GET is (headers only).
-ROUTES = {"/": {"GET": "_live"}, "/api/status": {"GET": "_api_status"}, "/csms": {"POST": "_post_csms"},
-          # the views of agent/app/web/views.py
-          "/events": {"GET": "_events"}, "/history": {"GET": "_history"}, "/history/session": {"GET": "_session"},
-          "/history.csv": {"GET": "_history_csv"}, "/logs": {"GET": "_logs"},
-          "/logs/agent.log": {"GET": "_download_log"}, "/logs/ocpp-traffic.log": {"GET": "_download_log"},
+# Path -> method -> handler name: a method of the page, or "web." and one of its views
+# (agent/app/web/views.py) that takes the request. HEAD is answered wherever GET is (headers only).
+ROUTES = {"/": {"GET": "web.live"}, "/api/status": {"GET": "_api_status"}, "/csms": {"POST": "_post_csms"},
+          "/events": {"GET": "web.events"}, "/history": {"GET": "web.history"},
+          "/history/session": {"GET": "web.session"}, "/history.csv": {"GET": "web.history_csv"},
+          "/logs": {"GET": "web.logs_view"}, "/logs/agent.log": {"GET": "web.download_log"},
+          "/logs/ocpp-traffic.log": {"GET": "web.download_log"},
           "/setup": {"GET": "_setup"}, "/setup/config": {"POST": "_post_config"},
           "/setup/restart": {"POST": "_post_restart"}, "/setup/doctor": {"POST": "_post_doctor"},
           "/static/page.css": {"GET": "_static"}, "/static/page.js": {"GET": "_static"}}
@@ -295,6 +296,8 @@ class StatusPage:
             allowed = ",".join(sorted(methods) + (["HEAD"] if "GET" in methods else []))
             return _text(405, "405: Method Not Allowed\n", [("Allow", allowed)])
         try:
+            if name.startswith("web."):  # (a page with no agent behind it has no views: 500)
+                return await getattr(self.web, name[4:])(request)
             return await getattr(self, name)(request)
         except Exception:
             log.exception("status page: %s %s failed", request.method, request.path)
@@ -413,8 +416,8 @@ class StatusPage:
 
     async def _reading(self, c):
         meter = c.hw.meter
-        if meter is None:
-            return c.last_reading
+        if meter is None or (self._web is not None and self._web.checking):
+            return c.last_reading  # none, or the board closed for the checks (agent/app/web/checks.py)
         now = self.agent.clock.monotonic()  # the agent's clock (a virtual one in tests)
         cached = self._meter_cache.get(c.id)
         if cached is not None and now - cached[0] < METER_CACHE_S:
@@ -435,27 +438,6 @@ class StatusPage:
             data["html"] = status_html(data)
         return Response(200, json.dumps(data).encode(), "application/json; charset=utf-8",
                         [("Cache-Control", "no-store")])
-
-    async def _live(self, request: Request) -> Response:
-        return await self.web.live(request)
-
-    async def _events(self, request: Request) -> Response:
-        return await self.web.events(request)
-
-    async def _history(self, request: Request) -> Response:
-        return await self.web.history(request)
-
-    async def _session(self, request: Request) -> Response:
-        return await self.web.session(request)
-
-    async def _history_csv(self, request: Request) -> Response:
-        return await self.web.history_csv(request)
-
-    async def _logs(self, request: Request) -> Response:
-        return await self.web.logs_view(request)
-
-    async def _download_log(self, request: Request) -> Response:
-        return await self.web.download_log(request)
 
     async def _setup(self, request: Request) -> Response:
         return self.web.setup(message=request.query.get("message", ""))
@@ -506,6 +488,8 @@ class StatusPage:
             result = await self.admin.csms_set(url, station_id=station_id, password=password, ca_file=ca_file,
                                                source="status page")
         except ValueError as e:
+            if "@" in url.partition("://")[2].partition("/")[0]:  # user info: a password never goes back
+                fields["url"] = ""
             return self.web.setup(error=str(e), fields=fields, status=400)
         message = "; ".join([result["message"]] + result["notes"])
         return _text(303, "303: See Other\n", [("Location", "/setup?message=" + _quote(message))])

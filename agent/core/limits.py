@@ -79,31 +79,57 @@ class ChargingLimits:
 
     def _limit_and_next_change(self, c: Connector) -> tuple:
         """(the current connector ``c`` may offer now in A per phase, before the
-        controller's minimum; the epoch time at which that may change, or None).
+        controller's minimum; the epoch time at which that may change, or None):
+        the lowest of ``limit_sources``."""
+        parts, next_change = self.limit_sources(c)
+        limit = parts[0][1]
+        for part in parts[1:]:
+            if part[1] < limit:
+                limit = part[1]
+        return limit, next_change
 
-        The minimum of the local limit, the charging profiles' limit for the
-        connector (``limit_at``: min of station_max and tx/tx_default) and, on a
-        charger with several connectors, an equal share of the station_max
-        budget among the connectors that may draw current now (it limits "the
-        power or current to be shared by all connectors", §3.13.1)."""
-        limit = self._local_limit_a(c)
+    def limit_sources(self, c: Connector, *, name_profile: bool = False) -> tuple:
+        """What limits connector ``c`` now: ([(source, limit_a, about)], the epoch time at
+        which the profiles' limit may next change or None). The connector may offer the
+        lowest. Sources:
+
+        * ``"rating"``: the controller's rating; ``"config"``: ``[limits] max_current_a``;
+        * ``"profile"``: the charging profiles' limit for the connector (``limit_at``: min
+          of station_max and tx/tx_default); with ``name_profile`` ``about`` is the profile
+          that alone gives it (the highest stack level first), else None;
+        * ``"budget"``: on a charger with several connectors, an equal share of the
+          station_max budget among the connectors that may draw current now (it limits
+          "the power or current to be shared by all connectors", §3.13.1); ``about`` is
+          (the budget in A, how many connectors share it).
+        """
+        hw = c.hw
+        parts = [("rating", hw.evse.max_current_a, None)]
+        if self.max_current_a > 0:
+            parts.append(("config", self.max_current_a, None))
         profiles = self.charging_profiles.profiles()
         if not profiles:
-            return limit, None
+            return parts, None
         now = self.clock.time()
         tx = c.transaction
         running = tx is not None and not tx.stopped
-        hw = c.hw
-        profile_a, next_change = limit_at(profiles, c.id, now, tx.start_time if running else None,
-                                          _profile_tx_id(tx) if running else None, hw.voltage_v, hw.phases)
-        if profile_a is not None and profile_a < limit:
-            limit = profile_a
+        tx_start = tx.start_time if running else None
+        tx_id = _profile_tx_id(tx) if running else None
+        profile_a, next_change = limit_at(profiles, c.id, now, tx_start, tx_id, hw.voltage_v, hw.phases)
+        if profile_a is not None:
+            which = None
+            if name_profile:
+                for p in sorted(profiles, key=lambda p: -p.stack_level):
+                    alone = limit_at([p], c.id, now, tx_start, tx_id, hw.voltage_v, hw.phases)[0]
+                    if alone is not None and abs(alone - profile_a) < 1e-6:
+                        which = p
+                        break
+            parts.append(("profile", profile_a, which))
         if len(self.connectors) > 1:
             budget_a = limit_at(profiles, 0, now, None, None, hw.voltage_v, hw.phases)[0]
             if budget_a is not None:
                 sharing = sum(1 for o in self.connectors if o is c or self._drawing.get(o.id))
-                limit = min(limit, budget_a / sharing)
-        return limit, next_change
+                parts.append(("budget", budget_a / sharing, (budget_a, sharing)))
+        return parts, next_change
 
     def _set_drawing(self, c: Connector, drawing: bool) -> None:
         """Note whether ``c`` may draw current; the others re-evaluate their share

@@ -13,6 +13,8 @@ import os
 import re
 import time
 
+import pytest
+
 from agent.app.web import charts, live, recorder as recorder_mod, views
 from agent.core.smart_charging import new_profile
 from tests.app.test_status_page import _chrome, fetch, needs_browser, start_rig
@@ -22,9 +24,11 @@ DOCS_IMAGES = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "image
 TAG = "04A1B2C3"
 
 
-async def read_events(port: int, count: int, timeout_s: float = 10.0, path: str = "/events", key: str = "") -> tuple:
+async def read_events(port: int, count: int, timeout_s: float = 10.0, path: str = "/events", key: str = "",
+                      stop=None) -> tuple:
     """Open ``path`` (HTTP/1.0: the body is the stream as is) and read until ``count``
-    ``fragments`` events came (or one with fragment ``key``): (response head, [event data dicts])."""
+    ``fragments`` events came (or one with fragment ``key``, or one for which ``stop(event)``
+    holds): (response head, [event data dicts])."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(b"GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
@@ -45,7 +49,7 @@ async def read_events(port: int, count: int, timeout_s: float = 10.0, path: str 
             lines = block.decode().split("\n")
             if "event: fragments" in lines:
                 events.append(json.loads("".join(line[6:] for line in lines if line.startswith("data: "))))
-                if key and key in events[-1]:
+                if (key and key in events[-1]) or (stop is not None and stop(events[-1])):
                     break
         return head.decode(), events
     finally:
@@ -82,6 +86,10 @@ def test_chart_draws_power_current_and_the_limit():
     # the limit is a step line: 16 A, then 10 A (two levels of y)
     limit = re.search(r'<path d="([^"]+)" class="limit"/>', svg).group(1)
     assert len({p.split(",")[1] for p in limit[1:].replace("L", " ").split()}) == 2
+    # A value at a round number (10 A) is drawn below the frame's top, not hidden on it.
+    svg = charts.session_svg([[1000.0, 6900.0, 10.0, 10.0, 0.0], [1005.0, 6900.0, 10.0, 10.0, 9.6]])
+    limit = re.search(r'<path d="([^"]+)" class="limit"/>', svg).group(1)
+    assert all(float(p.split(",")[1]) > charts.TOP + 1 for p in limit[1:].replace("L", " ").split())
 
 
 def test_series_stays_bounded():
@@ -109,7 +117,7 @@ async def test_live_view_shows_the_station_state_and_why_the_limit(tmp_path):
         assert r.status == 200 and r.headers["Content-Type"] == "text/html; charset=utf-8"
         assert "unsafe-inline" not in r.headers["Content-Security-Policy"]
         assert 'id="status-1">available<' in r.text and "A: no vehicle" in r.text
-        assert 'id="session-1">none<' in r.text and "set by controller rating" in r.text
+        assert 'id="session-1">none<' in r.text and "set by <span id=\"limit-by-1\">controller rating</span>" in r.text
         assert re.search(r'data-events="/events\?since=[\w-]+"', r.text)
         for path in ("static/page.css", "static/page.js"):
             s = await fetch(page.url + path)
@@ -123,7 +131,8 @@ async def test_live_view_shows_the_station_state_and_why_the_limit(tmp_path):
         r = await fetch(page.url)
         assert 'id="status-1">charging<' in r.text and "C: vehicle asking for energy" in r.text
         assert 'id="offered-1">10.0 A<' in r.text
-        assert "set by charging profile 7 (default, stack level 2) until 2026-01-01T01:00:" in r.text
+        assert ('set by <span id="limit-by-1">charging profile 7 (default, stack level 2)</span> until '
+                '2026-01-01T01:00:') in r.text
         assert "tag %s" % TAG in r.text and "central system id" in r.text
         # A meter fault: in words, with what to check.
         rig.sim.fault(1, "power_meter_failure")
@@ -247,6 +256,22 @@ def _shot(driver, name: str) -> None:
     driver.save_screenshot(os.path.join(DOCS_IMAGES, name))
 
 
+def charts_caught_up(recorder, connectors: tuple, seen: list):
+    """A WebDriverWait condition: the chart of each of ``connectors`` shows the points the
+    recorder has now (read at each try: the recorder may still be taking a sample when the
+    clock has moved); what they showed is appended to ``seen``."""
+    from selenium.webdriver.common.by import By
+
+    def caught_up(driver) -> bool:
+        shown = [int(driver.find_element(By.ID, "chart-%d" % n).get_attribute("data-points")) for n in connectors]
+        if shown != [len(recorder.live_points(n)) for n in connectors]:
+            return False
+        seen.append(shown)
+        return True
+
+    return caught_up
+
+
 WEIGHT_JS = """
 const nav = performance.getEntriesByType("navigation")[0];
 let total = nav.transferSize || nav.encodedBodySize;
@@ -256,10 +281,12 @@ return total;
 
 
 @needs_browser
+@pytest.mark.timeout_s(60)  # about 20 s: two 5 s CPU windows, a browser, every view
 async def test_browser_watches_a_session_and_reads_every_view(tmp_path, caplog):
     """Each view in headless Chromium shows what the station state says; the live view's chart
     grows during a session on the sim board (pushed on /events); screenshots for the docs;
     the page weight and the agent's CPU while the browser watches."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -274,22 +301,23 @@ async def test_browser_watches_a_session_and_reads_every_view(tmp_path, caplog):
         await asyncio.to_thread(driver.get, url)
 
         def sees(predicate, what):
-            WebDriverWait(driver, 10).until(lambda d: predicate(d), message=what)
+            # a fragment the stream replaces while it is read is stale: read it again
+            WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+                lambda d: predicate(d), message=what)
 
         await asyncio.to_thread(sees, lambda d: d.find_element(By.ID, "status-1").text == "available", "available")
         await asyncio.to_thread(sees, lambda d: "on" in d.find_element(By.ID, "live-state").text, "stream open")
         handle = await start_session(rig, cs1)
         # No reload: the stream brings the charging state and the growing chart.
         await asyncio.to_thread(sees, lambda d: d.find_element(By.ID, "status-1").text == "charging", "charging")
-        counts = []
+        seen = []
         for _ in range(4):
             await rig.clock.advance(5.0)
-            n = len(page.web.recorder.live_points(1))
-            await asyncio.to_thread(sees, lambda d: int(d.find_element(By.ID, "chart-1").get_attribute(
-                "data-points")) == n, "the chart with %d points" % n)
-            counts.append(n)
+            await asyncio.to_thread(sees, charts_caught_up(page.web.recorder, (1,), seen),
+                                    "the chart with the recorder's points")
+        counts = [shown[0] for shown in seen]
         assert counts == sorted(counts) and counts[-1] > counts[0] >= 1
-        assert "tag %s" % TAG in await asyncio.to_thread(lambda: driver.find_element(By.ID, "session-1").text)
+        await asyncio.to_thread(sees, lambda d: "tag %s" % TAG in d.find_element(By.ID, "session-1").text, "the tag")
         # A profile lowers the offer: the card says which one, pushed.
         profile = new_profile(3, "tx_default", 1, [(0, 12.0)], evse_id=1,
                               start=rig.clock.time(), duration_s=7200)
@@ -474,3 +502,19 @@ async def test_checks_probe_a_real_board_on_its_simulators(tmp_path, monkeypatch
         await until(lambda: c.last_reading is not before, clock=rig.clock, step_s=1.0, timeout_s=10,
                     what="a meter reading after the checks")
         assert reads is None or len(rig.meter.requests) > reads
+
+
+async def test_a_central_system_url_with_a_password_is_refused_and_not_echoed(tmp_path):
+    """A URL with user info is refused (csms.password holds the password) and the form comes back
+    without it: the typed password is not sent back to the browser."""
+    rig, cs1, _cs2 = await start_rig(tmp_path)
+    try:
+        page = rig.agent.status_page
+        token = re.search(r'name="token" value="([^"]+)"', (await fetch(page.url + "setup")).text).group(1)
+        url = cs1.url.replace("ws://", "ws://admin:hunter2@")
+        r = await fetch(page.url + "csms", data={"token": token, "url": url, "station_id": "CP009"})
+        assert r.status == 400 and "must not carry credentials" in r.text
+        assert "hunter2" not in r.text and 'value="CP009"' in r.text  # the other fields are kept
+        assert rig.agent.endpoint.current.url == cs1.url
+    finally:
+        await rig.close()

@@ -413,12 +413,15 @@ async def test_openevse_board_controller_stops_answering(tmp_path):
 # ------------------------------------------------------------------ phoenix-em-cp-pp-eth
 
 
-async def test_phoenix_board_full_session_energy_from_the_meter_behind_the_controller(tmp_path):
+@contextlib.asynccontextmanager
+async def phoenix(tmp_path, energy_wh: float, plugged: bool = True):
+    """The Phoenix board on its simulator over Modbus TCP, the meter read through the controller."""
     clock = VirtualClock()
     sim = PhoenixSim(clock=clock.monotonic)  # factory: charging enabled at 16 A
-    sim.energy_wh = 5_000_000.0
-    sim.plug()
-    assert sim.delivering
+    sim.energy_wh = energy_wh
+    if plugged:
+        sim.plug()
+        assert sim.delivering
     port = await sim.start_tcp()
     pump = Pump(clock)
     board = {"evse": {"host": "127.0.0.1", "tcp_port": port, "poll_interval_s": 1.0, "timeout_s": 0.3,
@@ -428,41 +431,46 @@ async def test_phoenix_board_full_session_energy_from_the_meter_behind_the_contr
     pump.start()
     try:
         async with h:
-            loaded = h.agent.loaded
-            hw = loaded.board.connectors[0]
-            assert hw.meter.register_map.name == "phoenix_em_cp_pp_eth"
-            assert hw.meter.bus is hw.evse.bus and len(loaded.buses.buses()) == 1, "one connection to the controller"
-            await h.wait_status(1, "Preparing")
-            assert not sim.delivering and sim.coil_writes[0] is False, "factory 'enabled' taken away first"
-
-            start = h.mark()
-            assert (await h.cs.call("RemoteStartTransaction", idTag=TAG, connectorId=1))["status"] == "Accepted"
-            started = await h.cs.wait_for("StartTransaction", start_index=start)
-            assert started["meterStart"] == 5_000_000  # the controller's register: ×0.01 kWh, low word first
-            await h.wait_status(1, "Charging", start=start)
-            assert sim.delivering and sim.max_current_a == 32
-            mark = h.mark()
-            await h.cs.wait_for("MeterValues", start_index=mark, timeout_s=8)
-            await h.cs.wait_for("MeterValues", start_index=h.mark(), timeout_s=8)
-            values = h.received("MeterValues", mark)
-            energy = energy_values(values)
-            assert energy == sorted(energy) and energy[-1] > energy[0]
-            assert {"Power.Active.Import", "Current.Import"} <= measurands(values[-1])
-            power = [float(sv["value"]) for sv in values[-1]["meterValue"][0]["sampledValue"]
-                     if sv.get("measurand") == "Power.Active.Import"]
-            assert power == [32 * 230.0 * 3]  # 22,080 W: the controller's meter, ×0.01 kW
-
-            tx_id = h.station.connector(1).transaction.backend_id
-            stop_mark = h.mark()
-            assert (await h.cs.call("RemoteStopTransaction", transactionId=tx_id))["status"] == "Accepted"
-            stopped = await h.cs.wait_for("StopTransaction", start_index=stop_mark)
-            delivered_wh = stopped["meterStop"] - started["meterStart"]
-            # The register counts in 10 Wh steps: the StopTransaction is within one step of the truth.
-            assert delivered_wh > 0 and abs(stopped["meterStop"] - sim.energy_wh) <= 10
-            await h.wait_status(1, "Finishing", start=stop_mark)
-            assert not sim.delivering and sim.enabled is False
-            sim.unplug()
-            await h.wait_status(1, "Available", start=stop_mark)
+            yield sim, h
     finally:
         await pump.stop()
         await sim.stop()
+
+
+async def test_phoenix_board_full_session_energy_from_the_meter_behind_the_controller(tmp_path):
+    async with phoenix(tmp_path, 5_000_000.0) as (sim, h):
+        loaded = h.agent.loaded
+        hw = loaded.board.connectors[0]
+        assert hw.meter.register_map.name == "phoenix_em_cp_pp_eth"
+        assert hw.meter.bus is hw.evse.bus and len(loaded.buses.buses()) == 1, "one connection to the controller"
+        await h.wait_status(1, "Preparing")
+        assert not sim.delivering and sim.coil_writes[0] is False, "factory 'enabled' taken away first"
+
+        start = h.mark()
+        assert (await h.cs.call("RemoteStartTransaction", idTag=TAG, connectorId=1))["status"] == "Accepted"
+        started = await h.cs.wait_for("StartTransaction", start_index=start)
+        assert started["meterStart"] == 5_000_000  # the controller's register: ×0.01 kWh, low word first
+        await h.wait_status(1, "Charging", start=start)
+        assert sim.delivering and sim.max_current_a == 32
+        mark = h.mark()
+        await h.cs.wait_for("MeterValues", start_index=mark, timeout_s=8)
+        await h.cs.wait_for("MeterValues", start_index=h.mark(), timeout_s=8)
+        values = h.received("MeterValues", mark)
+        energy = energy_values(values)
+        assert energy == sorted(energy) and energy[-1] > energy[0]
+        assert {"Power.Active.Import", "Current.Import"} <= measurands(values[-1])
+        power = [float(sv["value"]) for sv in values[-1]["meterValue"][0]["sampledValue"]
+                 if sv.get("measurand") == "Power.Active.Import"]
+        assert power == [32 * 230.0 * 3]  # 22,080 W: the controller's meter, ×0.01 kW
+
+        tx_id = h.station.connector(1).transaction.backend_id
+        stop_mark = h.mark()
+        assert (await h.cs.call("RemoteStopTransaction", transactionId=tx_id))["status"] == "Accepted"
+        stopped = await h.cs.wait_for("StopTransaction", start_index=stop_mark)
+        delivered_wh = stopped["meterStop"] - started["meterStart"]
+        # The register counts in 10 Wh steps: the StopTransaction is within one step of the truth.
+        assert delivered_wh > 0 and abs(stopped["meterStop"] - sim.energy_wh) <= 10
+        await h.wait_status(1, "Finishing", start=stop_mark)
+        assert not sim.delivering and sim.enabled is False
+        sim.unplug()
+        await h.wait_status(1, "Available", start=stop_mark)

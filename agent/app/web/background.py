@@ -3,6 +3,7 @@ and keep the agent log's last lines. Started with the page; imports nothing a re
 alone needs (no h11, no html), so a page nobody opens stays cheap."""
 
 import asyncio
+import collections
 import logging
 
 from agent.app.web.recorder import SessionRecorder
@@ -19,15 +20,13 @@ class LogBuffer(logging.Handler):
         from agent.app.log_files import agent_log_formatter
 
         self.setFormatter(agent_log_formatter())
-        self.lines: list = []
+        self.lines = collections.deque(maxlen=LOG_BUFFER_LINES)
 
     def emit(self, record) -> None:
         try:
             self.lines.append(self.format(record))
         except Exception:  # noqa: BLE001 - a log line must never break the agent
             return
-        if len(self.lines) > LOG_BUFFER_LINES:
-            del self.lines[:len(self.lines) - LOG_BUFFER_LINES]
 
 
 class Background:
@@ -51,3 +50,4 @@ class Background:
                 await task
             except asyncio.CancelledError:
                 pass
+        self.recorder.save_running()  # a session still running: its points for the next start

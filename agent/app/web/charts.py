@@ -14,10 +14,13 @@ LEFT, RIGHT, TOP, BOTTOM = 48, 44, 12, 28
 
 
 def _nice(value: float) -> float:
-    """A round axis maximum at or above ``value``."""
+    """A round axis maximum a little above ``value`` (a line at the maximum is not drawn on the
+    frame), in steps the four grid lines divide evenly."""
+    value *= 1.05
     if value <= 0:
         return 1.0
-    for m in (1, 2, 2.5, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000):
+    for m in (1, 2, 4, 5, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 100, 120, 160, 200, 240, 320, 400, 500, 800,
+              1000):
         if value <= m:
             return float(m)
     return float(int(value) + 1)
@@ -59,7 +62,7 @@ def session_svg(points: list, title: str = "", element_id: str = "") -> str:
         out.append('<text x="%d" y="%.1f" class="axis" text-anchor="end">%g</text>' % (
             LEFT - 4, gy + 4, round(kw_max * (4 - i) / 4, 2)))
         out.append('<text x="%d" y="%.1f" class="axis">%g</text>' % (LEFT + pw + 4, gy + 4,
-                                                                     round(a_max * (4 - i) / 4, 1)))
+                                                                     round(a_max * (4 - i) / 4, 2)))
     out.append('<text x="4" y="%d" class="axis">kW</text>' % (TOP + 10))
     out.append('<text x="%d" y="%d" class="axis">A</text>' % (W - 14, TOP + 10))
     clock = "%H:%M:%S" if span < 600 else "%H:%M"

@@ -9,7 +9,6 @@ check.
 """
 
 from agent.core.isotime import format_datetime
-from agent.core.smart_charging import limit_at
 from hal.interfaces import NO_ERROR
 
 PILOT_WORDS = {
@@ -63,43 +62,27 @@ def _profile_name(p: dict) -> str:
     return "charging profile %s (%s, stack level %s)" % (p.get("id"), purpose, p.get("stack_level"))
 
 
-def limit_reasons(station, c, now: float) -> dict:
-    """The offered current's limits: {limit_a, by, until, parts: [{what, limit_a}]}.
+def limit_reasons(station, c) -> dict:
+    """The offered current's limits: {limit_a, by, until, parts: [{what, limit_a}]}, from the
+    station's own account of them (``limit_sources``, agent/core/limits.py).
 
     ``by`` says which limit is the lowest (the one in force); ``until`` is when a
     charging profile's limit may next change (ISO time) or None."""
-    hw = c.hw
-    parts = [{"what": "controller rating", "limit_a": float(hw.evse.max_current_a)}]
-    if station.max_current_a > 0:
-        parts.append({"what": "configuration limit ([limits] max_current_a)", "limit_a": float(station.max_current_a)})
-    until = None
-    store = getattr(station, "charging_profiles", None)
-    profiles = store.profiles() if store is not None else []
-    if profiles:
-        tx = c.transaction
-        running = tx is not None and not tx.stopped
-        tx_start = tx.start_time if running else None
-        tx_id = (tx.backend_id if tx.backend_id is not None else tx.id) if running else None
-        limit, nxt = limit_at(profiles, c.id, now, tx_start, tx_id, hw.voltage_v, hw.phases)
-        if limit is not None:
-            # which profile sets it: the one that alone gives the same limit (highest stack level first)
-            name = "charging profile"
-            for p in sorted(profiles, key=lambda p: -p.stack_level):
-                alone = limit_at([p], c.id, now, tx_start, tx_id, hw.voltage_v, hw.phases)[0]
-                if alone is not None and abs(alone - limit) < 1e-6:
-                    name = _profile_name(p.data)
-                    break
-            parts.append({"what": name, "limit_a": float(limit)})
-            until = format_datetime(nxt) if nxt is not None else None
-        if len(station.connectors) > 1:
-            budget = limit_at(profiles, 0, now, None, None, hw.voltage_v, hw.phases)[0]
-            if budget is not None:
-                drawing = getattr(station, "_drawing", {})
-                sharing = sum(1 for o in station.connectors if o is c or drawing.get(o.id))
-                parts.append({"what": "share of the station budget (%d connectors)" % sharing,
-                              "limit_a": budget / sharing})
+    sources, nxt = station.limit_sources(c, name_profile=True)
+    parts = []
+    for source, limit_a, about in sources:
+        if source == "rating":
+            what = "controller rating"
+        elif source == "config":
+            what = "configuration limit ([limits] max_current_a)"
+        elif source == "profile":
+            what = _profile_name(about.data) if about is not None else "charging profile"
+        else:  # budget: (the station's budget, how many connectors share it)
+            what = "share of the station budget (%.1f A among %d connectors)" % about
+        parts.append({"what": what, "limit_a": float(limit_a)})
     lowest = min(parts, key=lambda p: p["limit_a"])
-    return {"limit_a": lowest["limit_a"], "by": lowest["what"], "until": until, "parts": parts}
+    return {"limit_a": lowest["limit_a"], "by": lowest["what"],
+            "until": format_datetime(nxt) if nxt is not None else None, "parts": parts}
 
 
 def connector_view(station, c, reading, now: float) -> dict:
@@ -128,7 +111,7 @@ def connector_view(station, c, reading, now: float) -> dict:
     return {
         "id": c.id, "status": c.status,
         "pilot": c.evse.cp_state or "", "pilot_words": PILOT_WORDS.get(c.evse.cp_state, c.evse.cp_state or "unknown"),
-        "offered_current_a": c.offered_current_a, "limits": limit_reasons(station, c, now),
+        "offered_current_a": c.offered_current_a, "limits": limit_reasons(station, c),
         "contactor_closed": c.contactor_closed, "phases": c.hw.phases,
         "power_w": reading.power_w if reading is not None else None,
         "energy_wh": reading.energy_wh if reading is not None else None,

@@ -13,8 +13,14 @@ resolution when full, so memory and the file stay bounded).
 Whether every message of a session was delivered is read from the outbox when the
 history is shown (a confirmed session has nothing queued any more).
 
-Sessions that end while the agent is not running (ended by recovery at the next
-start) have no record here; the central system has them.
+A session the agent did not see end — the agent killed or the power cut while it
+ran, ended at the next start by the journal's recovery (stop reason PowerLoss, or
+Reboot after a clean stop of the agent) — is recorded at that start
+(``record_recovered``), with the points sampled before the agent went down: the
+running sessions' series are kept in ``data_dir/page_running.json``, written at a
+session's first sample, every ``RUNNING_SAVE_EVERY`` samples after and when the page
+closes (not synced: at most a minute of points is lost to a power cut, and the card is
+not worn by writes every few seconds).
 """
 
 import asyncio
@@ -22,11 +28,14 @@ import logging
 import os
 
 from agent.core.isotime import format_datetime
+from agent.core.outbox import STOP
 from hal.runtime.storage import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "page_sessions.json"
+RUNNING_FILE = "page_running.json"
+RUNNING_SAVE_EVERY = 12  # samples: a minute at SAMPLE_S
 SAMPLE_S = 5.0
 MAX_POINTS = 240  # per session; halved when full
 MAX_SESSIONS = 50
@@ -66,6 +75,7 @@ class SessionRecorder:
         self.station = station
         self.clock = clock
         self.path = os.path.join(data_dir, HISTORY_FILE) if data_dir else None
+        self.running_path = os.path.join(data_dir, RUNNING_FILE) if data_dir else None
         self.read = read
         self.sample_s = sample_s
         self.running: dict = {}  # connector id -> {"tx": Transaction, "series": Series, "count": int}
@@ -114,6 +124,7 @@ class SessionRecorder:
 
         outbox.listeners.append(changed)
         try:
+            self.record_recovered()
             while True:
                 wake.clear()
                 if not self._busy():
@@ -151,21 +162,66 @@ class SessionRecorder:
                               rec["count"])
             rec["count"] += 1
             self.revision += 1
+            if rec["count"] % RUNNING_SAVE_EVERY == 1:
+                self.save_running()
 
     def _finish(self, c, rec: dict) -> None:
         del self.running[c.id]
-        tx = rec["tx"]
+        self._save(self._record(rec["tx"], c.id, rec["series"].points))
+        self.save_running()
+
+    def _record(self, tx, connector_id: int, points: list) -> dict:
+        """The history's record of the ended transaction ``tx``."""
         stop = tx.stop_time if tx.stop_time is not None else self.clock.time()
         meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.last_meter_wh
-        self._save({
-            "id": tx.id, "local_id": tx.local_id, "backend_id": tx.backend_id, "connector": c.id,
+        self.revision += 1
+        return {
+            "id": tx.id, "local_id": tx.local_id, "backend_id": tx.backend_id, "connector": connector_id,
             "id_tag": tx.id_tag, "start": format_datetime(tx.start_time), "stop": format_datetime(stop),
             "start_time": tx.start_time, "stop_time": stop, "duration_s": max(0, int(stop - tx.start_time)),
             "meter_start_wh": tx.meter_start_wh, "meter_stop_wh": meter_stop,
             "energy_wh": max(0, meter_stop - tx.meter_start_wh), "stop_reason": tx.stop_reason or "",
-            "backend": tx.backend, "points": rec["series"].points,
-        })
-        self.revision += 1
+            "backend": tx.backend, "points": points,
+        }
+
+    # ------------------------------------------------------------------ sessions ended by recovery
+    def save_running(self) -> None:
+        """Keep the running sessions' series (``RUNNING_FILE``) for a session the agent will
+        not see end (killed, power cut): ``record_recovered`` takes them at the next start."""
+        if self.running_path is None:
+            return
+        data = {rec["tx"].id: rec["series"].points for rec in self.running.values()}
+        try:
+            if data:
+                write_json_atomic(self.running_path, data, durable=False)
+            elif os.path.exists(self.running_path):
+                os.remove(self.running_path)
+        except OSError as e:
+            log.error("cannot save the running sessions to %s: %s", self.running_path, e)
+
+    def record_recovered(self) -> int:
+        """Record the sessions the last run left unrecorded: those the journal's recovery
+        ended at this start (``station.recovered``) and any other whose end is still queued
+        (it ended within a sample of the agent going down), with the points kept of them.
+        Returns how many were recorded."""
+        saved = read_json(self.running_path, {}) if self.running_path else {}
+        if not isinstance(saved, dict):
+            saved = {}
+        known = {s.get("id") for s in self.history()}
+        ended = list(self.station.recovered)
+        ended += [e.tx for e in self.station.outbox.entries() if e.kind == STOP and e.tx.stopped]
+        count = 0
+        for tx in ended:
+            if tx.id in known or not tx.stopped:
+                continue
+            known.add(tx.id)
+            points = saved.get(tx.id)
+            self._save(self._record(tx, tx.connector_id, points if isinstance(points, list) else []))
+            count += 1
+        if count:
+            log.info("session history: %d session(s) ended while the agent was down recorded", count)
+        self.save_running()  # what the file held is recorded now or belongs to no session
+        return count
 
     def live_points(self, connector_id: int) -> list:
         rec = self.running.get(connector_id)
@@ -176,6 +232,11 @@ def _round(value):
     return None if value is None else round(value, 2)
 
 
-def queued_for(outbox, tx_id: str) -> int:
-    """How many messages of transaction ``tx_id`` (the station's own id) are still queued (0: all delivered)."""
-    return sum(1 for e in outbox.entries() if e.tx.id == tx_id)
+def queued_counts(outbox) -> dict:
+    """{transaction id (the station's own): how many of its messages are still queued}; a
+    transaction not in it has had every message delivered. One pass over the queue for a whole
+    history page, however many sessions it shows."""
+    counts: dict = {}
+    for entry in outbox.entries():
+        counts[entry.tx.id] = counts.get(entry.tx.id, 0) + 1
+    return counts

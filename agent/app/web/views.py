@@ -30,7 +30,7 @@ import secrets
 import time
 
 from agent.app.web import charts, live
-from agent.app.web.recorder import queued_for
+from agent.app.web.recorder import queued_counts
 from agent.core.isotime import format_datetime
 from agent.link import protocols
 from hal.interfaces import NO_ERROR
@@ -69,7 +69,8 @@ class WebViews:
         self.streams = 0
         self.bytes_sent = 0  # by the event streams (for the page weight measurement)
         self._stopping = asyncio.Event()
-        self._checking = False  # the checks (doctor) are running
+        self.checking = False  # the checks (doctor) are running: the board is closed, nothing reads it
+        self._charts: dict = {}  # connector id -> (its points' length, first and last time; the SVG)
         self._snapshots: dict = {}  # key -> fragments rendered in a page (the stream starts from them)
         self._static: dict = {}
 
@@ -105,19 +106,26 @@ class WebViews:
         now = agent.clock.time()
         station = agent.station
         out = {}
-        data = {"csms": page.admin.csms_show(), "connectors": [], "traffic": []}
-        out["frag-conn"] = status_html(data).split('<h2>Connectors</h2>')[0]
+        out["frag-conn"] = connection_html(page.admin.csms_show())
         out["frag-charger"] = _charger_html(station)
         for c in station.connectors:
             view = live.connector_view(station, c, await page._reading(c), now)
             out["frag-card-%d" % c.id] = _card_html(view)
-            points = self.recorder.live_points(c.id)
-            out["frag-chart-%d" % c.id] = (charts.session_svg(points, "connector %d: power and current" % c.id,
-                                                              "chart-%d" % c.id)
-                                           if view["session"] is not None else
+            out["frag-chart-%d" % c.id] = (self._chart(c.id) if view["session"] is not None else
                                            '<p class="muted">no session running</p>')
         out["frag-traffic"] = _traffic_table(agent.traffic.recent(TRAFFIC_LIVE), "traffic", compact=True)
         return out
+
+    def _chart(self, connector_id: int) -> str:
+        """The running session's chart on ``connector_id``, drawn again only when the recorder
+        added a point (every event stream asks for it every ``interval_s``)."""
+        points = self.recorder.live_points(connector_id)
+        key = (len(points), points[0][0], points[-1][0]) if points else None
+        cached = self._charts.get(connector_id)
+        if cached is None or cached[0] != key:
+            cached = self._charts[connector_id] = (key, charts.session_svg(
+                points, "connector %d: power and current" % connector_id, "chart-%d" % connector_id))
+        return cached[1]
 
     async def live(self, request):
         frags = await self.fragments()
@@ -179,20 +187,21 @@ class WebViews:
         return response
 
     # ------------------------------------------------------------------ history
-    def _delivery(self, s: dict) -> str:
-        outbox = self.agent.station.outbox
-        n = queued_for(outbox, s.get("id"))
+    def _delivery(self, s: dict, counts: dict | None = None) -> str:
+        """Whether every message of session ``s`` was delivered (``counts``: ``queued_counts``)."""
+        n = (counts if counts is not None else queued_counts(self.agent.station.outbox)).get(s.get("id"), 0)
         return "all delivered" if n == 0 else "%d queued" % n
 
     async def history(self, request):
         sessions = self.recorder.history()
+        counts = queued_counts(self.agent.station.outbox)
         rows = []
         for s in sessions:
             rows.append('<tr><td><a href="/history/session?id=%s">%s</a></td><td>%s</td><td>%s</td><td>%d</td>'
                         '<td>%s</td><td class="num">%.3f</td><td>%s</td><td>%s</td><td class="delivery">%s</td></tr>' % (
                             e(s["id"]), e(s["start"]), e(s["stop"]), _duration(s["duration_s"]), s["connector"],
                             e(s["id_tag"]), s["energy_wh"] / 1000, e(_reason(s["stop_reason"])),
-                            e(s["backend"] or "–"), self._delivery(s)))
+                            e(s["backend"] or "–"), self._delivery(s, counts)))
         table = ('<table id="sessions"><tr><th>start (UTC)</th><th>stop</th><th>duration</th><th>#</th><th>tag</th>'
                  '<th>kWh</th><th>stop reason</th><th>central system</th><th>messages</th></tr>%s</table>'
                  % "".join(rows)) if rows else '<p id="sessions" class="muted">no completed session recorded yet</p>'
@@ -236,10 +245,11 @@ class WebViews:
         w = csv.writer(buf)
         w.writerow(["session", "central_system_id", "connector", "id_tag", "start_utc", "stop_utc", "duration_s",
                     "meter_start_wh", "meter_stop_wh", "energy_wh", "stop_reason", "central_system", "messages"])
+        counts = queued_counts(self.agent.station.outbox)
         for s in self.recorder.history():
             w.writerow([s["id"], s["backend_id"] if s["backend_id"] is not None else "", s["connector"],
                         _csv_safe(s["id_tag"]), s["start"], s["stop"], s["duration_s"], s["meter_start_wh"],
-                        s["meter_stop_wh"], s["energy_wh"], s["stop_reason"], s["backend"], self._delivery(s)])
+                        s["meter_stop_wh"], s["energy_wh"], s["stop_reason"], s["backend"], self._delivery(s, counts)])
         name = "sessions-%s.csv" % self.agent.endpoint.current.station_id
         return Response(200, buf.getvalue().encode(), "text/csv; charset=utf-8",
                         [("Cache-Control", "no-store"), ("Content-Disposition", _attachment(name))])
@@ -281,8 +291,14 @@ class WebViews:
 
         name = AGENT_LOG if request.path.endswith(AGENT_LOG) else TRAFFIC_LOG
         files = log_files(self._log_dir(), name)
-        if files:
-            data = b"".join(_read_tail(p) for p in files)[-DOWNLOAD_MAX_BYTES:]
+        if files:  # oldest first; the newest DOWNLOAD_MAX_BYTES of them, and no more read
+            parts, left = [], DOWNLOAD_MAX_BYTES
+            for path in reversed(files):
+                if left <= 0:
+                    break
+                parts.insert(0, _read_tail(path, left))
+                left -= len(parts[0])
+            data = b"".join(parts)
         elif name == AGENT_LOG:
             data = "".join(line + "\n" for line in self.logs.lines).encode()
         else:
@@ -406,15 +422,15 @@ class WebViews:
         """``doctor`` from the page (agent/app/web/checks.py): its table in the setup view."""
         from agent.app.web.checks import ChecksRefused, run_checks
 
-        if self._checking:
+        if self.checking:
             return self.setup(error="the checks are running already", status=409)
-        self._checking = True
+        self.checking = True
         try:
             result = await run_checks(self.agent, self.page.admin)
         except ChecksRefused as ex:
             return self.setup(error=str(ex), status=409)
         finally:
-            self._checking = False
+            self.checking = False
         return self.setup(checks=result)
 
     async def post_restart(self, form: dict):
@@ -426,20 +442,17 @@ class WebViews:
 
 # ---------------------------------------------------------------------- HTML pieces
 
-def _fmt_cell(value, unit: str = "", digits: int = 0) -> str:
+def _fmt(value, unit: str = "", digits: int = 0) -> str:
+    """A number (or one per phase) with its unit; "–" for none."""
     if value is None:
         return "–"
     if isinstance(value, list):
-        return " / ".join(_fmt_cell(v, "", digits) for v in value) + (" " + unit if unit else "")
+        return " / ".join(_fmt(v, "", digits) for v in value) + (" " + unit if unit else "")
     return ("%.*f" % (digits, value)) + (" " + unit if unit else "")
 
 
-def status_html(data: dict) -> str:
-    """The part of the page the script refreshes (same HTML as the first render)."""
-    import html
-
-    e = html.escape
-    cs = data["csms"]
+def connection_html(cs: dict) -> str:
+    """The connection to the central system (``Admin.csms_show()``) as a table."""
     rows = [
         ("Central system", '<span id="csms-url">%s</span>' % e(cs["url"])),
         ("Station id", '<span id="csms-station-id">%s</span>' % e(cs["station_id"])),
@@ -462,9 +475,13 @@ def status_html(data: dict) -> str:
         rows.append(("Held for %s" % e(h["url"] or h["backend"]), "%d messages%s" % (
             h["messages"], ", delivering" if h["connected"] else (", waiting: %s" % e(h["last_error"])
                                                                   if h["last_error"] else ""))))
-    out = ['<table class="kv">']
-    out += ["<tr><th>%s</th><td>%s</td></tr>" % (k, v) for k, v in rows]
-    out.append("</table>")
+    return '<table class="kv">\n%s\n</table>' % "\n".join("<tr><th>%s</th><td>%s</td></tr>" % r for r in rows)
+
+
+def status_html(data: dict) -> str:
+    """``/api/status?html=1``: the connection, the connectors and the recent traffic of ``data``
+    (``StatusPage.status()``) as HTML, for scripts that show the agent's state elsewhere."""
+    out = [connection_html(data["csms"])]
     out.append('<h2>Connectors</h2><table id="connectors"><tr><th>#</th><th>status</th><th>pilot</th>'
                '<th>offered</th><th>energy</th><th>power</th><th>current</th><th>voltage</th>'
                '<th>transaction</th></tr>')
@@ -473,9 +490,9 @@ def status_html(data: dict) -> str:
         out.append("<tr><td>%d</td><td class=\"conn-status\">%s%s</td><td>%s</td><td>%s</td><td>%s</td>"
                    "<td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
                        c["id"], e(c["status"]), "" if c["error_code"] == NO_ERROR else " (%s)" % e(c["error_code"]),
-                       e(c["cp_state"] or ""), _fmt_cell(c["offered_current_a"], "A", 1),
-                       _fmt_cell(None if c["energy_wh"] is None else c["energy_wh"] / 1000, "kWh", 3),
-                       _fmt_cell(c["power_w"], "W"), _fmt_cell(c["current_a"], "A", 1), _fmt_cell(c["voltage_v"], "V"),
+                       e(c["cp_state"] or ""), _fmt(c["offered_current_a"], "A", 1),
+                       _fmt(None if c["energy_wh"] is None else c["energy_wh"] / 1000, "kWh", 3),
+                       _fmt(c["power_w"], "W"), _fmt(c["current_a"], "A", 1), _fmt(c["voltage_v"], "V"),
                        "–" if tx is None else e("%s (tag %s, since %s)" % (
                            tx["id"] if tx["id"] is not None else "not yet confirmed", tx["id_tag"], tx["started"]))))
     out.append("</table>")
@@ -504,14 +521,6 @@ def _reason(reason: str) -> str:
     return "EV" + text[2:] if text.startswith("ev ") else text
 
 
-def _fmt(value, unit: str, digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, list):
-        return " / ".join("–" if v is None else "%.*f" % (digits, v) for v in value) + " " + unit
-    return "%.*f %s" % (digits, value, unit)
-
-
 def _charger_html(station) -> str:
     code = station.charger_error_code
     fault = live.fault_words(code)
@@ -529,8 +538,9 @@ def _card_html(v: dict) -> str:
         ("Status", '<span class="status status-%s" id="status-%d">%s</span>' % (e(v["status"]), v["id"],
                                                                                e(v["status"]))),
         ("Pilot", '<span id="pilot-%d">%s</span>' % (v["id"], e(v["pilot_words"]))),
-        ("Offered", '<span id="offered-%d">%.1f A</span> <span class="muted">— set by %s%s (%s)</span>' % (
-            v["id"], v["offered_current_a"], e(lim["by"]), e(until), e(why))),
+        ("Offered", '<span id="offered-%d">%.1f A</span> <span class="muted">— set by <span id="limit-by-%d">%s'
+                    '</span>%s (%s)</span>' % (v["id"], v["offered_current_a"], v["id"], e(lim["by"]), e(until),
+                                                e(why))),
         ("Power", '<span id="power-%d">%s</span>' % (v["id"], _fmt(None if v["power_w"] is None
                                                                     else v["power_w"] / 1000, "kW", 2))),
         ("Current", _fmt(v["current_a"], "A", 1)),
