@@ -32,6 +32,7 @@ import time
 from tools import build_deb
 
 SUITE = "bookworm"
+SUITE_PYTHON = "3.11"  # its python3
 _BINFMT = "/proc/sys/fs/binfmt_misc"
 _QEMU = {"arm64": "aarch64", "armhf": "arm"}
 CONFIG = """[station]
@@ -167,8 +168,8 @@ def check(arch: str, *, deb: str | None = None, tree: str | None = None, keep: b
     try:
         t0 = time.monotonic()
         if deb is None:
-            say("building the package for %s (Python 3.11, %s's)" % (arch, SUITE))
-            deb = build_deb.build_deb(os.path.join(work, "out"), arch=arch, pythons=("3.11",),
+            say("building the package for %s (Python %s, %s's)" % (arch, SUITE_PYTHON, SUITE))
+            deb = build_deb.build_deb(os.path.join(work, "out"), arch=arch, pythons=(SUITE_PYTHON,),
                                       say=lambda line: None)
             times["build .deb"] = time.monotonic() - t0
         if tree is None or not os.path.isfile(os.path.join(tree, "usr/bin/python3")):
