@@ -23,7 +23,9 @@
 
 ``--wear-minutes M`` measures, before the power cut, what the card's partitions are written,
 idle for M minutes and charging (the session cut in step 6) for M more: the SD-card wear
-figures of docs/raspberry-pi.md.
+figures of docs/raspberry-pi.md. ``--page-seconds S`` measures the web page on the guest with
+tools/page_watch.py (a headless Chromium here, through an SSH tunnel): bytes per view and the
+agent service's CPU over S seconds watched and S not, during a session.
 
 Prints each step with seconds since QEMU started; the guest's console goes to
 ``--console`` (default: in the work directory, shown on failure). Exit 1 with the reason.
@@ -119,11 +121,14 @@ class Guest:
     def since(self) -> float:
         return time.monotonic() - self.started
 
-    def ssh(self, command: str, timeout_s: float = 60) -> str:
-        argv = ["ssh", "-i", self.key, "-p", str(self.ssh_port), "-o", "BatchMode=yes",
+    def ssh_argv(self, *args) -> list:
+        return ["ssh", "-i", self.key, "-p", str(self.ssh_port), "-o", "BatchMode=yes",
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "-o", "ConnectTimeout=20", "root@127.0.0.1", command]
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s)
+                "-o", "ConnectTimeout=20"] + list(args) + ["root@127.0.0.1"]
+
+    def ssh(self, command: str, timeout_s: float = 60) -> str:
+        done = subprocess.run(self.ssh_argv() + [command], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout_s)
         if done.returncode != 0:
             raise CheckError("ssh %r: exit %d: %s" % (command, done.returncode, done.stderr.strip()))
         return done.stdout.strip()
@@ -314,6 +319,37 @@ class Proof:
         if stop.get("reason") != "PowerLoss" or len(starts) != 1:
             raise CheckError("after the power cut: StopTransaction %s, %d StartTransaction" % (stop, len(starts)))
 
+    async def page_cpu(self, seconds: float) -> dict:
+        """tools/page_watch.py against the guest's page (through an SSH tunnel: the page stays on
+        the guest's loopback): bytes per view, and the agent service's CPU (its cgroup's, as
+        the guest counts it) with a headless Chromium here watching the live view and without."""
+        from tools import page_watch
+
+        port = _free_port()
+        tunnel = subprocess.Popen(self.guest.ssh_argv("-N", "-L", "127.0.0.1:%d:127.0.0.1:8080" % port),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(60):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    await asyncio.sleep(1)
+
+            def cpu() -> float:
+                usage = self.guest.ssh("grep usage_usec /sys/fs/cgroup/system.slice/ocpp-agent.service/cpu.stat")
+                return int(usage.split()[1]) / 1e6
+
+            result = await asyncio.to_thread(page_watch.measure, "http://127.0.0.1:%d/" % port, None, seconds,
+                                             cpu=cpu)
+        finally:
+            tunnel.terminate()
+            tunnel.wait(10)
+        self.line("page: %s; live view %.0f B/s pushed; agent CPU %.2f %% watched, %.2f %% not" % (
+            ", ".join("%s %.1f kB" % (v or "/", n / 1000) for v, n in result["views"].items()),
+            result["pushed_bytes_per_s"], 100 * result["cpu_with_browser"], 100 * result["cpu_without_browser"]))
+        return result
+
     async def power_off(self) -> None:
         await self.ssh("systemctl --no-block poweroff")
         code = await asyncio.to_thread(self.guest.stop, 180)
@@ -353,7 +389,7 @@ def update_bundle(out_dir: str, version: str, python: str, say) -> tuple:
 
 
 async def prove(image: str, work: str, console: str, timeout_s: float, say, memory_mib: int = 1024,
-                cpus: int = 2, wear_minutes: float = 0, update: bool = True) -> dict:
+                cpus: int = 2, wear_minutes: float = 0, update: bool = True, page_seconds: float = 0) -> dict:
     from tools.csms import TestCentralSystem
 
     copy = os.path.join(work, "card.img")
@@ -384,6 +420,10 @@ async def prove(image: str, work: str, console: str, timeout_s: float, say, memo
             await proof.update(served, files.server_address[1])
         if wear_minutes > 0:
             proof.figures["wear"] = await measure_wear(guest, proof.h, wear_minutes, say)
+        if page_seconds > 0:
+            if not [m for m in proof.h.messages if m.action == "StartTransaction"]:
+                await start_session(guest, proof.h)  # the live view with a session charging
+            proof.figures["page"] = await proof.page_cpu(page_seconds)
         await proof.power_cut()
         await proof.power_off()
         return proof.figures
@@ -404,6 +444,8 @@ def main(argv=None) -> int:
     p.add_argument("--memory", type=int, default=1024, help="the guest's memory, MiB")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--no-update", action="store_true", help="skip the update from the central system")
+    p.add_argument("--page-seconds", type=float, default=0,
+                   help="also measure the web page in the guest (tools/page_watch.py): CPU windows this long")
     p.add_argument("--wear-minutes", type=float, default=0,
                    help="also measure what is written to the card, idle and charging, for this long each")
     args = p.parse_args(argv)
@@ -417,7 +459,7 @@ def main(argv=None) -> int:
     try:
         figures = asyncio.run(prove(os.path.abspath(args.image), work, console, args.timeout, print,
                                     args.memory, args.cpus, args.wear_minutes,
-                                    not args.no_update))
+                                    not args.no_update, args.page_seconds))
     except (CheckError, subprocess.CalledProcessError, TimeoutError) as e:
         print("error: %s" % e, file=sys.stderr)
         if os.path.exists(console):

@@ -53,14 +53,19 @@ def with_password(url: str, password: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def window(pid: int, seconds: float) -> float:
-    """The agent's CPU share over ``seconds``."""
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+def window(cpu, seconds: float) -> float:
+    """The agent's CPU share over ``seconds`` (``cpu()``: its CPU seconds so far)."""
+    cpu0, t0 = cpu(), time.monotonic()
     time.sleep(seconds)
-    return (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    return (cpu() - cpu0) / (time.monotonic() - t0)
 
 
-def measure(url: str, pid: int, seconds: float, password: str = "") -> dict:
+def measure(url: str, pid: int | None, seconds: float, password: str = "", cpu=None) -> dict:
+    """The figures; the agent's CPU is process ``pid``'s here, or what ``cpu()`` returns (CPU
+    seconds so far: an agent on another machine, e.g. tools/boot_image.py's guest)."""
+    if cpu is None:
+        def cpu() -> float:
+            return cpu_seconds(pid)
     base = with_password(url if url.endswith("/") else url + "/", password)
     driver = chrome()
     try:
@@ -69,11 +74,11 @@ def measure(url: str, pid: int, seconds: float, password: str = "") -> dict:
             driver.get(base + view)
             out["views"]["/" + view] = int(driver.execute_script(WEIGHT_JS))
         driver.get("about:blank")
-        out["cpu_without_browser"] = window(pid, seconds)
+        out["cpu_without_browser"] = window(cpu, seconds)
         driver.get(base)
         pushed0 = int(driver.execute_script("return Number(document.body.dataset.pushed || 0);"))
         t0 = time.monotonic()
-        out["cpu_with_browser"] = window(pid, seconds)
+        out["cpu_with_browser"] = window(cpu, seconds)
         pushed = int(driver.execute_script("return Number(document.body.dataset.pushed || 0);")) - pushed0
         out["pushed_bytes_per_s"] = pushed / (time.monotonic() - t0)  # the events' data (page.js counts it)
         out["seconds"] = seconds
