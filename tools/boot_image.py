@@ -134,9 +134,7 @@ class Guest:
         return done.stdout.strip()
 
     def password_login_refused(self) -> bool:
-        argv = ["ssh", "-p", str(self.ssh_port), "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "root@127.0.0.1", "true"]
+        argv = self.ssh_argv("-o", "PubkeyAuthentication=no") + ["true"]
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
         return done.returncode == 255 and "Permission denied" in done.stderr
 

@@ -103,9 +103,10 @@ def test_the_unit_is_a_notify_service_with_a_watchdog_and_verifies(tmp_path):
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 
 
-def _tree_cache() -> str:
+def tree_cache(arch: str = ARCH) -> str:
+    """Where the Debian tree for ``arch`` is kept between runs: in the venv ("" outside one)."""
     if sys.prefix != sys.base_prefix:
-        return os.path.join(sys.prefix, ".cache", "ocpp-agent-deb-tree-%s" % ARCH)
+        return os.path.join(sys.prefix, ".cache", "ocpp-agent-deb-tree-%s" % arch)
     return ""
 
 
@@ -114,7 +115,7 @@ def test_it_installs_into_a_debian_tree_runs_a_session_and_removes_and_purges_cl
     need(os.geteuid() == 0, "needs root (chroot)")
     missing = check_deb.missing_tools(ARCH)
     need(not missing, "missing: %s" % ", ".join(missing))
-    tree = _tree_cache() or str(tmp_path / "tree")
+    tree = tree_cache() or str(tmp_path / "tree")
     t0 = time.monotonic()
     times = check_deb.check(ARCH, deb=deb, tree=tree, say=lambda line: None)
     TIMINGS.update(times)

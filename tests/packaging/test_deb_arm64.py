@@ -9,16 +9,14 @@ Needs root, mmdebstrap, qemu-user-static (binfmt_misc); skipped without them, ex
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.packaging.test_deb import need
+from tests.packaging.test_deb import need, tree_cache
 from tools import build_deb, check_deb
 
 ARCH = "arm64"
-PY = "%d.%d" % sys.version_info[:2]
 
 
 @pytest.mark.timeout_s(1800)
@@ -28,8 +26,7 @@ def test_the_arm64_package_installs_and_runs_a_session_under_qemu_user(tmp_path)
     need(not missing, "missing: %s" % ", ".join(missing))
     if build_deb.host_arch() == ARCH:
         pytest.skip("this machine is arm64: tests/packaging/test_deb.py covers it natively")
-    tree = (os.path.join(sys.prefix, ".cache", "ocpp-agent-deb-tree-%s" % ARCH) if sys.prefix != sys.base_prefix
-            else str(tmp_path / "tree"))
+    tree = tree_cache(ARCH) or str(tmp_path / "tree")
     # the tree's python3 is bookworm's 3.11: the package carries that Python's bundle
     deb = build_deb.build_deb(str(tmp_path / "deb"), arch=ARCH, pythons=(check_deb.SUITE_PYTHON,),
                               say=lambda line: None)

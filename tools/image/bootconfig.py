@@ -179,10 +179,8 @@ class BootConfig:
         write_private(os.path.join(self.data, WIFI_FILE), wpa_supplicant_conf(wifi))
 
     def _apply_ssh(self, ssh: dict) -> None:
-        keys = authorized_keys(ssh)
-        write_private(os.path.join(self.data, SSH_KEYS_FILE), keys)
-        if keys and self.system:
-            self._ssh_host_keys()
+        # the host keys are made by start_services, which runs next at every boot
+        write_private(os.path.join(self.data, SSH_KEYS_FILE), authorized_keys(ssh))
 
     def _report(self, applied: list, problems: list) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
